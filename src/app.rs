@@ -1,0 +1,66 @@
+//! The Leptos application: the HTML shell and the page at `/`.
+//!
+//! This is the minimal hydrated shell of the foundation; the live dashboard builds on it.
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document around the application, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser, after hydration: tests wait for this marker.
+    let (hydrated, set_hydrated) = signal(false);
+    Effect::new(move |_| set_hydrated.set(true));
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/sluice.css"/>
+        <Title text="sluice"/>
+        <Router>
+            <main data-testid="app" data-hydrated=move || hydrated.get().to_string()>
+                <Routes fallback=|| view! { <p>"Not found."</p> }>
+                    <Route path=path!("/") view=Home/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+#[component]
+fn Home() -> impl IntoView {
+    view! {
+        <header class="masthead">
+            <h1>"sluice"</h1>
+            <p class="tagline">"Priority, rate-limited batch ingestion."</p>
+        </header>
+        <section class="card">
+            <h2>"API"</h2>
+            <ul class="routes">
+                <li><code>"POST /ingest"</code>" "<span>"submit IDs with a priority"</span></li>
+                <li><code>"GET /status/{ingestion_id}"</code>" "<span>"follow an ingestion's batches"</span></li>
+            </ul>
+        </section>
+    }
+}

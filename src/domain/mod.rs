@@ -1,0 +1,17 @@
+//! The vocabulary shared by server and browser: requests, statuses, views, errors.
+//!
+//! Everything here is wasm-safe (serde, fixed-width integers, no I/O), so the dashboard
+//! and the server agree on every shape and every validation rule by construction.
+
+mod error;
+mod request;
+mod status;
+mod time;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use request::{
+    IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError,
+    RequestErrorKind, MAX_ID, MIN_ID,
+};
+pub use status::{BatchStatus, BatchView, IdResult, IngestionStatus, IngestionView};
+pub use time::Timestamp;

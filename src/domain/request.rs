@@ -1,0 +1,363 @@
+//! An ingestion request: its wire form, and the one place where raw input becomes a
+//! validated [`NewIngestion`]. JSON routes, server functions and the dashboard's form all
+//! go through [`NewIngestion::parse_json`] or [`NewIngestion::parse`], so the rules cannot drift.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Smallest accepted ID.
+pub const MIN_ID: u64 = 1;
+/// Largest accepted ID (10^9 + 7).
+pub const MAX_ID: u64 = 1_000_000_007;
+
+/// Dispatch priority. The derived order is dispatch order: `High < Medium < Low`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Priority {
+    High,
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Medium, Priority::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "HIGH",
+            Priority::Medium => "MEDIUM",
+            Priority::Low => "LOW",
+        }
+    }
+
+    /// Exact, case-sensitive match of the wire name.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// 0 for HIGH, 1 for MEDIUM, 2 for LOW: sorts ascending in dispatch order.
+    pub fn rank(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_rank(rank: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.rank() == rank)
+    }
+}
+
+/// What a well-behaved client sends to `POST /ingest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestRequest {
+    pub ids: Vec<u64>,
+    pub priority: Priority,
+}
+
+/// The answer to an accepted ingestion.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestResponse {
+    pub ingestion_id: Uuid,
+}
+
+/// Limits that are configuration rather than rules of the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_ids: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_ids: 100_000 }
+    }
+}
+
+/// Why a request was refused. `kind()` says which family it belongs to; the HTTP layer maps
+/// families to status codes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body must be a JSON object with \"ids\" and \"priority\"")]
+    NotAnObject,
+    #[error("\"{0}\" is required")]
+    MissingField(&'static str),
+    #[error("\"ids\" must be an array of integers")]
+    IdsNotAnArray,
+    #[error("\"ids\" must not be empty")]
+    EmptyIds,
+    #[error("ids[{index}]: {value} is not an integer")]
+    IdNotAnInteger { index: usize, value: String },
+    #[error("ids[{index}]: {value} is out of range {MIN_ID}..={MAX_ID}")]
+    IdOutOfRange { index: usize, value: String },
+    #[error("{count} ids in one request; the limit is {max}")]
+    TooManyIds { count: usize, max: usize },
+    #[error("\"priority\" must be one of \"HIGH\", \"MEDIUM\", \"LOW\"; got {0}")]
+    InvalidPriority(String),
+}
+
+/// Families of [`RequestError`], one per response status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestErrorKind {
+    /// Not JSON at all (400).
+    Malformed,
+    /// JSON that breaks a rule (422).
+    Invalid,
+    /// More than the configured limit (413).
+    TooLarge,
+}
+
+impl RequestError {
+    /// Stable machine-readable code for the error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::MalformedJson(_) => "malformed_json",
+            RequestError::NotAnObject => "invalid_body",
+            RequestError::MissingField(_) => "missing_field",
+            RequestError::IdsNotAnArray => "invalid_ids",
+            RequestError::EmptyIds => "empty_ids",
+            RequestError::IdNotAnInteger { .. } | RequestError::IdOutOfRange { .. } => {
+                "invalid_id"
+            }
+            RequestError::TooManyIds { .. } => "too_many_ids",
+            RequestError::InvalidPriority(_) => "invalid_priority",
+        }
+    }
+
+    pub fn kind(&self) -> RequestErrorKind {
+        match self {
+            RequestError::MalformedJson(_) => RequestErrorKind::Malformed,
+            RequestError::TooManyIds { .. } => RequestErrorKind::TooLarge,
+            _ => RequestErrorKind::Invalid,
+        }
+    }
+}
+
+/// A request that passed every rule: non-empty, within limits, every ID in range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewIngestion {
+    ids: Vec<u64>,
+    priority: Priority,
+}
+
+impl NewIngestion {
+    /// Parse a raw `POST /ingest` body. JSON that is not JSON is `MalformedJson`; everything
+    /// else is checked field by field with a message naming the offending element.
+    pub fn parse_json(body: &[u8], limits: Limits) -> Result<Self, RequestError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+        let Value::Object(mut fields) = value else {
+            return Err(RequestError::NotAnObject);
+        };
+        let ids = match fields.remove("ids") {
+            None | Some(Value::Null) => return Err(RequestError::MissingField("ids")),
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(RequestError::IdsNotAnArray),
+        };
+        check_count(ids.len(), limits)?;
+        let ids = ids
+            .iter()
+            .enumerate()
+            .map(|(index, item)| parse_id(index, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        let priority = match fields.remove("priority") {
+            None | Some(Value::Null) => return Err(RequestError::MissingField("priority")),
+            Some(Value::String(s)) => {
+                Priority::from_wire(&s).ok_or(RequestError::InvalidPriority(format!("{s:?}")))?
+            }
+            Some(other) => return Err(RequestError::InvalidPriority(other.to_string())),
+        };
+        Ok(Self { ids, priority })
+    }
+
+    /// Check an already-typed request (server functions, the dashboard's form).
+    pub fn parse(request: IngestRequest, limits: Limits) -> Result<Self, RequestError> {
+        check_count(request.ids.len(), limits)?;
+        for (index, &id) in request.ids.iter().enumerate() {
+            check_range(index, id)?;
+        }
+        Ok(Self {
+            ids: request.ids,
+            priority: request.priority,
+        })
+    }
+
+    pub fn ids(&self) -> &[u64] {
+        &self.ids
+    }
+
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The IDs split in order into batches of at most `batch_size` (SPEC §2):
+    /// `[1,2,3,4,5]` with size 3 gives `[1,2,3]`, `[4,5]`.
+    pub fn batches(&self, batch_size: usize) -> impl Iterator<Item = &[u64]> {
+        self.ids.chunks(batch_size.max(1))
+    }
+}
+
+fn check_count(count: usize, limits: Limits) -> Result<(), RequestError> {
+    if count == 0 {
+        return Err(RequestError::EmptyIds);
+    }
+    if count > limits.max_ids {
+        return Err(RequestError::TooManyIds {
+            count,
+            max: limits.max_ids,
+        });
+    }
+    Ok(())
+}
+
+fn check_range(index: usize, id: u64) -> Result<u64, RequestError> {
+    if (MIN_ID..=MAX_ID).contains(&id) {
+        Ok(id)
+    } else {
+        Err(RequestError::IdOutOfRange {
+            index,
+            value: id.to_string(),
+        })
+    }
+}
+
+fn parse_id(index: usize, item: &Value) -> Result<u64, RequestError> {
+    let Value::Number(n) = item else {
+        // Strings ("7"), booleans and null are refused even when they look like numbers.
+        return Err(RequestError::IdNotAnInteger {
+            index,
+            value: item.to_string(),
+        });
+    };
+    if let Some(id) = n.as_u64() {
+        check_range(index, id)
+    } else if n.is_i64() {
+        Err(RequestError::IdOutOfRange {
+            index,
+            value: n.to_string(),
+        })
+    } else {
+        // Anything written with a fraction or exponent (2.0, 1.5, 1e3) or too big for u64.
+        Err(RequestError::IdNotAnInteger {
+            index,
+            value: n.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<NewIngestion, RequestError> {
+        NewIngestion::parse_json(body.as_bytes(), Limits { max_ids: 5 })
+    }
+
+    #[test]
+    fn a_valid_request_keeps_ids_in_order_with_duplicates() {
+        let ok = parse(r#"{"ids": [3, 1, 3, 1000000007], "priority": "HIGH"}"#).unwrap();
+        assert_eq!(ok.ids(), &[3, 1, 3, 1_000_000_007]);
+        assert_eq!(ok.priority(), Priority::High);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        assert!(parse(r#"{"ids": [1], "priority": "LOW", "note": "x"}"#).is_ok());
+    }
+
+    #[test]
+    fn every_rule_breaking_request_is_refused_with_its_code() {
+        let cases = [
+            (r#"{"ids": [1], "priority": "HIGH""#, "malformed_json"),
+            ("", "malformed_json"),
+            ("[1,2]", "invalid_body"),
+            (r#"{"priority": "HIGH"}"#, "missing_field"),
+            (r#"{"ids": [1]}"#, "missing_field"),
+            (r#"{"ids": null, "priority": "HIGH"}"#, "missing_field"),
+            (r#"{"ids": "1,2", "priority": "HIGH"}"#, "invalid_ids"),
+            (r#"{"ids": [], "priority": "HIGH"}"#, "empty_ids"),
+            (r#"{"ids": ["7"], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [2.0], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [1.5], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [1e3], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [true], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [null], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [0], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [-1], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [1000000008], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [18446744073709551616], "priority": "HIGH"}"#, "invalid_id"),
+            (r#"{"ids": [1,2,3,4,5,6], "priority": "HIGH"}"#, "too_many_ids"),
+            (r#"{"ids": [1], "priority": "high"}"#, "invalid_priority"),
+            (r#"{"ids": [1], "priority": "URGENT"}"#, "invalid_priority"),
+            (r#"{"ids": [1], "priority": 1}"#, "invalid_priority"),
+        ];
+        for (body, code) in cases {
+            let err = parse(body).expect_err(body);
+            assert_eq!(err.code(), code, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_error_message_names_the_offending_element() {
+        let err = parse(r#"{"ids": [1, 2, 3, 1000000008], "priority": "HIGH"}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ids[3]: 1000000008 is out of range 1..=1000000007"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_different_family_from_broken_rules() {
+        assert_eq!(parse("{").unwrap_err().kind(), RequestErrorKind::Malformed);
+        assert_eq!(parse("{}").unwrap_err().kind(), RequestErrorKind::Invalid);
+        assert_eq!(
+            parse(r#"{"ids": [1,2,3,4,5,6], "priority": "LOW"}"#)
+                .unwrap_err()
+                .kind(),
+            RequestErrorKind::TooLarge
+        );
+    }
+
+    #[test]
+    fn typed_requests_follow_the_same_rules() {
+        let limits = Limits { max_ids: 2 };
+        let req = |ids: Vec<u64>| IngestRequest {
+            ids,
+            priority: Priority::Medium,
+        };
+        assert!(NewIngestion::parse(req(vec![1, MAX_ID]), limits).is_ok());
+        assert_eq!(
+            NewIngestion::parse(req(vec![]), limits).unwrap_err(),
+            RequestError::EmptyIds
+        );
+        assert_eq!(
+            NewIngestion::parse(req(vec![0]), limits).unwrap_err().code(),
+            "invalid_id"
+        );
+        assert_eq!(
+            NewIngestion::parse(req(vec![1, 2, 3]), limits)
+                .unwrap_err()
+                .code(),
+            "too_many_ids"
+        );
+    }
+
+    #[test]
+    fn ids_split_in_order_into_batches_that_never_mix_requests() {
+        let ok = parse(r#"{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}"#).unwrap();
+        let batches: Vec<&[u64]> = ok.batches(3).collect();
+        assert_eq!(batches, vec![&[1, 2, 3][..], &[4, 5][..]]);
+        assert_eq!(ok.batches(5).count(), 1);
+        assert_eq!(ok.batches(1).count(), 5);
+    }
+
+    #[test]
+    fn priorities_sort_in_dispatch_order() {
+        let mut ps = vec![Priority::Low, Priority::High, Priority::Medium];
+        ps.sort();
+        assert_eq!(ps, Priority::ALL);
+        for p in Priority::ALL {
+            assert_eq!(Priority::from_rank(p.rank()), Some(p));
+            assert_eq!(Priority::from_wire(p.as_str()), Some(p));
+        }
+    }
+}

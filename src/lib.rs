@@ -1,0 +1,31 @@
+//! sluice: a priority, rate-limited batch ingestion service with a live dashboard.
+//!
+//! Clients submit lists of IDs with a priority; sluice splits them into batches and hands one
+//! batch at a time to a downstream processor at a fixed global rate, highest priority first.
+//!
+//! # Layout
+//!
+//! - [`domain`]: wire types and validation shared by server and browser (wasm-safe).
+//! - [`app`]: the Leptos application (server-rendered, hydrated in the browser).
+//! - `server` (feature `ssr`): everything that runs only on the server:
+//!   - `server::config`: command line and environment, validated at start;
+//!   - `server::store`: the `Store` trait and its SQLite backend (knows no HTTP);
+//!   - `server::scheduler`: the dispatch loop (knows no HTTP, no SQL);
+//!   - `server::processor`: what is done with a dispatched batch;
+//!   - `server::service`: the one entry point for every rule, used by all routes;
+//!   - `server::http`: JSON routes and their error mapping;
+//!   - `server::application`: wiring, listening, graceful shutdown.
+
+pub mod app;
+pub mod domain;
+
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Browser entry point: attach the server-rendered page to the wasm application.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,178 @@
+//! Wiring: open the store, start the scheduler, build the router, listen, shut down cleanly.
+
+use crate::app::{shell, App};
+use crate::domain::Limits;
+use crate::server::{
+    clock::Clock,
+    config::Settings,
+    http::{self, ApiState},
+    processor::SimulatedProcessor,
+    scheduler::{Scheduler, SchedulerConfig},
+    service::Service,
+    shutdown::{self, Shutdown, ShutdownTrigger},
+    store::{self, DynStore},
+};
+use anyhow::Context;
+use axum::Router;
+use leptos::prelude::*;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::{future::Future, net::SocketAddr, sync::Arc};
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+
+/// A bound, ready-to-run sluice server. Tests bind port 0 and read `local_addr()`.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    service: Service,
+    scheduler: JoinHandle<()>,
+    trigger: ShutdownTrigger,
+    shutdown: Shutdown,
+}
+
+/// The core without HTTP: a service and its running scheduler over one store.
+pub struct Core {
+    pub service: Service,
+    pub scheduler: JoinHandle<()>,
+}
+
+impl Core {
+    /// Start the scheduler over `store` and return the service that feeds it.
+    pub fn start(store: DynStore, settings: &Settings, clock: Clock, shutdown: Shutdown) -> Self {
+        let wake = Arc::new(Notify::new());
+        let service = Service::new(
+            store.clone(),
+            clock,
+            settings.batch_size as usize,
+            Limits {
+                max_ids: settings.max_ids as usize,
+            },
+            wake.clone(),
+        );
+        let scheduler = Scheduler::new(
+            store,
+            Arc::new(SimulatedProcessor::new(*settings.simulated_work)),
+            clock,
+            wake,
+            SchedulerConfig {
+                interval: settings.rate_interval(),
+                lease: *settings.lease,
+                shutdown_grace: *settings.shutdown_grace,
+            },
+        );
+        let scheduler = tokio::spawn(scheduler.run(shutdown));
+        Self { service, scheduler }
+    }
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = store::open(&settings.database_url)
+            .await
+            .with_context(|| format!("opening the store at {}", settings.database_url))?;
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .with_context(|| format!("listening on {}", settings.addr))?;
+        let (trigger, shutdown) = shutdown::channel();
+        let core = Core::start(store, &settings, Clock::system(), shutdown.clone());
+        let router = router(core.service.clone(), &settings, listener.local_addr()?);
+        tracing::info!(
+            addr = %listener.local_addr()?, store = %settings.database_url,
+            interval = %settings.rate_interval, batch_size = settings.batch_size,
+            "sluice is serving"
+        );
+        Ok(Self {
+            listener,
+            router,
+            service: core.service,
+            scheduler: core.scheduler,
+            trigger,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn service(&self) -> &Service {
+        &self.service
+    }
+
+    /// Serve until `signal` completes; then stop accepting requests, let in-flight requests
+    /// and the batch in hand finish (within the configured grace), and return.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            scheduler,
+            trigger,
+            mut shutdown,
+            ..
+        } = self;
+        let trigger = Arc::new(trigger);
+        let on_signal = {
+            let trigger = trigger.clone();
+            async move {
+                signal.await;
+                tracing::info!("shutdown requested");
+                trigger.trigger();
+            }
+        };
+        tokio::spawn(on_signal);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.triggered().await })
+            .await
+            .context("serving HTTP")?;
+        trigger.trigger();
+        scheduler.await.context("scheduler task")?;
+        Ok(())
+    }
+}
+
+fn router(service: Service, settings: &Settings, addr: SocketAddr) -> Router {
+    let mut conf = get_configuration(None)
+        .map(|c| c.leptos_options)
+        .unwrap_or_else(|_| LeptosOptions::builder().output_name("sluice").build());
+    if conf.output_name.is_empty() {
+        conf.output_name = "sluice".into();
+    }
+    conf.site_root = settings.site_root.to_string_lossy().as_ref().into();
+    conf.site_addr = addr;
+    let routes = generate_route_list(App);
+    let api = http::router(ApiState {
+        service,
+        max_body_bytes: settings.max_body_bytes as usize,
+    });
+    Router::new()
+        .merge(api)
+        .leptos_routes(&conf, routes, {
+            let conf = conf.clone();
+            move || shell(conf.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler(shell))
+        .with_state(conf)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

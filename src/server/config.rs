@@ -1,0 +1,202 @@
+//! Configuration: every setting has a flag and an environment variable (flags win), and is
+//! validated before anything starts, with a message that names the setting.
+
+use clap::{Args, Parser, Subcommand};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Priority, rate-limited batch ingestion service with a live dashboard",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings for `serve`, which is what runs when no subcommand is given.
+    #[command(flatten)]
+    pub serve: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the JSON API and the dashboard (the default).
+    Serve(Settings),
+}
+
+impl Cli {
+    pub fn into_settings(self) -> Settings {
+        match self.command {
+            Some(Command::Serve(settings)) => settings,
+            None => self.serve,
+        }
+    }
+}
+
+/// The validated settings of a running server.
+#[derive(Clone, Debug, Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Where state is kept: `sqlite://path/to/file.db` (created if missing) or
+    /// `sqlite::memory:` for a throw-away store.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/sluice.db",
+        value_parser = parse_database_url
+    )]
+    pub database_url: DatabaseUrl,
+
+    /// IDs per batch (1..=10000).
+    #[arg(long, env = "SLUICE_BATCH_SIZE", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+
+    /// Minimum time between two batch starts, globally (e.g. `250ms`, `5s`, `1m`; 1ms..=1day).
+    #[arg(long, env = "SLUICE_RATE_INTERVAL", default_value = "5s",
+          value_parser = duration_between(Duration::from_millis(1), Duration::from_secs(86_400)))]
+    pub rate_interval: humantime::Duration,
+
+    /// Simulated work per batch by the default processor (`0s`..=`1h`).
+    #[arg(long, env = "SLUICE_SIMULATED_WORK", default_value = "1s",
+          value_parser = duration_between(Duration::ZERO, Duration::from_secs(3_600)))]
+    pub simulated_work: humantime::Duration,
+
+    /// Maximum IDs in one request (1..=10000000).
+    #[arg(long, env = "SLUICE_MAX_IDS", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_ids: u64,
+
+    /// Maximum size of a request body in bytes (1024..=1073741824).
+    #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
+    pub max_body_bytes: u64,
+
+    /// How long a dispatched batch is leased before another dispatcher may take it over;
+    /// renewed while the batch is being processed (100ms..=1h).
+    #[arg(long, env = "SLUICE_LEASE", default_value = "15s",
+          value_parser = duration_between(Duration::from_millis(100), Duration::from_secs(3_600)))]
+    pub lease: humantime::Duration,
+
+    /// On SIGTERM/Ctrl-C, how long the batch in hand may take to finish before the process
+    /// exits anyway (the batch is then dispatched again on the next start).
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "10s",
+          value_parser = duration_between(Duration::ZERO, Duration::from_secs(3_600)))]
+    pub shutdown_grace: humantime::Duration,
+
+    /// Directory holding the built dashboard (`cargo leptos build` writes `target/site`).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+}
+
+/// A store location, parsed from `DATABASE_URL`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    SqliteFile(PathBuf),
+    SqliteMemory,
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::SqliteMemory => f.write_str("sqlite::memory:"),
+        }
+    }
+}
+
+pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
+    if raw == "sqlite::memory:" || raw == "sqlite://:memory:" {
+        return Ok(DatabaseUrl::SqliteMemory);
+    }
+    if let Some(rest) = raw.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split('?').next().unwrap_or_default();
+        if path.is_empty() {
+            return Err("a sqlite URL needs a file path, e.g. sqlite://data/sluice.db".into());
+        }
+        return Ok(DatabaseUrl::SqliteFile(PathBuf::from(path)));
+    }
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        return Err("PostgreSQL is not supported by this build yet; use a sqlite:// URL".into());
+    }
+    Err(format!(
+        "unsupported database URL {raw:?}: expected sqlite://PATH or sqlite::memory:"
+    ))
+}
+
+fn duration_between(
+    min: Duration,
+    max: Duration,
+) -> impl Fn(&str) -> Result<humantime::Duration, String> + Clone + Send + Sync + 'static {
+    move |raw| {
+        let d: humantime::Duration = raw
+            .parse()
+            .map_err(|e| format!("{e} (examples: 250ms, 5s, 1m)"))?;
+        if *d < min || *d > max {
+            return Err(format!(
+                "must be between {} and {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ));
+        }
+        Ok(d)
+    }
+}
+
+impl Settings {
+    /// The defaults of every setting, as `sluice` with no flags and no environment would run.
+    pub fn defaults() -> Self {
+        Cli::parse_from(["sluice"]).into_settings()
+    }
+
+    pub fn rate_interval(&self) -> Duration {
+        *self.rate_interval
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn database_urls_select_a_backend() {
+        assert_eq!(
+            parse_database_url("sqlite://data/sluice.db"),
+            Ok(DatabaseUrl::SqliteFile("data/sluice.db".into()))
+        );
+        assert_eq!(
+            parse_database_url("sqlite:///var/lib/sluice.db?mode=rwc"),
+            Ok(DatabaseUrl::SqliteFile("/var/lib/sluice.db".into()))
+        );
+        assert_eq!(parse_database_url("sqlite::memory:"), Ok(DatabaseUrl::SqliteMemory));
+        assert!(parse_database_url("mysql://x").is_err());
+        assert!(parse_database_url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn flags_win_and_bad_values_are_refused_with_the_setting_named() {
+        let s = Cli::try_parse_from(["sluice", "serve", "--rate-interval", "250ms", "--batch-size", "7"])
+            .unwrap()
+            .into_settings();
+        assert_eq!(s.rate_interval(), Duration::from_millis(250));
+        assert_eq!(s.batch_size, 7);
+
+        let err = Cli::try_parse_from(["sluice", "--batch-size", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--batch-size"), "{err}");
+        let err = Cli::try_parse_from(["sluice", "--rate-interval", "0s"]).unwrap_err().to_string();
+        assert!(err.contains("--rate-interval") && err.contains("between"), "{err}");
+        let err = Cli::try_parse_from(["sluice", "--rate-interval", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("--rate-interval"), "{err}");
+    }
+}

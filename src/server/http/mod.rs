@@ -1,0 +1,31 @@
+//! The JSON routes. Handlers only translate HTTP to service calls and back; every rule lives
+//! in the service and the domain.
+
+mod error;
+mod ingest;
+mod status;
+
+pub use error::ApiError;
+
+use crate::server::service::Service;
+use axum::{extract::DefaultBodyLimit, routing::{get, post}, Router};
+
+/// State shared by the JSON handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub service: Service,
+    pub max_body_bytes: usize,
+}
+
+/// `POST /ingest` and `GET /status/{ingestion_id}`, with the body limit and JSON 405s.
+pub fn router<S>(state: ApiState) -> Router<S> {
+    let body_limit = state.max_body_bytes;
+    Router::new()
+        .route(
+            "/ingest",
+            post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/status/{ingestion_id}", get(status::status))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+}

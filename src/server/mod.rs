@@ -1,0 +1,12 @@
+//! Everything that runs only on the server (feature `ssr`).
+
+pub mod application;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod processor;
+pub mod scheduler;
+pub mod service;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

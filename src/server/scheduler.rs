@@ -1,0 +1,161 @@
+//! The dispatch loop: one batch at a time, in dispatch order, starts at least `interval` apart.
+//!
+//! The rules live in one place, the store's atomic `claim_next` (slot check, in-flight check,
+//! ordered pick, slot advance). This loop only decides *when to ask*: at once when woken by new
+//! work, at the slot the store names, or when a foreign lease may have run out. It never
+//! "catches up": each start is a fresh claim gated by the durable last start, so a stall is
+//! followed by one start, then the normal spacing (no `MissedTickBehavior::Burst`).
+//!
+//! It knows no HTTP and no SQL: it talks to a [`Store`](crate::server::store::Store) and a
+//! [`Processor`].
+
+use crate::server::{
+    clock::Clock,
+    processor::Processor,
+    shutdown::Shutdown,
+    store::{Claim, ClaimedBatch, Completion, DynStore},
+};
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::Notify, time::sleep_until};
+
+/// How long to wait before asking the store again after it failed.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulerConfig {
+    pub interval: Duration,
+    pub lease: Duration,
+    /// On shutdown, how long the batch in hand may still take.
+    pub shutdown_grace: Duration,
+}
+
+pub struct Scheduler {
+    store: DynStore,
+    processor: Arc<dyn Processor>,
+    clock: Clock,
+    wake: Arc<Notify>,
+    config: SchedulerConfig,
+}
+
+impl Scheduler {
+    /// `wake` is notified whenever new work is stored.
+    pub fn new(
+        store: DynStore,
+        processor: Arc<dyn Processor>,
+        clock: Clock,
+        wake: Arc<Notify>,
+        config: SchedulerConfig,
+    ) -> Self {
+        Self {
+            store,
+            processor,
+            clock,
+            wake,
+            config,
+        }
+    }
+
+    /// Dispatch until `shutdown` fires; then let the batch in hand finish within the grace.
+    pub async fn run(self, mut shutdown: Shutdown) {
+        match self.store.recover_abandoned().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(batches = n, "re-dispatching batches left in flight by a previous run"),
+            Err(e) => tracing::error!(error = %e, "could not recover abandoned batches"),
+        }
+        while !shutdown.is_triggered() {
+            let claim = self
+                .store
+                .claim_next(self.clock.now(), self.config.interval, self.config.lease)
+                .await;
+            let wait_until = match claim {
+                Ok(Claim::Claimed(batch)) => {
+                    self.dispatch(batch, &mut shutdown).await;
+                    continue;
+                }
+                Ok(Claim::NotBefore(slot)) => Some(self.clock.instant_at(slot)),
+                Ok(Claim::InFlight(lease_until)) => Some(self.clock.instant_at(lease_until)),
+                Ok(Claim::Idle) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming the next batch failed; retrying");
+                    Some(tokio::time::Instant::now() + STORE_RETRY)
+                }
+            };
+            let woken = self.wake.notified();
+            tokio::select! {
+                _ = shutdown.triggered() => break,
+                _ = woken, if wait_until.is_none() => {}
+                _ = sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if wait_until.is_some() => {}
+            }
+        }
+        tracing::info!("scheduler stopped");
+    }
+
+    /// Process one claimed batch, renewing its lease, and record the outcome.
+    async fn dispatch(&self, batch: ClaimedBatch, shutdown: &mut Shutdown) {
+        tracing::info!(
+            batch = %batch.batch_id, ingestion = %batch.ingestion_id,
+            priority = batch.priority.as_str(), attempt = batch.attempt, "batch triggered"
+        );
+        let work = self.process_with_lease(&batch);
+        tokio::pin!(work);
+        let results = tokio::select! {
+            results = &mut work => results,
+            _ = shutdown.triggered() => {
+                tracing::info!(grace = ?self.config.shutdown_grace, "shutting down: letting the batch in hand finish");
+                match tokio::time::timeout(self.config.shutdown_grace, &mut work).await {
+                    Ok(results) => results,
+                    Err(_) => {
+                        tracing::warn!(batch = %batch.batch_id, "batch did not finish within the grace; it will be dispatched again on the next start");
+                        return;
+                    }
+                }
+            }
+        };
+        loop {
+            match self
+                .store
+                .complete(batch.batch_id, batch.attempt, self.clock.now(), results.clone())
+                .await
+            {
+                Ok(Completion::Completed) => {
+                    tracing::info!(batch = %batch.batch_id, "batch completed");
+                    return;
+                }
+                Ok(Completion::Fenced) => {
+                    tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, "completion rejected: the batch was taken over");
+                    return;
+                }
+                Err(e) if !shutdown.is_triggered() => {
+                    tracing::error!(error = %e, batch = %batch.batch_id, "recording completion failed; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, batch = %batch.batch_id, "recording completion failed during shutdown");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Run the processor while renewing the lease at a third of its length.
+    async fn process_with_lease(&self, batch: &ClaimedBatch) -> Vec<crate::domain::IdResult> {
+        let every = self.config.lease / 3;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let work = self.processor.process(batch);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                results = &mut work => return results,
+                _ = renew.tick() => {
+                    let until = self.clock.now().add(self.config.lease);
+                    match self.store.renew_lease(batch.batch_id, batch.attempt, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(batch = %batch.batch_id, "lease lost: another dispatcher took the batch over"),
+                        Err(e) => tracing::error!(error = %e, batch = %batch.batch_id, "renewing the lease failed"),
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The `Store` contract: durable ingestions, batches and the global dispatch slot.
+//!
+//! The store knows nothing of HTTP or of the scheduler's loop. Claiming and completing are
+//! single atomic operations, the way job queues do them: `claim_next` checks the rate slot,
+//! refuses while another batch holds a live lease, picks the first waiting batch in dispatch
+//! order (priority, ingestion acceptance order, position), marks it triggered with a fresh
+//! lease and fencing token, and advances the slot, all in one transaction. Each backend keeps
+//! its row types private; only the records below cross this boundary.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::domain::{BatchStatus, IdResult, Priority, Timestamp};
+use async_trait::async_trait;
+use std::{sync::Arc, time::Duration};
+use uuid::Uuid;
+
+/// A new ingestion with its batches already split, in split order.
+#[derive(Clone, Debug)]
+pub struct NewIngestionRecord {
+    pub id: Uuid,
+    pub priority: Priority,
+    pub created_at: Timestamp,
+    pub batches: Vec<NewBatchRecord>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewBatchRecord {
+    pub id: Uuid,
+    pub ids: Vec<u64>,
+}
+
+/// An ingestion as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestionRecord {
+    pub id: Uuid,
+    pub priority: Priority,
+    pub created_at: Timestamp,
+    pub batches: Vec<BatchRecord>,
+}
+
+/// A batch as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchRecord {
+    pub id: Uuid,
+    pub position: u32,
+    pub ids: Vec<u64>,
+    pub status: BatchStatus,
+    /// How many times the batch has been dispatched; also its fencing token.
+    pub attempt: u32,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub results: Vec<IdResult>,
+}
+
+/// A batch handed to a dispatcher, with what it needs to complete it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedBatch {
+    pub batch_id: Uuid,
+    pub ingestion_id: Uuid,
+    pub priority: Priority,
+    pub position: u32,
+    pub ids: Vec<u64>,
+    /// Fencing token: only a completion carrying the latest attempt is accepted.
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub lease_until: Timestamp,
+}
+
+/// What `claim_next` found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Claim {
+    /// A batch was dispatched now; the slot has moved to its start.
+    Claimed(ClaimedBatch),
+    /// The rate limit holds until this time.
+    NotBefore(Timestamp),
+    /// Another batch is in flight; its lease runs until this time.
+    InFlight(Timestamp),
+    /// Nothing is waiting.
+    Idle,
+}
+
+/// The outcome of `complete`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    Completed,
+    /// The batch was re-dispatched (or finished) under a newer attempt: this result is stale.
+    Fenced,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store migration failed: {0}")]
+    Migration(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Store an ingestion and all its batches, durably, before returning.
+    async fn insert_ingestion(&self, ingestion: NewIngestionRecord) -> Result<(), StoreError>;
+
+    /// An ingestion with its batches in split order, or `None` if unknown.
+    async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError>;
+
+    /// Dispatch the next batch if the rate slot and the in-flight rule allow it (see module doc).
+    async fn claim_next(
+        &self,
+        now: Timestamp,
+        interval: Duration,
+        lease: Duration,
+    ) -> Result<Claim, StoreError>;
+
+    /// Extend the lease of a batch still held under `attempt`; false if it was taken over.
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Record a batch's results and mark it completed, if `attempt` is still current.
+    async fn complete(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        results: Vec<IdResult>,
+    ) -> Result<Completion, StoreError>;
+
+    /// Called once when a dispatcher starts. A backend that only one process can use takes
+    /// over every batch a dead process left triggered, making it claimable at once (ahead of
+    /// newer work of the same priority, by dispatch order); returns how many. A shared backend
+    /// leaves other processes' leases alone.
+    async fn recover_abandoned(&self) -> Result<u64, StoreError>;
+
+    /// When the last batch started, if ever (the durable start of the rate limit).
+    async fn last_start(&self) -> Result<Option<Timestamp>, StoreError>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Open the store a URL names, creating and migrating it if needed.
+pub async fn open(url: &crate::server::config::DatabaseUrl) -> Result<DynStore, StoreError> {
+    use crate::server::config::DatabaseUrl;
+    Ok(match url {
+        DatabaseUrl::SqliteFile(path) => Arc::new(SqliteStore::open_file(path).await?),
+        DatabaseUrl::SqliteMemory => Arc::new(SqliteStore::open_memory().await?),
+    })
+}

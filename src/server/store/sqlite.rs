@@ -1,0 +1,588 @@
+//! SQLite backend: the embedded default.
+//!
+//! - One writer connection behind a *group commit* loop: writes queue up while the previous
+//!   transaction commits, then all of them run in the next transaction (each in its own
+//!   savepoint, so one failing write does not undo the others) and are acknowledged only after
+//!   that one `COMMIT` (one fsync) succeeded. Durable acknowledgement without one fsync per
+//!   request.
+//! - WAL with `synchronous = FULL`: a committed transaction survives kill -9 and power loss.
+//! - A few read-only connections serve reads concurrently with the writer (WAL allows it).
+//! - All SQLite calls run in `spawn_blocking`, which also keeps tokio's paused test clock
+//!   from jumping while the database works.
+//!
+//! `sqlite::memory:` uses one connection for everything (each in-memory connection would be
+//! a separate database).
+
+use super::{
+    BatchRecord, Claim, ClaimedBatch, Completion, IngestionRecord, NewIngestionRecord, Store,
+    StoreError,
+};
+use crate::domain::{BatchStatus, IdResult, Priority, Timestamp};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::{
+    path::Path,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard,
+    },
+    time::Duration,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Migrations in order; `PRAGMA user_version` records how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+
+/// Upper bound on writes grouped into one transaction (bounds the latency of the group).
+const MAX_GROUP: usize = 512;
+const READERS: usize = 4;
+
+const WAITING: i64 = 0;
+const TRIGGERED: i64 = 1;
+const COMPLETED: i64 = 2;
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn WriteJob>;
+
+/// A write queued for the next group transaction.
+trait WriteJob: Send {
+    /// Run inside the group's transaction; say whether it succeeded, and return how to answer
+    /// the caller once the commit's outcome is known.
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply);
+    /// Answer without running (the group's transaction could not begin).
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct Write<T, F> {
+    f: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for Write<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Reply) {
+        let Write { f, reply } = *self;
+        let outcome = f(conn);
+        let ok = outcome.is_ok();
+        (
+            ok,
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send(commit.and(outcome));
+            }),
+        )
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Vec<Arc<Mutex<Connection>>>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) a database file and bring its schema up to date.
+    pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let (writer, readers) = blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let writer = Connection::open(&path).map_err(unavailable)?;
+            writer
+                .execute_batch(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = FULL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA busy_timeout = 5000;",
+                )
+                .map_err(unavailable)?;
+            migrate(&writer)?;
+            let readers = (0..READERS)
+                .map(|_| {
+                    let conn = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(unavailable)?;
+                    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+                        .map_err(unavailable)?;
+                    Ok(Arc::new(Mutex::new(conn)))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok((Arc::new(Mutex::new(writer)), readers))
+        })
+        .await?;
+        Ok(Self::start(writer, readers))
+    }
+
+    /// A throw-away database that lives as long as this store.
+    pub async fn open_memory() -> Result<Self, StoreError> {
+        let writer = blocking(|| {
+            let conn = Connection::open_in_memory().map_err(unavailable)?;
+            conn.execute_batch("PRAGMA foreign_keys = ON;")
+                .map_err(unavailable)?;
+            migrate(&conn)?;
+            Ok(Arc::new(Mutex::new(conn)))
+        })
+        .await?;
+        Ok(Self::start(writer.clone(), vec![writer]))
+    }
+
+    fn start(writer: Arc<Mutex<Connection>>, readers: Vec<Arc<Mutex<Connection>>>) -> Self {
+        let (jobs, rx) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(group_commit(writer, rx));
+        Self {
+            jobs,
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+        }
+    }
+
+    /// Run `f` in the next group transaction; answer after the group committed.
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(Write { f, reply });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the write was abandoned".into()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        let conn = self.readers[i].clone();
+        blocking(move || f(&lock(&conn))).await
+    }
+}
+
+/// The group-commit loop: owns the writer connection until every `SqliteStore` handle is gone.
+async fn group_commit(conn: Arc<Mutex<Connection>>, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let conn = conn.clone();
+        // If the blocking task panics, its replies are dropped and every caller of the group
+        // gets "abandoned"; the next group starts with a clean transaction state.
+        let _ = tokio::task::spawn_blocking(move || run_group(&lock(&conn), jobs)).await;
+    }
+}
+
+fn run_group(conn: &Connection, jobs: Vec<Job>) {
+    if !conn.is_autocommit() {
+        // Left open by a panic in an earlier group.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = unavailable(e);
+        for job in jobs {
+            job.fail(err.clone());
+        }
+        return;
+    }
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        // Each write in its own savepoint: a failing one is undone without undoing the group.
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            job.fail(unavailable(e));
+            continue;
+        }
+        let (ok, reply) = job.run(conn);
+        let end = if ok {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        let _ = conn.execute_batch(end);
+        replies.push(reply);
+    }
+    let commit = conn.execute_batch("COMMIT").map_err(unavailable);
+    if commit.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for reply in replies {
+        reply(commit.clone());
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_ingestion(&self, ingestion: NewIngestionRecord) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO ingestions (id, priority, created_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    ingestion.id.to_string(),
+                    ingestion.priority.rank(),
+                    ingestion.created_at.as_micros()
+                ])
+            })
+            .map_err(unavailable)?;
+            let seq = conn.last_insert_rowid();
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(unavailable)?;
+            for (position, batch) in ingestion.batches.iter().enumerate() {
+                insert
+                    .execute(params![
+                        batch.id.to_string(),
+                        seq,
+                        position as i64,
+                        ingestion.priority.rank(),
+                        ids_json(&batch.ids)
+                    ])
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
+        self.read(move |conn| {
+            let head = conn
+                .prepare_cached(
+                    "SELECT seq, priority, created_at FROM ingestions WHERE id = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_row([id.to_string()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    })
+                    .optional()
+                })
+                .map_err(unavailable)?;
+            let Some((seq, priority, created_at)) = head else {
+                return Ok(None);
+            };
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT id, position, ids, status, attempt, started_at, completed_at, results
+                     FROM batches WHERE ingestion_seq = ?1 ORDER BY position",
+                )
+                .map_err(unavailable)?;
+            let rows = st
+                .query_map([seq], |r| {
+                    Ok(BatchRow {
+                        id: r.get(0)?,
+                        position: r.get(1)?,
+                        ids: r.get(2)?,
+                        status: r.get(3)?,
+                        attempt: r.get(4)?,
+                        started_at: r.get(5)?,
+                        completed_at: r.get(6)?,
+                        results: r.get(7)?,
+                    })
+                })
+                .map_err(unavailable)?;
+            let batches = rows
+                .map(|row| row.map_err(unavailable)?.into_record())
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some(IngestionRecord {
+                id,
+                priority: priority_of(priority)?,
+                created_at: Timestamp::from_micros(created_at),
+                batches,
+            }))
+        })
+        .await
+    }
+
+    async fn claim_next(
+        &self,
+        now: Timestamp,
+        interval: Duration,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.write(move |conn| claim(conn, now, interval, lease)).await
+    }
+
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE batches SET lease_until = ?1
+                     WHERE id = ?2 AND attempt = ?3 AND status = 1",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![until.as_micros(), batch_id.to_string(), attempt])
+                })
+                .map_err(unavailable)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        results: Vec<IdResult>,
+    ) -> Result<Completion, StoreError> {
+        let results = serde_json::to_string(&results)
+            .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE batches
+                     SET status = 2, completed_at = ?1, results = ?2, lease_until = NULL
+                     WHERE id = ?3 AND attempt = ?4 AND status = 1",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![at.as_micros(), results, batch_id.to_string(), attempt])
+                })
+                .map_err(unavailable)?;
+            Ok(if changed == 1 {
+                Completion::Completed
+            } else {
+                Completion::Fenced
+            })
+        })
+        .await
+    }
+
+    async fn recover_abandoned(&self) -> Result<u64, StoreError> {
+        // One process owns a SQLite database, so whatever is triggered now was left by a
+        // process that died: expire its lease and the next claim takes it.
+        self.write(|conn| {
+            let n = conn
+                .execute("UPDATE batches SET lease_until = 0 WHERE status = 1", [])
+                .map_err(unavailable)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT last_start FROM dispatch_slot WHERE id = 1", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map(|t| t.map(Timestamp::from_micros))
+            .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// Dispatch order key: (priority, ingestion acceptance order, position).
+type OrderKey = (i64, i64, i64);
+
+fn claim(
+    conn: &Connection,
+    now: Timestamp,
+    interval: Duration,
+    lease: Duration,
+) -> Result<Claim, StoreError> {
+    let last_start: Option<i64> = conn
+        .prepare_cached("SELECT last_start FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(unavailable)?;
+    if let Some(last) = last_start {
+        let slot = Timestamp::from_micros(last).add(interval);
+        if now < slot {
+            return Ok(Claim::NotBefore(slot));
+        }
+    }
+
+    let live_lease: Option<i64> = conn
+        .prepare_cached("SELECT MAX(lease_until) FROM batches WHERE status = 1")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(unavailable)?;
+    if let Some(until) = live_lease.filter(|&until| until > now.as_micros()) {
+        return Ok(Claim::InFlight(Timestamp::from_micros(until)));
+    }
+
+    // Candidates: the first abandoned (triggered, lease expired) and the first waiting batch.
+    let first = |sql: &str| -> Result<Option<OrderKey>, StoreError> {
+        conn.prepare_cached(sql)
+            .and_then(|mut st| {
+                st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(unavailable)
+    };
+    let abandoned = first(
+        "SELECT priority, ingestion_seq, position FROM batches WHERE status = 1
+         ORDER BY priority, ingestion_seq, position LIMIT 1",
+    )?;
+    let waiting = first(
+        "SELECT priority, ingestion_seq, position FROM batches WHERE status = 0
+         ORDER BY priority, ingestion_seq, position LIMIT 1",
+    )?;
+    let Some((_, seq, position)) = abandoned.into_iter().chain(waiting).min() else {
+        return Ok(Claim::Idle);
+    };
+
+    let lease_until = now.add(lease);
+    let (batch_id, ids, attempt, priority, ingestion_id): (String, String, i64, i64, String) = conn
+        .prepare_cached(
+            "UPDATE batches
+             SET status = 1, attempt = attempt + 1, started_at = ?1, lease_until = ?2,
+                 completed_at = NULL, results = NULL
+             WHERE ingestion_seq = ?3 AND position = ?4
+             RETURNING id, ids, attempt, priority,
+                       (SELECT id FROM ingestions WHERE seq = ingestion_seq)",
+        )
+        .and_then(|mut st| {
+            st.query_row(
+                params![now.as_micros(), lease_until.as_micros(), seq, position],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+        })
+        .map_err(unavailable)?;
+    conn.prepare_cached("UPDATE dispatch_slot SET last_start = ?1 WHERE id = 1")
+        .and_then(|mut st| st.execute([now.as_micros()]))
+        .map_err(unavailable)?;
+
+    Ok(Claim::Claimed(ClaimedBatch {
+        batch_id: uuid_of(&batch_id)?,
+        ingestion_id: uuid_of(&ingestion_id)?,
+        priority: priority_of(priority)?,
+        position: position as u32,
+        ids: ids_of(&ids)?,
+        attempt: attempt as u32,
+        started_at: now,
+        lease_until,
+    }))
+}
+
+struct BatchRow {
+    id: String,
+    position: i64,
+    ids: String,
+    status: i64,
+    attempt: i64,
+    started_at: Option<i64>,
+    completed_at: Option<i64>,
+    results: Option<String>,
+}
+
+impl BatchRow {
+    fn into_record(self) -> Result<BatchRecord, StoreError> {
+        let status = match self.status {
+            WAITING => BatchStatus::YetToStart,
+            TRIGGERED => BatchStatus::Triggered,
+            COMPLETED => BatchStatus::Completed,
+            other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
+        };
+        let results = match self.results {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("batch results: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(BatchRecord {
+            id: uuid_of(&self.id)?,
+            position: self.position as u32,
+            ids: ids_of(&self.ids)?,
+            status,
+            attempt: self.attempt as u32,
+            started_at: self.started_at.map(Timestamp::from_micros),
+            completed_at: self.completed_at.map(Timestamp::from_micros),
+            results,
+        })
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let applied: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| StoreError::Migration(e.to_string()))? as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {applied}, newer than this build knows ({}); \
+             run a newer sluice",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = i + 1;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;"
+        ))
+        .map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            StoreError::Migration(format!("migration {version}: {e}"))
+        })?;
+    }
+    Ok(())
+}
+
+fn ids_json(ids: &[u64]) -> String {
+    let mut out = String::with_capacity(ids.len() * 11 + 2);
+    out.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
+    }
+    out.push(']');
+    out
+}
+
+fn ids_of(json: &str) -> Result<Vec<u64>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("batch ids: {e}")))
+}
+
+fn uuid_of(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
+}
+
+fn priority_of(rank: i64) -> Result<Priority, StoreError> {
+    Priority::from_rank(rank).ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// A poisoned lock only means an earlier task panicked; the connection itself is still usable
+/// (`run_group` rolls back any transaction that panic left open).
+fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+}
