@@ -6,7 +6,7 @@ use crate::server::{
     clock::Clock,
     config::Settings,
     http::{self, ApiState},
-    processor::SimulatedProcessor,
+    processor::{Processor, SimulatedProcessor},
     scheduler::{Scheduler, SchedulerConfig},
     service::Service,
     shutdown::{self, Shutdown, ShutdownTrigger},
@@ -35,30 +35,48 @@ pub struct Core {
     pub scheduler: JoinHandle<()>,
 }
 
-impl Core {
-    /// Start the scheduler over `store` and return the service that feeds it.
-    pub fn start(store: DynStore, settings: &Settings, clock: Clock, shutdown: Shutdown) -> Self {
-        let wake = Arc::new(Notify::new());
-        let service = Service::new(
-            store.clone(),
-            clock,
-            settings.batch_size as usize,
-            Limits {
+/// What the core needs to know, independent of where it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreConfig {
+    pub batch_size: usize,
+    pub limits: Limits,
+    pub scheduler: SchedulerConfig,
+}
+
+impl CoreConfig {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            batch_size: settings.batch_size as usize,
+            limits: Limits {
                 max_ids: settings.max_ids as usize,
             },
-            wake.clone(),
-        );
-        let scheduler = Scheduler::new(
-            store,
-            Arc::new(SimulatedProcessor::new(*settings.simulated_work)),
-            clock,
-            wake,
-            SchedulerConfig {
+            scheduler: SchedulerConfig {
                 interval: settings.rate_interval(),
                 lease: *settings.lease,
                 shutdown_grace: *settings.shutdown_grace,
             },
+        }
+    }
+}
+
+impl Core {
+    /// Start the scheduler over `store` and return the service that feeds it.
+    pub fn start(
+        store: DynStore,
+        processor: Arc<dyn Processor>,
+        config: CoreConfig,
+        clock: Clock,
+        shutdown: Shutdown,
+    ) -> Self {
+        let wake = Arc::new(Notify::new());
+        let service = Service::new(
+            store.clone(),
+            clock,
+            config.batch_size,
+            config.limits,
+            wake.clone(),
         );
+        let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler);
         let scheduler = tokio::spawn(scheduler.run(shutdown));
         Self { service, scheduler }
     }
@@ -73,7 +91,13 @@ impl Application {
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;
         let (trigger, shutdown) = shutdown::channel();
-        let core = Core::start(store, &settings, Clock::system(), shutdown.clone());
+        let core = Core::start(
+            store,
+            Arc::new(SimulatedProcessor::new(*settings.simulated_work)),
+            CoreConfig::from_settings(&settings),
+            Clock::system(),
+            shutdown.clone(),
+        );
         let router = router(core.service.clone(), &settings, listener.local_addr()?);
         tracing::info!(
             addr = %listener.local_addr()?, store = %settings.database_url,

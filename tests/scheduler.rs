@@ -1,0 +1,275 @@
+//! Scheduler timing on tokio's paused clock: exact start times, no sleeping and hoping.
+//!
+//! Each test runs the real scheduler over a real SQLite store; only time is virtual.
+
+use async_trait::async_trait;
+use sluice::domain::{
+    BatchStatus, IdResult, IngestRequest, IngestionStatus, IngestionView, Limits, NewIngestion,
+    Priority, Timestamp,
+};
+use sluice::server::{
+    application::{Core, CoreConfig},
+    clock::Clock,
+    processor::{Processor, SimulatedProcessor},
+    scheduler::SchedulerConfig,
+    service::Service,
+    shutdown::{self, ShutdownTrigger},
+    store::{ClaimedBatch, DynStore, SqliteStore},
+};
+use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
+use tokio::time::{sleep_until, Instant};
+use uuid::Uuid;
+
+const T0_MICROS: i64 = 1_800_000_000_000_000;
+
+/// `secs` after the start of the test, as the service records it.
+fn t(secs: f64) -> Timestamp {
+    Timestamp::from_micros(T0_MICROS + (secs * 1e6).round() as i64)
+}
+
+struct Harness {
+    service: Service,
+    trigger: ShutdownTrigger,
+    scheduler: tokio::task::JoinHandle<()>,
+    start: Instant,
+}
+
+impl Harness {
+    fn start(store: DynStore, interval: Duration, processor: Arc<dyn Processor>) -> Self {
+        Self::start_with(store, interval, processor, Duration::from_secs(10), 0.0)
+    }
+
+    fn start_with(
+        store: DynStore,
+        interval: Duration,
+        processor: Arc<dyn Processor>,
+        shutdown_grace: Duration,
+        at_secs: f64,
+    ) -> Self {
+        let (trigger, shutdown) = shutdown::channel();
+        let config = CoreConfig {
+            batch_size: 3,
+            limits: Limits::default(),
+            scheduler: SchedulerConfig {
+                interval,
+                lease: Duration::from_secs(15),
+                shutdown_grace,
+            },
+        };
+        let clock = Clock::starting_at(t(at_secs));
+        let start = Instant::now() - Duration::from_secs_f64(at_secs);
+        let core = Core::start(store, processor, config, clock, shutdown);
+        Self {
+            service: core.service,
+            trigger,
+            scheduler: core.scheduler,
+            start,
+        }
+    }
+
+    async fn ingest(&self, priority: Priority, ids: impl IntoIterator<Item = u64>) -> Uuid {
+        let request = IngestRequest {
+            ids: ids.into_iter().collect(),
+            priority,
+        };
+        let ingestion = NewIngestion::parse(request, Limits::default()).unwrap();
+        self.service.ingest(ingestion).await.unwrap()
+    }
+
+    async fn at(&self, secs: f64) {
+        sleep_until(self.start + Duration::from_secs_f64(secs)).await;
+    }
+
+    async fn status(&self, id: Uuid) -> IngestionView {
+        self.service.status(&id.to_string()).await.unwrap()
+    }
+
+    async fn starts(&self, id: Uuid) -> Vec<Option<Timestamp>> {
+        self.status(id).await.batches.iter().map(|b| b.started_at).collect()
+    }
+}
+
+async fn memory_store() -> DynStore {
+    Arc::new(SqliteStore::open_memory().await.unwrap())
+}
+
+fn simulated(secs: u64) -> Arc<dyn Processor> {
+    Arc::new(SimulatedProcessor::new(Duration::from_secs(secs)))
+}
+
+/// A downstream whose time per batch depends on the batch's first ID (unlisted: 1 s).
+struct Slow(HashMap<u64, Duration>);
+
+#[async_trait]
+impl Processor for Slow {
+    async fn process(&self, batch: &ClaimedBatch) -> Vec<IdResult> {
+        let work = self.0.get(&batch.ids[0]).copied().unwrap_or(Duration::from_secs(1));
+        tokio::time::sleep(work).await;
+        batch.ids.iter().map(|&id| IdResult { id, data: "processed".into() }).collect()
+    }
+}
+
+const FIVE_S: Duration = Duration::from_secs(5);
+
+#[tokio::test(start_paused = true)]
+async fn the_canonical_case_starts_each_batch_exactly_on_its_slot() {
+    // SPEC §2: MEDIUM [1..5] at T0, HIGH [6..9] at T4 →
+    // [1,2,3] at T0, [6,7,8] at T5, [9] at T10, [4,5] at T15.
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let medium = h.ingest(Priority::Medium, 1..=5).await;
+    h.at(4.0).await;
+    let high = h.ingest(Priority::High, 6..=9).await;
+    h.at(4.5).await;
+    assert_eq!(h.status(medium).await.status, IngestionStatus::Triggered);
+    assert_eq!(h.status(high).await.status, IngestionStatus::YetToStart);
+    h.at(30.0).await;
+
+    assert_eq!(h.starts(medium).await, vec![Some(t(0.0)), Some(t(15.0))]);
+    assert_eq!(h.starts(high).await, vec![Some(t(5.0)), Some(t(10.0))]);
+    for id in [medium, high] {
+        let view = h.status(id).await;
+        assert_eq!(view.status, IngestionStatus::Completed);
+        for batch in &view.batches {
+            assert_eq!(batch.status, BatchStatus::Completed);
+            assert_eq!(batch.completed_at, batch.started_at.map(|s| s.add(Duration::from_secs(1))));
+            let ids: Vec<u64> = batch.results.iter().map(|r| r.id).collect();
+            assert_eq!(ids, batch.ids);
+            assert!(batch.results.iter().all(|r| r.data == "processed"));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ingestion_is_triggered_while_some_batches_are_done_and_others_wait() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let id = h.ingest(Priority::Low, 1..=4).await;
+    h.at(2.0).await;
+    let view = h.status(id).await;
+    let statuses: Vec<_> = view.batches.iter().map(|b| b.status).collect();
+    assert_eq!(statuses, vec![BatchStatus::Completed, BatchStatus::YetToStart]);
+    assert_eq!(view.status, IngestionStatus::Triggered);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ingestions_of_one_priority_go_first_come_first_served() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let first = h.ingest(Priority::Medium, [1]).await;
+    let second = h.ingest(Priority::Medium, [2]).await;
+    let third = h.ingest(Priority::Medium, [3]).await;
+    h.at(20.0).await;
+    assert_eq!(h.starts(first).await, vec![Some(t(0.0))]);
+    assert_eq!(h.starts(second).await, vec![Some(t(5.0))]);
+    assert_eq!(h.starts(third).await, vec![Some(t(10.0))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn higher_priority_work_overtakes_waiting_lower_priority_work() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let low = h.ingest(Priority::Low, 1..=6).await;
+    h.at(1.0).await;
+    let medium = h.ingest(Priority::Medium, [7]).await;
+    let high = h.ingest(Priority::High, [8]).await;
+    h.at(20.0).await;
+    assert_eq!(h.starts(low).await, vec![Some(t(0.0)), Some(t(15.0))]);
+    assert_eq!(h.starts(high).await, vec![Some(t(5.0))]);
+    assert_eq!(h.starts(medium).await, vec![Some(t(10.0))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_service_starts_new_work_at_once() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    h.at(42.5).await;
+    let id = h.ingest(Priority::Low, [1]).await;
+    h.at(43.0).await;
+    assert_eq!(h.starts(id).await, vec![Some(t(42.5))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_arriving_inside_the_interval_waits_for_the_slot_not_a_tick() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let first = h.ingest(Priority::Low, [1]).await;
+    h.at(3.2).await;
+    let second = h.ingest(Priority::Low, [2]).await;
+    h.at(6.0).await;
+    assert_eq!(h.starts(first).await, vec![Some(t(0.0))]);
+    assert_eq!(h.starts(second).await, vec![Some(t(5.0))]);
+    // And after a quiet period, the next arrival starts immediately again.
+    h.at(11.7).await;
+    let third = h.ingest(Priority::Low, [3]).await;
+    h.at(12.0).await;
+    assert_eq!(h.starts(third).await, vec![Some(t(11.7))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn work_longer_than_the_interval_delays_the_next_start_until_it_finishes() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(12));
+    let id = h.ingest(Priority::High, 1..=9).await;
+    h.at(40.0).await;
+    assert_eq!(h.starts(id).await, vec![Some(t(0.0)), Some(t(12.0)), Some(t(24.0))]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_stall_starts_resume_at_the_normal_spacing_without_a_burst() {
+    let slow = Slow(HashMap::from([(1, Duration::from_secs(17))]));
+    let h = Harness::start(memory_store().await, FIVE_S, Arc::new(slow));
+    let id = h.ingest(Priority::High, 1..=12).await;
+    h.at(40.0).await;
+    assert_eq!(
+        h.starts(id).await,
+        vec![Some(t(0.0)), Some(t(17.0)), Some(t(22.0)), Some(t(27.0))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_in_flight_when_the_process_died_is_dispatched_again_first_under_the_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let open = |path: &Path| {
+        let path = path.to_path_buf();
+        async move { Arc::new(SqliteStore::open_file(&path).await.unwrap()) as DynStore }
+    };
+
+    let first_life = Harness::start(open(&path).await, FIVE_S, simulated(10));
+    let old = first_life.ingest(Priority::Medium, 1..=6).await;
+    first_life.at(2.0).await;
+    assert_eq!(first_life.status(old).await.batches[0].status, BatchStatus::Triggered);
+    // Die without any chance to clean up: the batch in hand is simply dropped.
+    first_life.scheduler.abort();
+    let _ = first_life.scheduler.await;
+    drop(first_life.service);
+
+    let second_life = Harness::start_with(open(&path).await, FIVE_S, simulated(1), Duration::from_secs(10), 2.0);
+    let newer = second_life.ingest(Priority::Medium, [7]).await;
+    second_life.at(30.0).await;
+    let view = second_life.status(old).await;
+    // Re-dispatched no sooner than the durable last start (T0) + interval, before newer work.
+    assert_eq!(view.batches[0].started_at, Some(t(5.0)));
+    assert_eq!(view.batches[1].started_at, Some(t(10.0)));
+    assert_eq!(second_life.starts(newer).await, vec![Some(t(15.0))]);
+    assert_eq!(view.status, IngestionStatus::Completed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_lets_the_batch_in_hand_finish_and_starts_nothing_new() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(3));
+    let id = h.ingest(Priority::High, 1..=6).await;
+    h.at(1.0).await;
+    h.trigger.trigger();
+    h.scheduler.await.unwrap();
+    let view = h.service.status(&id.to_string()).await.unwrap();
+    assert_eq!(view.batches[0].status, BatchStatus::Completed);
+    assert_eq!(view.batches[0].completed_at, Some(t(3.0)));
+    assert_eq!(view.batches[1].status, BatchStatus::YetToStart);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_gives_up_on_a_batch_that_outlasts_the_grace() {
+    let h = Harness::start_with(memory_store().await, FIVE_S, simulated(60), Duration::from_secs(2), 0.0);
+    let id = h.ingest(Priority::High, [1]).await;
+    h.at(1.0).await;
+    h.trigger.trigger();
+    h.scheduler.await.unwrap();
+    assert_eq!(Instant::now() - h.start, Duration::from_secs(3));
+    let view = h.service.status(&id.to_string()).await.unwrap();
+    assert_eq!(view.batches[0].status, BatchStatus::Triggered);
+}

@@ -1,0 +1,304 @@
+//! The store conformance suite: one set of cases over the `Store` trait, run against every
+//! backend (SQLite in memory and on disk here; further backends add one line each).
+
+use sluice::domain::{BatchStatus, IdResult, Priority, Timestamp};
+use sluice::server::store::{
+    Claim, ClaimedBatch, Completion, DynStore, NewBatchRecord, NewIngestionRecord, SqliteStore,
+};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use uuid::Uuid;
+
+const INTERVAL: Duration = Duration::from_secs(5);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn at(secs: u64) -> Timestamp {
+    Timestamp::from_micros(1_800_000_000_000_000 + (secs * 1_000_000) as i64)
+}
+
+async fn ingest(store: &DynStore, priority: Priority, created: Timestamp, batches: &[&[u64]]) -> Uuid {
+    let id = Uuid::new_v4();
+    store
+        .insert_ingestion(NewIngestionRecord {
+            id,
+            priority,
+            created_at: created,
+            batches: batches
+                .iter()
+                .map(|ids| NewBatchRecord {
+                    id: Uuid::new_v4(),
+                    ids: ids.to_vec(),
+                })
+                .collect(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn claim(store: &DynStore, now: Timestamp) -> Claim {
+    store.claim_next(now, INTERVAL, LEASE).await.unwrap()
+}
+
+async fn claimed(store: &DynStore, now: Timestamp) -> ClaimedBatch {
+    match claim(store, now).await {
+        Claim::Claimed(batch) => batch,
+        other => panic!("expected a claim at {now:?}, got {other:?}"),
+    }
+}
+
+fn results(batch: &ClaimedBatch) -> Vec<IdResult> {
+    batch
+        .ids
+        .iter()
+        .map(|&id| IdResult {
+            id,
+            data: "processed".into(),
+        })
+        .collect()
+}
+
+async fn finish(store: &DynStore, batch: &ClaimedBatch, now: Timestamp) {
+    let outcome = store
+        .complete(batch.batch_id, batch.attempt, now, results(batch))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Completion::Completed);
+}
+
+type Open = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = DynStore> + Send>> + Send + Sync>;
+
+/// Cases every backend must pass on a fresh store.
+mod cases {
+    use super::*;
+
+    pub async fn an_inserted_ingestion_reads_back_with_its_batches_in_split_order(store: DynStore) {
+        let id = ingest(&store, Priority::Medium, at(0), &[&[1, 2, 3], &[4, 5]]).await;
+        let record = store.ingestion(id).await.unwrap().expect("stored");
+        assert_eq!(record.id, id);
+        assert_eq!(record.priority, Priority::Medium);
+        assert_eq!(record.created_at, at(0));
+        let ids: Vec<_> = record.batches.iter().map(|b| b.ids.clone()).collect();
+        assert_eq!(ids, vec![vec![1, 2, 3], vec![4, 5]]);
+        for (i, b) in record.batches.iter().enumerate() {
+            assert_eq!(b.position as usize, i);
+            assert_eq!(b.status, BatchStatus::YetToStart);
+            assert_eq!((b.started_at, b.completed_at, b.attempt), (None, None, 0));
+            assert!(b.results.is_empty());
+        }
+    }
+
+    pub async fn an_unknown_ingestion_is_not_found(store: DynStore) {
+        assert_eq!(store.ingestion(Uuid::new_v4()).await.unwrap(), None);
+    }
+
+    pub async fn an_empty_queue_is_idle(store: DynStore) {
+        assert_eq!(claim(&store, at(0)).await, Claim::Idle);
+        assert_eq!(store.last_start().await.unwrap(), None);
+    }
+
+    pub async fn batches_go_by_priority_then_acceptance_then_position(store: DynStore) {
+        let low = ingest(&store, Priority::Low, at(0), &[&[1]]).await;
+        let medium_a = ingest(&store, Priority::Medium, at(1), &[&[2], &[3]]).await;
+        let high = ingest(&store, Priority::High, at(2), &[&[4]]).await;
+        let medium_b = ingest(&store, Priority::Medium, at(3), &[&[5]]).await;
+        let mut order = Vec::new();
+        for step in 0..5 {
+            let now = at(10 + step * 5);
+            let batch = claimed(&store, now).await;
+            order.push((batch.ingestion_id, batch.ids.clone()));
+            finish(&store, &batch, now).await;
+        }
+        assert_eq!(
+            order,
+            vec![
+                (high, vec![4]),
+                (medium_a, vec![2]),
+                (medium_a, vec![3]),
+                (medium_b, vec![5]),
+                (low, vec![1]),
+            ]
+        );
+        assert_eq!(claim(&store, at(100)).await, Claim::Idle);
+    }
+
+    pub async fn a_claim_marks_the_batch_triggered_and_moves_the_slot(store: DynStore) {
+        let id = ingest(&store, Priority::High, at(0), &[&[1, 2, 3], &[4]]).await;
+        let batch = claimed(&store, at(1)).await;
+        assert_eq!((batch.attempt, batch.started_at), (1, at(1)));
+        assert_eq!(batch.lease_until, at(1).add(LEASE));
+        assert_eq!(store.last_start().await.unwrap(), Some(at(1)));
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        assert_eq!(record.batches[0].status, BatchStatus::Triggered);
+        assert_eq!(record.batches[0].started_at, Some(at(1)));
+        assert_eq!(record.batches[1].status, BatchStatus::YetToStart);
+    }
+
+    pub async fn the_next_start_waits_for_the_interval_and_not_a_microsecond_less(store: DynStore) {
+        ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let first = claimed(&store, at(0)).await;
+        finish(&store, &first, at(1)).await;
+        let almost = Timestamp::from_micros(at(5).as_micros() - 1);
+        assert_eq!(claim(&store, almost).await, Claim::NotBefore(at(5)));
+        assert_eq!(claimed(&store, at(5)).await.ids, vec![2]);
+    }
+
+    pub async fn nothing_starts_while_another_batch_holds_a_live_lease(store: DynStore) {
+        ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let first = claimed(&store, at(0)).await;
+        assert_eq!(claim(&store, at(6)).await, Claim::InFlight(first.lease_until));
+        finish(&store, &first, at(7)).await;
+        assert_eq!(claimed(&store, at(7)).await.ids, vec![2]);
+    }
+
+    pub async fn an_expired_lease_is_taken_over_and_the_late_completion_is_fenced(store: DynStore) {
+        let id = ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let first = claimed(&store, at(0)).await;
+        let expired = at(0).add(LEASE);
+        let again = claimed(&store, expired).await;
+        assert_eq!((again.batch_id, again.attempt), (first.batch_id, 2));
+        let late = store
+            .complete(first.batch_id, first.attempt, expired, results(&first))
+            .await
+            .unwrap();
+        assert_eq!(late, Completion::Fenced);
+        assert!(!store.renew_lease(first.batch_id, first.attempt, at(99)).await.unwrap());
+        assert!(store.renew_lease(again.batch_id, again.attempt, at(99)).await.unwrap());
+        finish(&store, &again, at(40)).await;
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        assert_eq!(record.batches[0].status, BatchStatus::Completed);
+        assert_eq!(record.batches[0].attempt, 2);
+    }
+
+    pub async fn a_completed_batch_keeps_its_results_and_times(store: DynStore) {
+        let id = ingest(&store, Priority::Low, at(0), &[&[7, 8]]).await;
+        let batch = claimed(&store, at(2)).await;
+        finish(&store, &batch, at(3)).await;
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        let b = &record.batches[0];
+        assert_eq!(b.status, BatchStatus::Completed);
+        assert_eq!((b.started_at, b.completed_at), (Some(at(2)), Some(at(3))));
+        assert_eq!(b.results, results(&batch));
+        // Completing twice is refused: the batch is no longer in flight.
+        let twice = store
+            .complete(batch.batch_id, batch.attempt, at(4), vec![])
+            .await
+            .unwrap();
+        assert_eq!(twice, Completion::Fenced);
+    }
+
+    pub async fn concurrent_inserts_are_all_stored(store: DynStore) {
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    ingest(&store, Priority::Medium, at(i), &[&[i + 1], &[i + 2]]).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            let id = task.await.unwrap();
+            assert_eq!(store.ingestion(id).await.unwrap().unwrap().batches.len(), 2);
+        }
+    }
+
+    /// Cases that need to reopen the same database.
+    pub async fn the_last_start_survives_a_restart(open: Open) {
+        let store = open().await;
+        ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let first = claimed(&store, at(0)).await;
+        finish(&store, &first, at(1)).await;
+        drop(store);
+        let store = open().await;
+        assert_eq!(store.last_start().await.unwrap(), Some(at(0)));
+        assert_eq!(claim(&store, at(2)).await, Claim::NotBefore(at(5)));
+    }
+
+    pub async fn a_batch_left_in_flight_goes_first_after_a_restart(open: Open) {
+        let store = open().await;
+        let old = ingest(&store, Priority::Medium, at(0), &[&[1], &[2]]).await;
+        let in_flight = claimed(&store, at(0)).await;
+        drop(store); // the process "dies" with [1] triggered
+        let store = open().await;
+        let newer = ingest(&store, Priority::Medium, at(1), &[&[3]]).await;
+        let high = ingest(&store, Priority::High, at(2), &[&[4]]).await;
+        assert_eq!(store.recover_abandoned().await.unwrap(), 1);
+        let mut order = Vec::new();
+        for step in 0..4 {
+            let now = at(10 + step * 5);
+            let batch = claimed(&store, now).await;
+            order.push((batch.ingestion_id, batch.ids.clone(), batch.attempt));
+            finish(&store, &batch, now).await;
+        }
+        assert_eq!(
+            order,
+            vec![(high, vec![4], 1), (old, vec![1], 2), (old, vec![2], 1), (newer, vec![3], 1)]
+        );
+        assert_eq!(in_flight.ids, vec![1]);
+    }
+}
+
+macro_rules! conformance {
+    ($backend:ident, $fresh:expr) => {
+        mod $backend {
+            use super::*;
+            conformance!(@cases $fresh;
+                an_inserted_ingestion_reads_back_with_its_batches_in_split_order,
+                an_unknown_ingestion_is_not_found,
+                an_empty_queue_is_idle,
+                batches_go_by_priority_then_acceptance_then_position,
+                a_claim_marks_the_batch_triggered_and_moves_the_slot,
+                the_next_start_waits_for_the_interval_and_not_a_microsecond_less,
+                nothing_starts_while_another_batch_holds_a_live_lease,
+                an_expired_lease_is_taken_over_and_the_late_completion_is_fenced,
+                a_completed_batch_keeps_its_results_and_times,
+                concurrent_inserts_are_all_stored,
+            );
+        }
+    };
+    (@cases $fresh:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $fresh.await;
+                cases::$case(store).await;
+            }
+        )*
+    };
+}
+
+async fn sqlite_memory() -> (DynStore, ()) {
+    (Arc::new(SqliteStore::open_memory().await.unwrap()), ())
+}
+
+async fn sqlite_file() -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_file(&dir.path().join("nested/dir/sluice.db"))
+        .await
+        .unwrap();
+    (Arc::new(store), dir)
+}
+
+conformance!(sqlite_in_memory, sqlite_memory());
+conformance!(sqlite_on_disk, sqlite_file());
+
+fn reopenable_sqlite_file() -> (Open, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let open: Open = Arc::new(move || {
+        let path = path.clone();
+        Box::pin(async move { Arc::new(SqliteStore::open_file(&path).await.unwrap()) as DynStore })
+    });
+    (open, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_disk_keeps_the_last_start_across_a_restart() {
+    let (open, _dir) = reopenable_sqlite_file();
+    cases::the_last_start_survives_a_restart(open).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_disk_dispatches_a_batch_left_in_flight_first_after_a_restart() {
+    let (open, _dir) = reopenable_sqlite_file();
+    cases::a_batch_left_in_flight_goes_first_after_a_restart(open).await;
+}
