@@ -156,14 +156,13 @@ impl Application {
 }
 
 fn router(service: Service, settings: &Settings, addr: SocketAddr) -> Router {
-    let mut conf = get_configuration(None)
-        .map(|c| c.leptos_options)
-        .unwrap_or_else(|_| LeptosOptions::builder().output_name("sluice").build());
-    if conf.output_name.is_empty() {
-        conf.output_name = "sluice".into();
-    }
-    conf.site_root = settings.site_root.to_string_lossy().as_ref().into();
-    conf.site_addr = addr;
+    // Built here rather than by `get_configuration`: sluice's own settings are the one source
+    // of truth, with cargo-leptos' defaults for the rest (`pkg/sluice.js`, reload port 3001).
+    let conf = LeptosOptions::builder()
+        .output_name("sluice")
+        .site_root(settings.site_root.to_string_lossy().as_ref())
+        .site_addr(addr)
+        .build();
     let routes = generate_route_list(App);
     let api = http::router(ApiState {
         service,

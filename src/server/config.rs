@@ -9,7 +9,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
     name = "sluice",
     version,
     about = "Priority, rate-limited batch ingestion service with a live dashboard",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
