@@ -16,7 +16,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match app.run_until(sluice::server::application::shutdown_signal()).await {
+    match app
+        .run_until(sluice::server::application::shutdown_signal())
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sluice: {e:#}");

@@ -23,9 +23,14 @@ fn assert_error(body: &Value, code: &str) {
 #[tokio::test]
 async fn an_accepted_ingestion_answers_200_with_its_id() {
     let app = spawn_app(&[]).await;
-    let res = app.post_ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "HIGH"}"#).await;
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "HIGH"}"#)
+        .await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     let body: Value = res.json().await.unwrap();
     assert_eq!(keys(&body), vec!["ingestion_id"]);
     let id = body["ingestion_id"].as_str().unwrap();
@@ -37,13 +42,27 @@ async fn an_accepted_ingestion_answers_200_with_its_id() {
 #[tokio::test]
 async fn the_status_shows_the_reference_shape_and_reaches_completed() {
     let app = spawn_app(&[]).await;
-    let res = app.post_ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}"#).await;
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"].as_str().unwrap().to_owned();
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}"#)
+        .await;
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let status = app
         .wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
         .await;
-    assert_eq!(keys(&status), vec!["batches", "created_at", "ingestion_id", "priority", "status"]);
+    assert_eq!(
+        keys(&status),
+        vec![
+            "batches",
+            "created_at",
+            "ingestion_id",
+            "priority",
+            "status"
+        ]
+    );
     assert_eq!(status["ingestion_id"], id);
     assert_eq!(status["priority"], "MEDIUM");
     let batches = status["batches"].as_array().unwrap();
@@ -53,7 +72,14 @@ async fn the_status_shows_the_reference_shape_and_reaches_completed() {
     for batch in batches {
         assert_eq!(
             keys(batch),
-            vec!["batch_id", "completed_at", "ids", "results", "started_at", "status"]
+            vec![
+                "batch_id",
+                "completed_at",
+                "ids",
+                "results",
+                "started_at",
+                "status"
+            ]
         );
         assert_eq!(batch["status"], "completed");
         for field in ["started_at", "completed_at"] {
@@ -71,7 +97,9 @@ async fn the_status_shows_the_reference_shape_and_reaches_completed() {
         assert_eq!(batch["results"], Value::Array(expected));
     }
     // The second batch started at least one interval after the first.
-    let start = |b: &Value| chrono::DateTime::parse_from_rfc3339(b["started_at"].as_str().unwrap()).unwrap();
+    let start = |b: &Value| {
+        chrono::DateTime::parse_from_rfc3339(b["started_at"].as_str().unwrap()).unwrap()
+    };
     assert!(start(&batches[1]) - start(&batches[0]) >= chrono::Duration::milliseconds(50));
 }
 
@@ -80,8 +108,13 @@ async fn a_waiting_ingestion_shows_null_times_and_yet_to_start() {
     // A long interval keeps the second ingestion waiting behind the first.
     let app = spawn_app(&["--rate-interval", "1h"]).await;
     app.post_ingest(r#"{"ids": [1], "priority": "HIGH"}"#).await;
-    let res = app.post_ingest(r#"{"ids": [2, 3], "priority": "LOW"}"#).await;
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"].as_str().unwrap().to_owned();
+    let res = app
+        .post_ingest(r#"{"ids": [2, 3], "priority": "LOW"}"#)
+        .await;
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let status: Value = app.get_status(&id).await.json().await.unwrap();
     assert_eq!(status["status"], "yet_to_start");
     assert_eq!(status["batches"][0]["status"], "yet_to_start");
@@ -92,7 +125,13 @@ async fn a_waiting_ingestion_shows_null_times_and_yet_to_start() {
 #[tokio::test]
 async fn malformed_json_is_400_and_stores_nothing() {
     let app = spawn_app(&[]).await;
-    for body in ["", "{", "{\"ids\": [1,], \"priority\": \"HIGH\"}", "not json", "{\"ids\": [1]} x"] {
+    for body in [
+        "",
+        "{",
+        "{\"ids\": [1,], \"priority\": \"HIGH\"}",
+        "not json",
+        "{\"ids\": [1]} x",
+    ] {
         let res = app.post_ingest(body).await;
         assert_eq!(res.status(), 400, "{body:?}");
         assert_error(&res.json().await.unwrap(), "malformed_json");
@@ -114,7 +153,10 @@ async fn rule_breaking_json_is_422_with_a_precise_message_and_stores_nothing() {
         (json!({"ids": [true], "priority": "HIGH"}), "invalid_id"),
         (json!({"ids": [null], "priority": "HIGH"}), "invalid_id"),
         (json!({"ids": [0], "priority": "HIGH"}), "invalid_id"),
-        (json!({"ids": [1, 2, 3, 1000000008u64], "priority": "HIGH"}), "invalid_id"),
+        (
+            json!({"ids": [1, 2, 3, 1000000008u64], "priority": "HIGH"}),
+            "invalid_id",
+        ),
         (json!({"ids": [1], "priority": "high"}), "invalid_priority"),
         (json!({"ids": [1], "priority": null}), "missing_field"),
         (json!([1, 2, 3]), "invalid_body"),
@@ -125,16 +167,23 @@ async fn rule_breaking_json_is_422_with_a_precise_message_and_stores_nothing() {
         assert_eq!(res.status(), 422, "{body}");
         assert_error(&res.json().await.unwrap(), code);
     }
-    let res = app.post_ingest(r#"{"ids": [1, 2, 3, 1000000008], "priority": "HIGH"}"#).await;
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 1000000008], "priority": "HIGH"}"#)
+        .await;
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["message"], "ids[3]: 1000000008 is out of range 1..=1000000007");
+    assert_eq!(
+        body["error"]["message"],
+        "ids[3]: 1000000008 is out of range 1..=1000000007"
+    );
     assert_eq!(app.count("ingestions"), 0);
 }
 
 #[tokio::test]
 async fn the_boundary_ids_are_accepted() {
     let app = spawn_app(&[]).await;
-    let res = app.post_ingest(r#"{"ids": [1, 1000000007, 1], "priority": "LOW"}"#).await;
+    let res = app
+        .post_ingest(r#"{"ids": [1, 1000000007, 1], "priority": "LOW"}"#)
+        .await;
     assert_eq!(res.status(), 200);
 }
 
@@ -142,7 +191,11 @@ async fn the_boundary_ids_are_accepted() {
 async fn a_body_that_is_not_declared_json_is_415() {
     let app = spawn_app(&[]).await;
     let body = r#"{"ids": [1], "priority": "HIGH"}"#;
-    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), None] {
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
         let mut req = app.client.post(format!("{}/ingest", app.base)).body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
@@ -167,11 +220,15 @@ async fn a_body_that_is_not_declared_json_is_415() {
 async fn too_many_ids_is_413_and_stores_nothing() {
     let app = spawn_app(&["--max-ids", "10"]).await;
     let ids: Vec<u64> = (1..=11).collect();
-    let res = app.post_ingest(&json!({"ids": ids, "priority": "HIGH"}).to_string()).await;
+    let res = app
+        .post_ingest(&json!({"ids": ids, "priority": "HIGH"}).to_string())
+        .await;
     assert_eq!(res.status(), 413);
     assert_error(&res.json().await.unwrap(), "too_many_ids");
     let ids: Vec<u64> = (1..=10).collect();
-    let res = app.post_ingest(&json!({"ids": ids, "priority": "HIGH"}).to_string()).await;
+    let res = app
+        .post_ingest(&json!({"ids": ids, "priority": "HIGH"}).to_string())
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(app.count("ingestions"), 1);
 }
@@ -187,8 +244,11 @@ async fn a_body_over_the_size_limit_is_413_whether_declared_or_streamed() {
     assert_error(&res.json().await.unwrap(), "payload_too_large");
 
     // Without a Content-Length (chunked), the limit applies while reading.
-    let chunks: Vec<Result<String, std::io::Error>> =
-        big.as_bytes().chunks(512).map(|c| Ok(String::from_utf8(c.to_vec()).unwrap())).collect();
+    let chunks: Vec<Result<String, std::io::Error>> = big
+        .as_bytes()
+        .chunks(512)
+        .map(|c| Ok(String::from_utf8(c.to_vec()).unwrap()))
+        .collect();
     let res = app
         .client
         .post(format!("{}/ingest", app.base))
@@ -205,7 +265,12 @@ async fn a_body_over_the_size_limit_is_413_whether_declared_or_streamed() {
 #[tokio::test]
 async fn an_unknown_or_malformed_ingestion_id_is_404() {
     let app = spawn_app(&[]).await;
-    for id in [uuid::Uuid::new_v4().to_string().as_str(), "not-a-uuid", "123", "%20"] {
+    for id in [
+        uuid::Uuid::new_v4().to_string().as_str(),
+        "not-a-uuid",
+        "123",
+        "%20",
+    ] {
         let res = app.get_status(id).await;
         assert_eq!(res.status(), 404, "{id}");
         assert_error(&res.json().await.unwrap(), "not_found");
@@ -215,7 +280,12 @@ async fn an_unknown_or_malformed_ingestion_id_is_404() {
 #[tokio::test]
 async fn a_wrong_method_is_405_in_the_error_shape() {
     let app = spawn_app(&[]).await;
-    let res = app.client.get(format!("{}/ingest", app.base)).send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{}/ingest", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 405);
     assert_error(&res.json().await.unwrap(), "method_not_allowed");
 }
@@ -227,5 +297,8 @@ async fn the_dashboard_page_is_served_at_the_root() {
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
     assert!(html.contains("<title>sluice</title>"), "{html}");
-    assert!(html.contains("/pkg/sluice.js"), "the page loads the hydration script: {html}");
+    assert!(
+        html.contains("/pkg/sluice.js"),
+        "the page loads the hydration script: {html}"
+    );
 }

@@ -17,7 +17,11 @@ struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Start `target/.../sluice serve` on `db` and wait until it answers.
@@ -35,7 +39,12 @@ async fn start(db: &Path, extra: &[&str]) -> Server {
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     for _ in 0..500 {
-        if client.get(format!("{base}/status/probe")).send().await.is_ok() {
+        if client
+            .get(format!("{base}/status/probe"))
+            .send()
+            .await
+            .is_ok()
+        {
             return Server { child, base };
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -64,16 +73,24 @@ async fn every_acknowledged_ingestion_survives_sigkill_during_concurrent_ingesti
             let (client, base, acked) = (client.clone(), server.base.clone(), acked.clone());
             tokio::spawn(async move {
                 for n in 0u64.. {
-                    let ids: Vec<u64> = (0..5).map(|k| worker * 1_000_000 + n * 5 + k + 1).collect();
+                    let ids: Vec<u64> =
+                        (0..5).map(|k| worker * 1_000_000 + n * 5 + k + 1).collect();
                     let priority = ["HIGH", "MEDIUM", "LOW"][(n % 3) as usize];
                     let body = json!({"ids": ids, "priority": priority});
-                    let Ok(res) = client.post(format!("{base}/ingest")).json(&body).send().await else {
+                    let Ok(res) = client
+                        .post(format!("{base}/ingest"))
+                        .json(&body)
+                        .send()
+                        .await
+                    else {
                         return; // the server is gone
                     };
                     if res.status() != 200 {
                         return;
                     }
-                    let Ok(body) = res.json::<Value>().await else { return };
+                    let Ok(body) = res.json::<Value>().await else {
+                        return;
+                    };
                     let id = body["ingestion_id"].as_str().unwrap().to_owned();
                     acked.lock().unwrap().insert(id, ids);
                 }
@@ -93,29 +110,50 @@ async fn every_acknowledged_ingestion_survives_sigkill_during_concurrent_ingesti
         w.await.unwrap();
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    assert!(acked.len() >= 100, "too few acknowledgements to prove anything: {}", acked.len());
+    assert!(
+        acked.len() >= 100,
+        "too few acknowledgements to prove anything: {}",
+        acked.len()
+    );
 
     let server = start(&db, &["--rate-interval", "1h"]).await;
     for (id, ids) in &acked {
-        let res = client.get(format!("{}/status/{id}", server.base)).send().await.unwrap();
+        let res = client
+            .get(format!("{}/status/{id}", server.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "acknowledged ingestion {id} was lost");
         let status: Value = res.json().await.unwrap();
         let stored: Vec<u64> = status["batches"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|b| b["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+            .flat_map(|b| {
+                b["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+            })
             .collect();
         assert_eq!(&stored, ids, "ingestion {id} changed");
     }
     // Ingestions stored but not acknowledged (killed mid-response) may exist; none twice.
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (rows, distinct): (i64, i64) = conn
-        .query_row("SELECT COUNT(*), COUNT(DISTINCT id) FROM ingestions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT id) FROM ingestions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     assert_eq!(rows, distinct);
     assert!(rows as usize >= acked.len());
-    println!("{} acknowledged ingestions all intact after SIGKILL ({rows} stored)", acked.len());
+    println!(
+        "{} acknowledged ingestions all intact after SIGKILL ({rows} stored)",
+        acked.len()
+    );
     server.kill().await;
 }
 
@@ -131,17 +169,38 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
         .send()
         .await
         .unwrap();
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"].as_str().unwrap().to_owned();
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let status_url = format!("{}/status/{id}", server.base);
-    let before: Value = client.get(&status_url).send().await.unwrap().json().await.unwrap();
+    let before: Value = client
+        .get(&status_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(before["batches"][0]["status"], "triggered");
     server.kill().await;
 
-    let server = start(&db, &["--rate-interval", "300ms", "--simulated-work", "10ms"]).await;
+    let server = start(
+        &db,
+        &["--rate-interval", "300ms", "--simulated-work", "10ms"],
+    )
+    .await;
     let status_url = format!("{}/status/{id}", server.base);
     let mut after = Value::Null;
     for _ in 0..500 {
-        after = client.get(&status_url).send().await.unwrap().json().await.unwrap();
+        after = client
+            .get(&status_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if after["status"] == "completed" {
             break;
         }
@@ -149,12 +208,16 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     }
     assert_eq!(after["status"], "completed", "{after}");
     let started = |v: &Value, i: usize| {
-        chrono::DateTime::parse_from_rfc3339(v["batches"][i]["started_at"].as_str().unwrap()).unwrap()
+        chrono::DateTime::parse_from_rfc3339(v["batches"][i]["started_at"].as_str().unwrap())
+            .unwrap()
     };
     // Re-dispatched (a new start), at least one interval after the start before the kill,
     // and still ahead of the batch that never started.
     assert!(started(&after, 0) - started(&before, 0) >= chrono::Duration::milliseconds(300));
     assert!(started(&after, 1) - started(&after, 0) >= chrono::Duration::milliseconds(300));
-    assert_eq!(after["batches"][0]["results"][0], json!({"id": 1, "data": "processed"}));
+    assert_eq!(
+        after["batches"][0]["results"][0],
+        json!({"id": 1, "data": "processed"})
+    );
     server.kill().await;
 }

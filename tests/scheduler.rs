@@ -85,7 +85,12 @@ impl Harness {
     }
 
     async fn starts(&self, id: Uuid) -> Vec<Option<Timestamp>> {
-        self.status(id).await.batches.iter().map(|b| b.started_at).collect()
+        self.status(id)
+            .await
+            .batches
+            .iter()
+            .map(|b| b.started_at)
+            .collect()
     }
 }
 
@@ -103,9 +108,20 @@ struct Slow(HashMap<u64, Duration>);
 #[async_trait]
 impl Processor for Slow {
     async fn process(&self, batch: &ClaimedBatch) -> Vec<IdResult> {
-        let work = self.0.get(&batch.ids[0]).copied().unwrap_or(Duration::from_secs(1));
+        let work = self
+            .0
+            .get(&batch.ids[0])
+            .copied()
+            .unwrap_or(Duration::from_secs(1));
         tokio::time::sleep(work).await;
-        batch.ids.iter().map(|&id| IdResult { id, data: "processed".into() }).collect()
+        batch
+            .ids
+            .iter()
+            .map(|&id| IdResult {
+                id,
+                data: "processed".into(),
+            })
+            .collect()
     }
 }
 
@@ -131,7 +147,10 @@ async fn the_canonical_case_starts_each_batch_exactly_on_its_slot() {
         assert_eq!(view.status, IngestionStatus::Completed);
         for batch in &view.batches {
             assert_eq!(batch.status, BatchStatus::Completed);
-            assert_eq!(batch.completed_at, batch.started_at.map(|s| s.add(Duration::from_secs(1))));
+            assert_eq!(
+                batch.completed_at,
+                batch.started_at.map(|s| s.plus(Duration::from_secs(1)))
+            );
             let ids: Vec<u64> = batch.results.iter().map(|r| r.id).collect();
             assert_eq!(ids, batch.ids);
             assert!(batch.results.iter().all(|r| r.data == "processed"));
@@ -146,7 +165,10 @@ async fn an_ingestion_is_triggered_while_some_batches_are_done_and_others_wait()
     h.at(2.0).await;
     let view = h.status(id).await;
     let statuses: Vec<_> = view.batches.iter().map(|b| b.status).collect();
-    assert_eq!(statuses, vec![BatchStatus::Completed, BatchStatus::YetToStart]);
+    assert_eq!(
+        statuses,
+        vec![BatchStatus::Completed, BatchStatus::YetToStart]
+    );
     assert_eq!(view.status, IngestionStatus::Triggered);
 }
 
@@ -205,7 +227,10 @@ async fn work_longer_than_the_interval_delays_the_next_start_until_it_finishes()
     let h = Harness::start(memory_store().await, FIVE_S, simulated(12));
     let id = h.ingest(Priority::High, 1..=9).await;
     h.at(40.0).await;
-    assert_eq!(h.starts(id).await, vec![Some(t(0.0)), Some(t(12.0)), Some(t(24.0))]);
+    assert_eq!(
+        h.starts(id).await,
+        vec![Some(t(0.0)), Some(t(12.0)), Some(t(24.0))]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -232,13 +257,22 @@ async fn a_batch_in_flight_when_the_process_died_is_dispatched_again_first_under
     let first_life = Harness::start(open(&path).await, FIVE_S, simulated(10));
     let old = first_life.ingest(Priority::Medium, 1..=6).await;
     first_life.at(2.0).await;
-    assert_eq!(first_life.status(old).await.batches[0].status, BatchStatus::Triggered);
+    assert_eq!(
+        first_life.status(old).await.batches[0].status,
+        BatchStatus::Triggered
+    );
     // Die without any chance to clean up: the batch in hand is simply dropped.
     first_life.scheduler.abort();
     let _ = first_life.scheduler.await;
     drop(first_life.service);
 
-    let second_life = Harness::start_with(open(&path).await, FIVE_S, simulated(1), Duration::from_secs(10), 2.0);
+    let second_life = Harness::start_with(
+        open(&path).await,
+        FIVE_S,
+        simulated(1),
+        Duration::from_secs(10),
+        2.0,
+    );
     let newer = second_life.ingest(Priority::Medium, [7]).await;
     second_life.at(30.0).await;
     let view = second_life.status(old).await;
@@ -264,7 +298,13 @@ async fn shutdown_lets_the_batch_in_hand_finish_and_starts_nothing_new() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_gives_up_on_a_batch_that_outlasts_the_grace() {
-    let h = Harness::start_with(memory_store().await, FIVE_S, simulated(60), Duration::from_secs(2), 0.0);
+    let h = Harness::start_with(
+        memory_store().await,
+        FIVE_S,
+        simulated(60),
+        Duration::from_secs(2),
+        0.0,
+    );
     let id = h.ingest(Priority::High, [1]).await;
     h.at(1.0).await;
     h.trigger.trigger();

@@ -15,7 +15,12 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_micros(1_800_000_000_000_000 + (secs * 1_000_000) as i64)
 }
 
-async fn ingest(store: &DynStore, priority: Priority, created: Timestamp, batches: &[&[u64]]) -> Uuid {
+async fn ingest(
+    store: &DynStore,
+    priority: Priority,
+    created: Timestamp,
+    batches: &[&[u64]],
+) -> Uuid {
     let id = Uuid::new_v4();
     store
         .insert_ingestion(NewIngestionRecord {
@@ -125,7 +130,7 @@ mod cases {
         let id = ingest(&store, Priority::High, at(0), &[&[1, 2, 3], &[4]]).await;
         let batch = claimed(&store, at(1)).await;
         assert_eq!((batch.attempt, batch.started_at), (1, at(1)));
-        assert_eq!(batch.lease_until, at(1).add(LEASE));
+        assert_eq!(batch.lease_until, at(1).plus(LEASE));
         assert_eq!(store.last_start().await.unwrap(), Some(at(1)));
         let record = store.ingestion(id).await.unwrap().unwrap();
         assert_eq!(record.batches[0].status, BatchStatus::Triggered);
@@ -145,7 +150,10 @@ mod cases {
     pub async fn nothing_starts_while_another_batch_holds_a_live_lease(store: DynStore) {
         ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
         let first = claimed(&store, at(0)).await;
-        assert_eq!(claim(&store, at(6)).await, Claim::InFlight(first.lease_until));
+        assert_eq!(
+            claim(&store, at(6)).await,
+            Claim::InFlight(first.lease_until)
+        );
         finish(&store, &first, at(7)).await;
         assert_eq!(claimed(&store, at(7)).await.ids, vec![2]);
     }
@@ -153,7 +161,7 @@ mod cases {
     pub async fn an_expired_lease_is_taken_over_and_the_late_completion_is_fenced(store: DynStore) {
         let id = ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
         let first = claimed(&store, at(0)).await;
-        let expired = at(0).add(LEASE);
+        let expired = at(0).plus(LEASE);
         let again = claimed(&store, expired).await;
         assert_eq!((again.batch_id, again.attempt), (first.batch_id, 2));
         let late = store
@@ -161,8 +169,14 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(late, Completion::Fenced);
-        assert!(!store.renew_lease(first.batch_id, first.attempt, at(99)).await.unwrap());
-        assert!(store.renew_lease(again.batch_id, again.attempt, at(99)).await.unwrap());
+        assert!(!store
+            .renew_lease(first.batch_id, first.attempt, at(99))
+            .await
+            .unwrap());
+        assert!(store
+            .renew_lease(again.batch_id, again.attempt, at(99))
+            .await
+            .unwrap());
         finish(&store, &again, at(40)).await;
         let record = store.ingestion(id).await.unwrap().unwrap();
         assert_eq!(record.batches[0].status, BatchStatus::Completed);
@@ -231,7 +245,12 @@ mod cases {
         }
         assert_eq!(
             order,
-            vec![(high, vec![4], 1), (old, vec![1], 2), (old, vec![2], 1), (newer, vec![3], 1)]
+            vec![
+                (high, vec![4], 1),
+                (old, vec![1], 2),
+                (old, vec![2], 1),
+                (newer, vec![3], 1)
+            ]
         );
         assert_eq!(in_flight.ids, vec![1]);
     }

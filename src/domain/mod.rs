@@ -10,8 +10,8 @@ mod time;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use request::{
-    IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError,
-    RequestErrorKind, MAX_ID, MIN_ID,
+    IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
+    MAX_ID, MIN_ID,
 };
 pub use status::{BatchStatus, BatchView, IdResult, IngestionStatus, IngestionView};
 pub use time::Timestamp;

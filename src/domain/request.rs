@@ -115,9 +115,7 @@ impl RequestError {
             RequestError::MissingField(_) => "missing_field",
             RequestError::IdsNotAnArray => "invalid_ids",
             RequestError::EmptyIds => "empty_ids",
-            RequestError::IdNotAnInteger { .. } | RequestError::IdOutOfRange { .. } => {
-                "invalid_id"
-            }
+            RequestError::IdNotAnInteger { .. } | RequestError::IdOutOfRange { .. } => "invalid_id",
             RequestError::TooManyIds { .. } => "too_many_ids",
             RequestError::InvalidPriority(_) => "invalid_priority",
         }
@@ -143,8 +141,8 @@ impl NewIngestion {
     /// Parse a raw `POST /ingest` body. JSON that is not JSON is `MalformedJson`; everything
     /// else is checked field by field with a message naming the offending element.
     pub fn parse_json(body: &[u8], limits: Limits) -> Result<Self, RequestError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| RequestError::MalformedJson(e.to_string()))?;
         let Value::Object(mut fields) = value else {
             return Err(RequestError::NotAnObject);
         };
@@ -284,8 +282,14 @@ mod tests {
             (r#"{"ids": [0], "priority": "HIGH"}"#, "invalid_id"),
             (r#"{"ids": [-1], "priority": "HIGH"}"#, "invalid_id"),
             (r#"{"ids": [1000000008], "priority": "HIGH"}"#, "invalid_id"),
-            (r#"{"ids": [18446744073709551616], "priority": "HIGH"}"#, "invalid_id"),
-            (r#"{"ids": [1,2,3,4,5,6], "priority": "HIGH"}"#, "too_many_ids"),
+            (
+                r#"{"ids": [18446744073709551616], "priority": "HIGH"}"#,
+                "invalid_id",
+            ),
+            (
+                r#"{"ids": [1,2,3,4,5,6], "priority": "HIGH"}"#,
+                "too_many_ids",
+            ),
             (r#"{"ids": [1], "priority": "high"}"#, "invalid_priority"),
             (r#"{"ids": [1], "priority": "URGENT"}"#, "invalid_priority"),
             (r#"{"ids": [1], "priority": 1}"#, "invalid_priority"),
@@ -330,7 +334,9 @@ mod tests {
             RequestError::EmptyIds
         );
         assert_eq!(
-            NewIngestion::parse(req(vec![0]), limits).unwrap_err().code(),
+            NewIngestion::parse(req(vec![0]), limits)
+                .unwrap_err()
+                .code(),
             "invalid_id"
         );
         assert_eq!(

@@ -107,19 +107,29 @@ mod tests {
             (&[Completed], IngestionStatus::Completed),
         ];
         for (batches, expected) in cases {
-            assert_eq!(IngestionStatus::of(batches.iter().copied()), expected, "{batches:?}");
+            assert_eq!(
+                IngestionStatus::of(batches.iter().copied()),
+                expected,
+                "{batches:?}"
+            );
         }
     }
 
     #[test]
     fn statuses_use_the_reference_spelling() {
-        assert_eq!(serde_json::to_string(&YetToStart).unwrap(), "\"yet_to_start\"");
+        assert_eq!(
+            serde_json::to_string(&YetToStart).unwrap(),
+            "\"yet_to_start\""
+        );
         assert_eq!(
             serde_json::to_string(&IngestionStatus::Completed).unwrap(),
             "\"completed\""
         );
         for s in [YetToStart, Triggered, Completed] {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
     }
 }

@@ -20,8 +20,11 @@ impl Timestamp {
     }
 
     /// This instant plus `d`, saturating instead of overflowing.
-    pub fn add(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)))
+    pub fn plus(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// How long after `earlier` this is (zero if it is not after).

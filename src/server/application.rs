@@ -126,7 +126,10 @@ impl Application {
 
     /// Serve until `signal` completes; then stop accepting requests, let in-flight requests
     /// and the batch in hand finish (within the configured grace), and return.
-    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Self {
             listener,
             router,

@@ -37,7 +37,7 @@ impl Clock {
     pub fn now(&self) -> Timestamp {
         let elapsed = self.anchor_instant.elapsed();
         let micros = elapsed.as_nanos().div_ceil(1_000);
-        self.anchor.add(Duration::from_micros(micros as u64))
+        self.anchor.plus(Duration::from_micros(micros as u64))
     }
 
     /// The monotonic instant at which `t` will be (or was) reached.

@@ -180,24 +180,43 @@ mod tests {
             parse_database_url("sqlite:///var/lib/sluice.db?mode=rwc"),
             Ok(DatabaseUrl::SqliteFile("/var/lib/sluice.db".into()))
         );
-        assert_eq!(parse_database_url("sqlite::memory:"), Ok(DatabaseUrl::SqliteMemory));
+        assert_eq!(
+            parse_database_url("sqlite::memory:"),
+            Ok(DatabaseUrl::SqliteMemory)
+        );
         assert!(parse_database_url("mysql://x").is_err());
         assert!(parse_database_url("sqlite://").is_err());
     }
 
     #[test]
     fn flags_win_and_bad_values_are_refused_with_the_setting_named() {
-        let s = Cli::try_parse_from(["sluice", "serve", "--rate-interval", "250ms", "--batch-size", "7"])
-            .unwrap()
-            .into_settings();
+        let s = Cli::try_parse_from([
+            "sluice",
+            "serve",
+            "--rate-interval",
+            "250ms",
+            "--batch-size",
+            "7",
+        ])
+        .unwrap()
+        .into_settings();
         assert_eq!(s.rate_interval(), Duration::from_millis(250));
         assert_eq!(s.batch_size, 7);
 
-        let err = Cli::try_parse_from(["sluice", "--batch-size", "0"]).unwrap_err().to_string();
+        let err = Cli::try_parse_from(["sluice", "--batch-size", "0"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--batch-size"), "{err}");
-        let err = Cli::try_parse_from(["sluice", "--rate-interval", "0s"]).unwrap_err().to_string();
-        assert!(err.contains("--rate-interval") && err.contains("between"), "{err}");
-        let err = Cli::try_parse_from(["sluice", "--rate-interval", "soon"]).unwrap_err().to_string();
+        let err = Cli::try_parse_from(["sluice", "--rate-interval", "0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--rate-interval") && err.contains("between"),
+            "{err}"
+        );
+        let err = Cli::try_parse_from(["sluice", "--rate-interval", "soon"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--rate-interval"), "{err}");
     }
 }

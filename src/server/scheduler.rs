@@ -59,7 +59,10 @@ impl Scheduler {
     pub async fn run(self, mut shutdown: Shutdown) {
         match self.store.recover_abandoned().await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(batches = n, "re-dispatching batches left in flight by a previous run"),
+            Ok(n) => tracing::warn!(
+                batches = n,
+                "re-dispatching batches left in flight by a previous run"
+            ),
             Err(e) => tracing::error!(error = %e, "could not recover abandoned batches"),
         }
         while !shutdown.is_triggered() {
@@ -114,7 +117,12 @@ impl Scheduler {
         loop {
             match self
                 .store
-                .complete(batch.batch_id, batch.attempt, self.clock.now(), results.clone())
+                .complete(
+                    batch.batch_id,
+                    batch.attempt,
+                    self.clock.now(),
+                    results.clone(),
+                )
                 .await
             {
                 Ok(Completion::Completed) => {
@@ -148,7 +156,7 @@ impl Scheduler {
             tokio::select! {
                 results = &mut work => return results,
                 _ = renew.tick() => {
-                    let until = self.clock.now().add(self.config.lease);
+                    let until = self.clock.now().plus(self.config.lease);
                     match self.store.renew_lease(batch.batch_id, batch.attempt, until).await {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!(batch = %batch.batch_id, "lease lost: another dispatcher took the batch over"),

@@ -91,7 +91,12 @@ impl Service {
     pub async fn status(&self, ingestion_id: &str) -> Result<IngestionView, ServiceError> {
         let not_found = || ServiceError::NotFound(ingestion_id.to_owned());
         let id = Uuid::parse_str(ingestion_id).map_err(|_| not_found())?;
-        let record = self.inner.store.ingestion(id).await?.ok_or_else(not_found)?;
+        let record = self
+            .inner
+            .store
+            .ingestion(id)
+            .await?
+            .ok_or_else(not_found)?;
         Ok(view_of(record))
     }
 }

@@ -20,13 +20,15 @@ pub(super) async fn ingest(
     if declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let body = Bytes::from_request(request, &()).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge { limit }
-        } else {
-            ApiError::BadBody(rejection.body_text())
-        }
-    })?;
+    let body = Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge { limit }
+            } else {
+                ApiError::BadBody(rejection.body_text())
+            }
+        })?;
     let ingestion_id = state.service.ingest_json(&body).await?;
     Ok(Json(IngestResponse { ingestion_id }))
 }

@@ -8,7 +8,11 @@ mod status;
 pub use error::ApiError;
 
 use crate::server::service::Service;
-use axum::{extract::DefaultBodyLimit, routing::{get, post}, Router};
+use axum::{
+    extract::DefaultBodyLimit,
+    routing::{get, post},
+    Router,
+};
 
 /// State shared by the JSON handlers.
 #[derive(Clone)]

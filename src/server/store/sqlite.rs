@@ -270,12 +270,14 @@ impl Store for SqliteStore {
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
         self.read(move |conn| {
             let head = conn
-                .prepare_cached(
-                    "SELECT seq, priority, created_at FROM ingestions WHERE id = ?1",
-                )
+                .prepare_cached("SELECT seq, priority, created_at FROM ingestions WHERE id = ?1")
                 .and_then(|mut st| {
                     st.query_row([id.to_string()], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
                     })
                     .optional()
                 })
@@ -322,7 +324,8 @@ impl Store for SqliteStore {
         interval: Duration,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        self.write(move |conn| claim(conn, now, interval, lease)).await
+        self.write(move |conn| claim(conn, now, interval, lease))
+            .await
     }
 
     async fn renew_lease(
@@ -363,7 +366,12 @@ impl Store for SqliteStore {
                      WHERE id = ?3 AND attempt = ?4 AND status = 1",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![at.as_micros(), results, batch_id.to_string(), attempt])
+                    st.execute(params![
+                        at.as_micros(),
+                        results,
+                        batch_id.to_string(),
+                        attempt
+                    ])
                 })
                 .map_err(unavailable)?;
             Ok(if changed == 1 {
@@ -389,9 +397,11 @@ impl Store for SqliteStore {
 
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
         self.read(|conn| {
-            conn.query_row("SELECT last_start FROM dispatch_slot WHERE id = 1", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
+            conn.query_row(
+                "SELECT last_start FROM dispatch_slot WHERE id = 1",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
             .map(|t| t.map(Timestamp::from_micros))
             .map_err(unavailable)
         })
@@ -413,7 +423,7 @@ fn claim(
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .map_err(unavailable)?;
     if let Some(last) = last_start {
-        let slot = Timestamp::from_micros(last).add(interval);
+        let slot = Timestamp::from_micros(last).plus(interval);
         if now < slot {
             return Ok(Claim::NotBefore(slot));
         }
@@ -448,7 +458,7 @@ fn claim(
         return Ok(Claim::Idle);
     };
 
-    let lease_until = now.add(lease);
+    let lease_until = now.plus(lease);
     let (batch_id, ids, attempt, priority, ingestion_id): (String, String, i64, i64, String) = conn
         .prepare_cached(
             "UPDATE batches
