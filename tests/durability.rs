@@ -52,6 +52,19 @@ async fn start(db: &Path, extra: &[&str]) -> Server {
     panic!("sluice did not start listening on {base}");
 }
 
+/// Poll a status URL until `done` holds; fail after 10 s.
+async fn wait_for(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..500 {
+        last = client.get(url).send().await.unwrap().json().await.unwrap();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} never reached the expected state: {last}");
+}
+
 impl Server {
     /// SIGKILL: no shutdown hook, no flush, nothing.
     async fn kill(mut self) {
@@ -174,15 +187,10 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
         .unwrap()
         .to_owned();
     let status_url = format!("{}/status/{id}", server.base);
-    let before: Value = client
-        .get(&status_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(before["batches"][0]["status"], "triggered");
+    let before = wait_for(&client, &status_url, |s| {
+        s["batches"][0]["status"] == "triggered"
+    })
+    .await;
     server.kill().await;
 
     let server = start(
@@ -191,22 +199,7 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     )
     .await;
     let status_url = format!("{}/status/{id}", server.base);
-    let mut after = Value::Null;
-    for _ in 0..500 {
-        after = client
-            .get(&status_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if after["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(after["status"], "completed", "{after}");
+    let after = wait_for(&client, &status_url, |s| s["status"] == "completed").await;
     let started = |v: &Value, i: usize| {
         chrono::DateTime::parse_from_rfc3339(v["batches"][i]["started_at"].as_str().unwrap())
             .unwrap()
