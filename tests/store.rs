@@ -321,3 +321,18 @@ async fn sqlite_on_disk_dispatches_a_batch_left_in_flight_first_after_a_restart(
     let (open, _dir) = reopenable_sqlite_file();
     cases::a_batch_left_in_flight_goes_first_after_a_restart(open).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_in_use_by_one_store_cannot_be_opened_by_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.db");
+    let first = SqliteStore::open_file(&path).await.unwrap();
+    let second = SqliteStore::open_file(&path).await;
+    let err = second
+        .err()
+        .expect("the second open is refused")
+        .to_string();
+    assert!(err.contains("in use by another sluice process"), "{err}");
+    drop(first);
+    assert!(SqliteStore::open_file(&path).await.is_ok());
+}

@@ -85,18 +85,25 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Vec<Arc<Mutex<Connection>>>>,
     next_reader: AtomicUsize,
+    /// Held for the store's life: one process per database file (see `open_file`).
+    _owner: Option<std::fs::File>,
 }
 
 impl SqliteStore {
     /// Open (creating if missing) a database file and bring its schema up to date.
+    ///
+    /// The file belongs to this process alone while the store lives: an exclusive lock on
+    /// `<file>.lock` (released by the OS even on kill -9) keeps a second sluice from taking
+    /// over batches this one has in flight, which would break "at most one in flight".
     pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let (writer, readers) = blocking(move || {
+        let (owner, writer, readers) = blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
+            let owner = lock_owner(&path)?;
             let writer = Connection::open(&path).map_err(unavailable)?;
             writer
                 .execute_batch(
@@ -119,10 +126,10 @@ impl SqliteStore {
                     Ok(Arc::new(Mutex::new(conn)))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((Arc::new(Mutex::new(writer)), readers))
+            Ok((owner, Arc::new(Mutex::new(writer)), readers))
         })
         .await?;
-        Ok(Self::start(writer, readers))
+        Ok(Self::start(writer, readers, Some(owner)))
     }
 
     /// A throw-away database that lives as long as this store.
@@ -135,16 +142,21 @@ impl SqliteStore {
             Ok(Arc::new(Mutex::new(conn)))
         })
         .await?;
-        Ok(Self::start(writer.clone(), vec![writer]))
+        Ok(Self::start(writer.clone(), vec![writer], None))
     }
 
-    fn start(writer: Arc<Mutex<Connection>>, readers: Vec<Arc<Mutex<Connection>>>) -> Self {
+    fn start(
+        writer: Arc<Mutex<Connection>>,
+        readers: Vec<Arc<Mutex<Connection>>>,
+        owner: Option<std::fs::File>,
+    ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(writer, rx));
         Self {
             jobs,
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
+            _owner: owner,
         }
     }
 
@@ -550,6 +562,28 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         })?;
     }
     Ok(())
+}
+
+fn lock_owner(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {name:?}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another sluice process (one process per SQLite database; \
+             use PostgreSQL to run several)",
+            db.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {name:?}: {e}"
+        ))),
+    }
 }
 
 fn ids_json(ids: &[u64]) -> String {
