@@ -27,9 +27,7 @@ export default defineConfig({
   webServer: {
     command: `${process.env.SLUICE_BIN ?? join(root, "target/debug/sluice")} serve`,
     cwd: root,
-    url: `${baseURL}/status/ready-probe`,
-    // Any HTTP answer (a 404 here) means the server is up.
-    ignoreHTTPSErrors: true,
+    url: `${baseURL}/`,
     reuseExistingServer: false,
     timeout: 60_000,
     stdout: "pipe",

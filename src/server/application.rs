@@ -23,7 +23,6 @@ use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    service: Service,
     scheduler: JoinHandle<()>,
     trigger: ShutdownTrigger,
     shutdown: Shutdown,
@@ -107,7 +106,6 @@ impl Application {
         Ok(Self {
             listener,
             router,
-            service: core.service,
             scheduler: core.scheduler,
             trigger,
             shutdown,
@@ -118,10 +116,6 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-    }
-
-    pub fn service(&self) -> &Service {
-        &self.service
     }
 
     /// Serve until `signal` completes; then stop accepting requests, let in-flight requests
@@ -136,7 +130,6 @@ impl Application {
             scheduler,
             trigger,
             mut shutdown,
-            ..
         } = self;
         let trigger = Arc::new(trigger);
         let on_signal = {

@@ -150,11 +150,6 @@ fn duration_between(
 }
 
 impl Settings {
-    /// The defaults of every setting, as `sluice` with no flags and no environment would run.
-    pub fn defaults() -> Self {
-        Cli::parse_from(["sluice"]).into_settings()
-    }
-
     pub fn rate_interval(&self) -> Duration {
         *self.rate_interval
     }

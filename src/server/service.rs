@@ -57,10 +57,6 @@ impl Service {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.inner.limits
-    }
-
     /// Parse a raw JSON body and ingest it.
     pub async fn ingest_json(&self, body: &[u8]) -> Result<Uuid, ServiceError> {
         let ingestion = NewIngestion::parse_json(body, self.inner.limits)?;
