@@ -117,10 +117,7 @@ impl Processor for Slow {
         batch
             .ids
             .iter()
-            .map(|&id| IdResult {
-                id,
-                data: "processed".into(),
-            })
+            .map(|&id| IdResult::processed(id))
             .collect()
     }
 }

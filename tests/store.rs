@@ -55,10 +55,7 @@ fn results(batch: &ClaimedBatch) -> Vec<IdResult> {
     batch
         .ids
         .iter()
-        .map(|&id| IdResult {
-            id,
-            data: "processed".into(),
-        })
+        .map(|&id| IdResult::processed(id))
         .collect()
 }
 

@@ -67,6 +67,16 @@ pub struct IdResult {
     pub data: serde_json::Value,
 }
 
+impl IdResult {
+    /// What the simulated downstream records for an ID.
+    pub fn processed(id: u64) -> Self {
+        Self {
+            id,
+            data: serde_json::Value::from("processed"),
+        }
+    }
+}
+
 /// One batch as `GET /status/{id}` shows it. The reference's fields come first and are never
 /// renamed; `results` is sluice's addition (empty until the batch completes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

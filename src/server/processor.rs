@@ -29,10 +29,7 @@ impl Processor for SimulatedProcessor {
     async fn process(&self, batch: &ClaimedBatch) -> Vec<IdResult> {
         let fetches = batch.ids.iter().map(|&id| async move {
             tokio::time::sleep(self.work).await;
-            IdResult {
-                id,
-                data: serde_json::Value::from("processed"),
-            }
+            IdResult::processed(id)
         });
         futures::future::join_all(fetches).await
     }
