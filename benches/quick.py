@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""A quick, reproducible measurement of a release sluice on this machine.
+
+Starts the release binary on a temporary SQLite file and measures, side by side in one run:
+  * POST /ingest (5 IDs, durable) against the cheapest route of the same server
+    (GET /status/<malformed id>: routing + a JSON 404, no database) as the ceiling;
+  * dispatch spacing: 200 batches at a 100 ms interval, lateness = gap - interval.
+
+Usage: benches/quick.py [path/to/release/sluice]   (needs wrk: apt-get install wrk)
+"""
+
+import json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
+from datetime import datetime
+
+BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/sluice"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(db, *args):
+    port = free_port()
+    proc = subprocess.Popen(
+        [BIN, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", f"sqlite://{db}", *args],
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(500):
+        try:
+            urllib.request.urlopen(base + "/", timeout=1)
+            return proc, base
+        except Exception:
+            time.sleep(0.02)
+    raise SystemExit("sluice did not start")
+
+
+def wrk(url, conns, script=None):
+    cmd = ["wrk", "-t", str(min(conns, 2)), "-c", str(conns), "-d", f"{SECONDS}s", "--latency", url]
+    if script:
+        cmd[1:1] = ["-s", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def pct(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, pct(50), pct(99), int(non2xx.group(1)) if non2xx else 0
+
+
+def post(base, body):
+    req = urllib.request.Request(base + "/ingest", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="sluice-bench-")
+    script = os.path.join(tmp, "ingest.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}\'\n')
+
+    proc, base = start(os.path.join(tmp, "http.db"), "--rate-interval", "1h")
+    print(f"## ingest vs ceiling ({SECONDS}s per run, durable SQLite, {os.cpu_count()} cores)\n")
+    print("| concurrency | ceiling req/s | ingest req/s | ratio | ingest p50 ms | ingest p99 ms |")
+    print("|---|---|---|---|---|---|")
+    for c in (1, 16, 64):
+        ceil_rps, _, _, _ = wrk(base + "/status/x", c)
+        rps, p50, p99, errors = wrk(base + "/ingest", c, script)
+        assert errors == 0, f"{errors} ingest requests failed"
+        print(f"| {c} | {ceil_rps:.0f} | {rps:.0f} | {rps / ceil_rps:.1%} | {p50:.2f} | {p99:.2f} |")
+    proc.terminate(); proc.wait()
+
+    interval_ms, batches = 100, 200
+    proc, base = start(os.path.join(tmp, "dispatch.db"), "--rate-interval", f"{interval_ms}ms",
+                       "--simulated-work", "0s", "--batch-size", "1")
+    ingestion = post(base, {"ids": list(range(1, batches + 1)), "priority": "HIGH"})["ingestion_id"]
+    time.sleep(batches * interval_ms / 1000 + 2)
+    status = json.load(urllib.request.urlopen(f"{base}/status/{ingestion}"))
+    proc.terminate(); proc.wait()
+    starts = [datetime.fromisoformat(b["started_at"].replace("Z", "+00:00")) for b in status["batches"]]
+    gaps = sorted((b - a).total_seconds() * 1000 for a, b in zip(starts, starts[1:]))
+    late = [g - interval_ms for g in gaps]
+    print(f"\n## dispatch spacing ({batches} batches at {interval_ms} ms, idle server, ms resolution)\n")
+    print("| early starts | lateness p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|")
+    early = sum(1 for g in gaps if g < interval_ms)
+    q = lambda p: late[min(len(late) - 1, int(p * len(late)))]
+    print(f"| {early} | {q(0.50):.0f} | {q(0.99):.0f} | {max(late):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
