@@ -214,3 +214,56 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     );
     server.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sluice.db");
+    let client = reqwest::Client::new();
+    let mut server = start(
+        &db,
+        &["--rate-interval", "100ms", "--simulated-work", "1500ms"],
+    )
+    .await;
+    let res = client
+        .post(format!("{}/ingest", server.base))
+        .json(&json!({"ids": [1, 2, 3, 4], "priority": "LOW"}))
+        .send()
+        .await
+        .unwrap();
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status_url = format!("{}/status/{id}", server.base);
+    wait_for(&client, &status_url, |s| {
+        s["batches"][0]["status"] == "triggered"
+    })
+    .await;
+
+    let pid = server.child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("sluice exits within the shutdown grace")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // The batch in hand finished; nothing new was started after the signal.
+    let server = start(&db, &["--rate-interval", "1h"]).await;
+    let after: Value = client
+        .get(format!("{}/status/{id}", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["batches"][0]["status"], "completed", "{after}");
+    assert_eq!(after["batches"][1]["status"], "yet_to_start", "{after}");
+    server.kill().await;
+}
