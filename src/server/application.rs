@@ -141,13 +141,13 @@ impl Application {
             }
         };
         tokio::spawn(on_signal);
-        axum::serve(listener, router)
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.triggered().await })
-            .await
-            .context("serving HTTP")?;
+            .await;
+        // Whether serving ended by the signal or by an error, stop dispatching the same way.
         trigger.trigger();
         scheduler.await.context("scheduler task")?;
-        Ok(())
+        served.context("serving HTTP")
     }
 }
 
