@@ -1,7 +1,7 @@
 //! The store conformance suite: one set of cases over the `Store` trait, run against every
 //! backend (SQLite in memory and on disk here; further backends add one line each).
 
-use sluice::domain::{BatchStatus, IdResult, Priority, Timestamp};
+use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, Timestamp};
 use sluice::server::store::{
     Claim, ClaimedBatch, Completion, DynStore, NewBatchRecord, NewIngestionRecord, SqliteStore,
 };
@@ -212,6 +212,77 @@ mod cases {
         }
     }
 
+    pub async fn every_change_appends_its_event_in_order(store: DynStore) {
+        let mut feed = store.event_feed();
+        let start = *feed.borrow_and_update();
+        let id = ingest(&store, Priority::High, at(0), &[&[1, 2, 3], &[4]]).await;
+        assert!(feed.has_changed().unwrap(), "the feed moves after a commit");
+        let first = claimed(&store, at(0)).await;
+        // A completion from a stale attempt appends nothing.
+        let stale = store
+            .complete(first.batch_id, 99, at(1), vec![])
+            .await
+            .unwrap();
+        assert_eq!(stale, Completion::Fenced);
+        finish(&store, &first, at(1)).await;
+        let second = claimed(&store, at(5)).await;
+        finish(&store, &second, at(6)).await;
+
+        let events = store.events_after(start, None, 100).await.unwrap();
+        let names: Vec<&str> = events.iter().map(|e| e.body.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ingestion_created",
+                "batch_triggered",
+                "batch_completed",
+                "batch_triggered",
+                "batch_completed",
+                "ingestion_completed"
+            ]
+        );
+        assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
+        assert!(events.iter().all(|e| e.body.ingestion_id() == id));
+        assert_eq!(
+            events[0].body,
+            EventBody::IngestionCreated {
+                ingestion_id: id,
+                priority: Priority::High,
+                batches: 2
+            }
+        );
+        assert_eq!(
+            events[3].body,
+            EventBody::BatchTriggered {
+                ingestion_id: id,
+                batch_id: second.batch_id,
+                position: 1,
+                attempt: 1
+            }
+        );
+        assert_eq!(events[5].at, at(6));
+        assert_eq!(*store.event_feed().borrow(), events[5].id);
+    }
+
+    pub async fn events_can_be_read_after_an_id_for_one_ingestion(store: DynStore) {
+        let a = ingest(&store, Priority::Low, at(0), &[&[1]]).await;
+        let b = ingest(&store, Priority::Low, at(1), &[&[2]]).await;
+        let all = store.events_after(0, None, 100).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let after_first = store.events_after(all[0].id, None, 100).await.unwrap();
+        assert_eq!(after_first, all[1..].to_vec());
+        let only_b = store.events_after(0, Some(b), 100).await.unwrap();
+        assert_eq!(only_b.len(), 1);
+        assert_eq!(only_b[0].body.ingestion_id(), b);
+        assert_eq!(store.events_after(0, None, 1).await.unwrap().len(), 1);
+        assert!(store
+            .events_after(0, Some(Uuid::new_v4()), 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let _ = a;
+    }
+
     /// Cases that need to reopen the same database.
     pub async fn the_last_start_survives_a_restart(open: Open) {
         let store = open().await;
@@ -251,6 +322,16 @@ mod cases {
         );
         assert_eq!(in_flight.ids, vec![1]);
     }
+
+    pub async fn the_event_log_survives_a_restart(open: Open) {
+        let store = open().await;
+        ingest(&store, Priority::Low, at(0), &[&[1]]).await;
+        let before = store.events_after(0, None, 100).await.unwrap();
+        drop(store);
+        let store = open().await;
+        assert_eq!(store.events_after(0, None, 100).await.unwrap(), before);
+        assert_eq!(*store.event_feed().borrow(), before.last().unwrap().id);
+    }
 }
 
 macro_rules! conformance {
@@ -268,6 +349,8 @@ macro_rules! conformance {
                 an_expired_lease_is_taken_over_and_the_late_completion_is_fenced,
                 a_completed_batch_keeps_its_results_and_times,
                 concurrent_inserts_are_all_stored,
+                every_change_appends_its_event_in_order,
+                events_can_be_read_after_an_id_for_one_ingestion,
             );
         }
     };
@@ -332,4 +415,10 @@ async fn a_sqlite_file_in_use_by_one_store_cannot_be_opened_by_a_second() {
     assert!(err.contains("in use by another sluice process"), "{err}");
     drop(first);
     assert!(SqliteStore::open_file(&path).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_disk_keeps_the_event_log_across_a_restart() {
+    let (open, _dir) = reopenable_sqlite_file();
+    cases::the_event_log_survives_a_restart(open).await;
 }

@@ -4,11 +4,13 @@
 //! and the server agree on every shape and every validation rule by construction.
 
 mod error;
+mod event;
 mod request;
 mod status;
 mod time;
 
 pub use error::{ErrorBody, ErrorDetail};
+pub use event::{Event, EventBody};
 pub use request::{
     IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
     MAX_ID, MIN_ID,

@@ -11,9 +11,10 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::domain::{BatchStatus, IdResult, Priority, Timestamp};
+use crate::domain::{BatchStatus, Event, IdResult, Priority, Timestamp};
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 /// A new ingestion with its batches already split, in split order.
@@ -140,6 +141,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the last batch started, if ever (the durable start of the rate limit).
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// Events with an id above `after`, oldest first, at most `limit`; only those of one
+    /// ingestion if given. Every state change above appends its event in its own transaction.
+    async fn events_after(
+        &self,
+        after: u64,
+        ingestion: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The id of the newest committed event, updated after every commit that appends one.
+    fn event_feed(&self) -> watch::Receiver<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -17,7 +17,7 @@ use super::{
     BatchRecord, Claim, ClaimedBatch, Completion, IngestionRecord, NewIngestionRecord, Store,
     StoreError,
 };
-use crate::domain::{BatchStatus, IdResult, Priority, Timestamp};
+use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::{
@@ -28,11 +28,18 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// Migrations in order; `PRAGMA user_version` records how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_events.sql"),
+];
+
+/// Events kept in the log; older ones are pruned as batches complete. A client that was away
+/// for longer than this many events reloads instead of resuming.
+const EVENT_RETENTION: i64 = 100_000;
 
 /// Upper bound on writes grouped into one transaction (bounds the latency of the group).
 const MAX_GROUP: usize = 512;
@@ -85,6 +92,7 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     readers: Arc<Vec<Arc<Mutex<Connection>>>>,
     next_reader: AtomicUsize,
+    events: watch::Receiver<u64>,
     /// Held for the store's life: one process per database file (see `open_file`).
     _owner: Option<std::fs::File>,
 }
@@ -151,11 +159,14 @@ impl SqliteStore {
         owner: Option<std::fs::File>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(group_commit(writer, rx));
+        let latest = latest_event(&lock(&writer)).unwrap_or(0);
+        let (feed, events) = watch::channel(latest);
+        tokio::spawn(group_commit(writer, rx, feed));
         Self {
             jobs,
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
+            events,
             _owner: owner,
         }
     }
@@ -188,7 +199,12 @@ impl SqliteStore {
 }
 
 /// The group-commit loop: owns the writer connection until every `SqliteStore` handle is gone.
-async fn group_commit(conn: Arc<Mutex<Connection>>, mut rx: mpsc::Receiver<Job>) {
+async fn group_commit(
+    conn: Arc<Mutex<Connection>>,
+    mut rx: mpsc::Receiver<Job>,
+    feed: watch::Sender<u64>,
+) {
+    let feed = Arc::new(feed);
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -197,14 +213,14 @@ async fn group_commit(conn: Arc<Mutex<Connection>>, mut rx: mpsc::Receiver<Job>)
                 Err(_) => break,
             }
         }
-        let conn = conn.clone();
+        let (conn, feed) = (conn.clone(), feed.clone());
         // If the blocking task panics, its replies are dropped and every caller of the group
         // gets "abandoned"; the next group starts with a clean transaction state.
-        let _ = tokio::task::spawn_blocking(move || run_group(&lock(&conn), jobs)).await;
+        let _ = tokio::task::spawn_blocking(move || run_group(&lock(&conn), jobs, &feed)).await;
     }
 }
 
-fn run_group(conn: &Connection, jobs: Vec<Job>) {
+fn run_group(conn: &Connection, jobs: Vec<Job>, feed: &watch::Sender<u64>) {
     if !conn.is_autocommit() {
         // Left open by a panic in an earlier group.
         let _ = conn.execute_batch("ROLLBACK");
@@ -232,9 +248,13 @@ fn run_group(conn: &Connection, jobs: Vec<Job>) {
         let _ = conn.execute_batch(end);
         replies.push(reply);
     }
+    let latest = latest_event(conn);
     let commit = conn.execute_batch("COMMIT").map_err(unavailable);
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
+    } else if let Ok(latest) = latest {
+        // Only after the commit: a listener must never see an event that could still vanish.
+        feed.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
     }
     for reply in replies {
         reply(commit.clone());
@@ -274,7 +294,15 @@ impl Store for SqliteStore {
                     ])
                     .map_err(unavailable)?;
             }
-            Ok(())
+            append_event(
+                conn,
+                ingestion.created_at,
+                &EventBody::IngestionCreated {
+                    ingestion_id: ingestion.id,
+                    priority: ingestion.priority,
+                    batches: ingestion.batches.len() as u32,
+                },
+            )
         })
         .await
     }
@@ -371,26 +399,48 @@ impl Store for SqliteStore {
         let results = serde_json::to_string(&results)
             .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
         self.write(move |conn| {
-            let changed = conn
+            let done: Option<(i64, i64, String)> = conn
                 .prepare_cached(
                     "UPDATE batches
                      SET status = 2, completed_at = ?1, results = ?2, lease_until = NULL
-                     WHERE id = ?3 AND attempt = ?4 AND status = 1",
+                     WHERE id = ?3 AND attempt = ?4 AND status = 1
+                     RETURNING ingestion_seq, position,
+                               (SELECT id FROM ingestions WHERE seq = ingestion_seq)",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![
-                        at.as_micros(),
-                        results,
-                        batch_id.to_string(),
-                        attempt
-                    ])
+                    st.query_row(
+                        params![at.as_micros(), results, batch_id.to_string(), attempt],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
                 })
                 .map_err(unavailable)?;
-            Ok(if changed == 1 {
-                Completion::Completed
-            } else {
-                Completion::Fenced
-            })
+            let Some((seq, position, ingestion_id)) = done else {
+                return Ok(Completion::Fenced);
+            };
+            let ingestion_id = uuid_of(&ingestion_id)?;
+            append_event(
+                conn,
+                at,
+                &EventBody::BatchCompleted {
+                    ingestion_id,
+                    batch_id,
+                    position: position as u32,
+                },
+            )?;
+            let unfinished: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM batches WHERE ingestion_seq = ?1 AND status != 2",
+                )
+                .and_then(|mut st| st.query_row([seq], |r| r.get(0)))
+                .map_err(unavailable)?;
+            if unfinished == 0 {
+                append_event(conn, at, &EventBody::IngestionCompleted { ingestion_id })?;
+            }
+            conn.prepare_cached("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1")
+                .and_then(|mut st| st.execute([EVENT_RETENTION]))
+                .map_err(unavailable)?;
+            Ok(Completion::Completed)
         })
         .await
     }
@@ -418,6 +468,58 @@ impl Store for SqliteStore {
             .map_err(unavailable)
         })
         .await
+    }
+
+    async fn events_after(
+        &self,
+        after: u64,
+        ingestion: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.read(move |conn| {
+            let map = |r: &rusqlite::Row<'_>| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            };
+            let rows = match ingestion {
+                None => conn
+                    .prepare_cached(
+                        "SELECT id, at, body FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map(params![after as i64, limit as i64], map)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+                Some(id) => conn
+                    .prepare_cached(
+                        "SELECT id, at, body FROM events WHERE ingestion_id = ?1 AND id > ?2
+                         ORDER BY id LIMIT ?3",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map(params![id.to_string(), after as i64, limit as i64], map)?
+                            .collect::<Result<Vec<_>, _>>()
+                    }),
+            }
+            .map_err(unavailable)?;
+            rows.into_iter()
+                .map(|(id, at, body)| {
+                    Ok(Event {
+                        id: id as u64,
+                        at: Timestamp::from_micros(at),
+                        body: serde_json::from_str(&body)
+                            .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    fn event_feed(&self) -> watch::Receiver<u64> {
+        self.events.clone()
     }
 }
 
@@ -490,10 +592,21 @@ fn claim(
     conn.prepare_cached("UPDATE dispatch_slot SET last_start = ?1 WHERE id = 1")
         .and_then(|mut st| st.execute([now.as_micros()]))
         .map_err(unavailable)?;
+    let (batch_id, ingestion_id) = (uuid_of(&batch_id)?, uuid_of(&ingestion_id)?);
+    append_event(
+        conn,
+        now,
+        &EventBody::BatchTriggered {
+            ingestion_id,
+            batch_id,
+            position: position as u32,
+            attempt: attempt as u32,
+        },
+    )?;
 
     Ok(Claim::Claimed(ClaimedBatch {
-        batch_id: uuid_of(&batch_id)?,
-        ingestion_id: uuid_of(&ingestion_id)?,
+        batch_id,
+        ingestion_id,
         priority: priority_of(priority)?,
         position: position as u32,
         ids: ids_of(&ids)?,
@@ -562,6 +675,28 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         })?;
     }
     Ok(())
+}
+
+fn append_event(conn: &Connection, at: Timestamp, body: &EventBody) -> Result<(), StoreError> {
+    let json =
+        serde_json::to_string(body).map_err(|e| StoreError::Corrupt(format!("event: {e}")))?;
+    conn.prepare_cached("INSERT INTO events (at, ingestion_id, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| {
+            st.execute(params![
+                at.as_micros(),
+                body.ingestion_id().to_string(),
+                json
+            ])
+        })
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn latest_event(conn: &Connection) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")
+        .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+        .map(|id| id as u64)
+        .map_err(unavailable)
 }
 
 fn lock_owner(db: &Path) -> Result<std::fs::File, StoreError> {

@@ -1,0 +1,83 @@
+//! Push events: every change to an ingestion, in one ordered, durable log.
+//!
+//! Each event has a monotonically increasing `id`; Server-Sent Events carry it as the event id,
+//! so a client that reconnects with `Last-Event-ID` receives exactly what it missed.
+
+use super::{Priority, Timestamp};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: u64,
+    pub at: Timestamp,
+    #[serde(flatten)]
+    pub body: EventBody,
+}
+
+/// What happened. Serialized with a `type` field (`ingestion_created`, …), which is also the
+/// SSE event name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    IngestionCreated {
+        ingestion_id: Uuid,
+        priority: Priority,
+        batches: u32,
+    },
+    BatchTriggered {
+        ingestion_id: Uuid,
+        batch_id: Uuid,
+        position: u32,
+        attempt: u32,
+    },
+    BatchCompleted {
+        ingestion_id: Uuid,
+        batch_id: Uuid,
+        position: u32,
+    },
+    IngestionCompleted {
+        ingestion_id: Uuid,
+    },
+}
+
+impl EventBody {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventBody::IngestionCreated { .. } => "ingestion_created",
+            EventBody::BatchTriggered { .. } => "batch_triggered",
+            EventBody::BatchCompleted { .. } => "batch_completed",
+            EventBody::IngestionCompleted { .. } => "ingestion_completed",
+        }
+    }
+
+    pub fn ingestion_id(&self) -> Uuid {
+        match self {
+            EventBody::IngestionCreated { ingestion_id, .. }
+            | EventBody::BatchTriggered { ingestion_id, .. }
+            | EventBody::BatchCompleted { ingestion_id, .. }
+            | EventBody::IngestionCompleted { ingestion_id } => *ingestion_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_flat_json_named_by_its_type() {
+        let id = Uuid::nil();
+        let event = Event {
+            id: 7,
+            at: Timestamp::from_micros(0),
+            body: EventBody::IngestionCompleted { ingestion_id: id },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "ingestion_completed");
+        assert_eq!(json["type"], event.body.name());
+        assert_eq!(json["id"], 7);
+        assert_eq!(json["ingestion_id"], id.to_string());
+        assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+    }
+}
