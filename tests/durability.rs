@@ -241,6 +241,14 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
     })
     .await;
 
+    // An open event stream must not hold the shutdown up.
+    let listener = client
+        .get(format!("{}/events", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listener.status(), 200);
+
     let pid = server.child.id().unwrap().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -252,6 +260,7 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
         .expect("sluice exits within the shutdown grace")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+    drop(listener);
 
     // The batch in hand finished; nothing new was started after the signal.
     let server = start(&db, &["--rate-interval", "1h"]).await;

@@ -97,7 +97,12 @@ impl Application {
             Clock::system(),
             shutdown.clone(),
         );
-        let router = router(core.service.clone(), &settings, listener.local_addr()?);
+        let router = router(
+            core.service.clone(),
+            &settings,
+            listener.local_addr()?,
+            shutdown.clone(),
+        );
         tracing::info!(
             addr = %listener.local_addr()?, store = %settings.database_url,
             interval = %settings.rate_interval, batch_size = settings.batch_size,
@@ -151,7 +156,7 @@ impl Application {
     }
 }
 
-fn router(service: Service, settings: &Settings, addr: SocketAddr) -> Router {
+fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shutdown) -> Router {
     // Built here rather than by `get_configuration`: sluice's own settings are the one source
     // of truth, with cargo-leptos' defaults for the rest (`pkg/sluice.js`, reload port 3001).
     let conf = LeptosOptions::builder()
@@ -163,6 +168,7 @@ fn router(service: Service, settings: &Settings, addr: SocketAddr) -> Router {
     let api = http::router(ApiState {
         service,
         max_body_bytes: settings.max_body_bytes as usize,
+        shutdown,
     });
     Router::new()
         .merge(api)

@@ -3,14 +3,14 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchView, IngestionStatus, IngestionView, Limits, NewIngestion, RequestError,
+    BatchView, Event, IngestionStatus, IngestionView, Limits, NewIngestion, RequestError,
 };
 use crate::server::{
     clock::Clock,
     store::{DynStore, IngestionRecord, NewBatchRecord, NewIngestionRecord, StoreError},
 };
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,25 @@ impl Service {
             .await?
             .ok_or_else(not_found)?;
         Ok(view_of(record))
+    }
+
+    /// Events after `after`, oldest first (one ingestion's only, if given).
+    pub async fn events_after(
+        &self,
+        after: u64,
+        ingestion: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Event>, ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .events_after(after, ingestion, limit)
+            .await?)
+    }
+
+    /// Changes whenever newer events are committed; its value is the newest event id.
+    pub fn event_feed(&self) -> watch::Receiver<u64> {
+        self.inner.store.event_feed()
     }
 }
 

@@ -20,6 +20,8 @@ pub enum ApiError {
     BadBody(String),
     #[error("no ingestion with id {0:?}")]
     NotFound(String),
+    #[error("Last-Event-ID must be a non-negative integer")]
+    InvalidLastEventId,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// Details are logged, never sent.
@@ -56,6 +58,7 @@ impl ApiError {
             }
             ApiError::BadBody(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::InvalidLastEventId => (StatusCode::BAD_REQUEST, "invalid_last_event_id"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -2,12 +2,13 @@
 //! in the service and the domain.
 
 mod error;
+mod events;
 mod ingest;
 mod status;
 
 pub use error::ApiError;
 
-use crate::server::service::Service;
+use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
     extract::DefaultBodyLimit,
     routing::{get, post},
@@ -19,9 +20,12 @@ use axum::{
 pub struct ApiState {
     pub service: Service,
     pub max_body_bytes: usize,
+    /// Ends event streams, so a graceful shutdown does not wait on them forever.
+    pub shutdown: Shutdown,
 }
 
-/// `POST /ingest` and `GET /status/{ingestion_id}`, with the body limit and JSON 405s.
+/// `POST /ingest`, `GET /status/{ingestion_id}` and the event streams, with the body limit
+/// and JSON 405s.
 pub fn router<S>(state: ApiState) -> Router<S> {
     let body_limit = state.max_body_bytes;
     Router::new()
@@ -30,6 +34,8 @@ pub fn router<S>(state: ApiState) -> Router<S> {
             post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/status/{ingestion_id}", get(status::status))
+        .route("/events", get(events::all))
+        .route("/status/{ingestion_id}/events", get(events::one_ingestion))
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }

@@ -1,0 +1,137 @@
+//! `GET /events` and `GET /status/{ingestion_id}/events`: Server-Sent Events from the durable
+//! event log.
+//!
+//! Each SSE message carries the event's id, its type as the event name, and the event as JSON.
+//! A client reconnecting with `Last-Event-ID` gets every event after that id (within the log's
+//! retention), from whichever process it reconnects to. Without it, `/events` starts with the
+//! next event and an ingestion's stream starts from that ingestion's first event. Comments
+//! every 15 s keep idle connections open through proxies.
+
+use super::{ApiError, ApiState};
+use crate::domain::Event;
+use crate::server::{service::Service, shutdown::Shutdown};
+use axum::{
+    extract::{Path, State},
+    http::HeaderMap,
+    response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse},
+};
+use futures::{stream::BoxStream, StreamExt};
+use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use uuid::Uuid;
+
+const PAGE: usize = 256;
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// After a failed read of the log, wait this long before trying again.
+const RETRY: Duration = Duration::from_secs(1);
+
+type EventStream = Sse<KeepAliveStream<BoxStream<'static, Result<SseEvent, Infallible>>>>;
+
+pub(super) async fn all(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<EventStream, ApiError> {
+    let after = match last_event_id(&headers)? {
+        Some(id) => id,
+        None => *state.service.event_feed().borrow(),
+    };
+    Ok(sse(state.service, after, None, state.shutdown))
+}
+
+pub(super) async fn one_ingestion(
+    State(state): State<ApiState>,
+    Path(ingestion_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<EventStream, ApiError> {
+    let after = last_event_id(&headers)?.unwrap_or(0);
+    let view = state.service.status(&ingestion_id).await?;
+    Ok(sse(
+        state.service,
+        after,
+        Some(view.ingestion_id),
+        state.shutdown,
+    ))
+}
+
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or(ApiError::InvalidLastEventId)
+        })
+        .transpose()
+}
+
+struct Cursor {
+    service: Service,
+    ingestion: Option<Uuid>,
+    after: u64,
+    pending: VecDeque<Event>,
+    shutdown: Shutdown,
+}
+
+fn sse(service: Service, after: u64, ingestion: Option<Uuid>, shutdown: Shutdown) -> EventStream {
+    let cursor = Cursor {
+        service,
+        ingestion,
+        after,
+        pending: VecDeque::new(),
+        shutdown,
+    };
+    let stream = futures::stream::unfold(cursor, |mut c| async move {
+        let event = c.next().await?;
+        Some((Ok(to_sse(&event)), c))
+    });
+    Sse::new(stream.boxed()).keep_alive(KeepAlive::new().interval(HEARTBEAT))
+}
+
+impl Cursor {
+    /// The next event, waiting for one to be committed; `None` once shutting down.
+    async fn next(&mut self) -> Option<Event> {
+        let mut feed = self.service.event_feed();
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if self.shutdown.is_triggered() {
+                return None;
+            }
+            // Mark the feed seen *before* reading, so a commit after the read wakes us.
+            feed.borrow_and_update();
+            match self
+                .service
+                .events_after(self.after, self.ingestion, PAGE)
+                .await
+            {
+                Ok(events) if !events.is_empty() => {
+                    self.after = events.last().map_or(self.after, |e| e.id);
+                    self.pending.extend(events);
+                    continue;
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        changed = feed.changed() => changed.ok()?,
+                        _ = self.shutdown.triggered() => return None,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the event log failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY) => {}
+                        _ = self.shutdown.triggered() => return None,
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn to_sse(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.id.to_string())
+        .event(event.body.name())
+        .json_data(event)
+        .unwrap_or_else(|_| SseEvent::default().comment("unserializable event"))
+}
