@@ -66,6 +66,21 @@ async fn wait_for(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> 
 }
 
 impl Server {
+    /// Submit an ingestion and return its id.
+    async fn ingest(&self, client: &reqwest::Client, body: Value) -> String {
+        let res = client
+            .post(format!("{}/ingest", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["ingestion_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// SIGKILL: no shutdown hook, no flush, nothing.
     async fn kill(mut self) {
         self.child.kill().await.unwrap();
@@ -176,16 +191,9 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     let db = dir.path().join("sluice.db");
     let client = reqwest::Client::new();
     let server = start(&db, &["--rate-interval", "300ms", "--simulated-work", "1h"]).await;
-    let res = client
-        .post(format!("{}/ingest", server.base))
-        .json(&json!({"ids": [1, 2, 3, 4], "priority": "HIGH"}))
-        .send()
-        .await
-        .unwrap();
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server
+        .ingest(&client, json!({"ids": [1, 2, 3, 4], "priority": "HIGH"}))
+        .await;
     let status_url = format!("{}/status/{id}", server.base);
     let before = wait_for(&client, &status_url, |s| {
         s["batches"][0]["status"] == "triggered"
@@ -225,16 +233,9 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
         &["--rate-interval", "100ms", "--simulated-work", "1500ms"],
     )
     .await;
-    let res = client
-        .post(format!("{}/ingest", server.base))
-        .json(&json!({"ids": [1, 2, 3, 4], "priority": "LOW"}))
-        .send()
-        .await
-        .unwrap();
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server
+        .ingest(&client, json!({"ids": [1, 2, 3, 4], "priority": "LOW"}))
+        .await;
     let status_url = format!("{}/status/{id}", server.base);
     wait_for(&client, &status_url, |s| {
         s["batches"][0]["status"] == "triggered"
