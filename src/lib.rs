@@ -7,6 +7,7 @@
 //!
 //! - [`domain`]: wire types and validation shared by server and browser (wasm-safe).
 //! - [`app`]: the Leptos application (server-rendered, hydrated in the browser).
+//! - [`api`]: server functions, the browser's calls into the same service as the JSON routes.
 //! - `server` (feature `ssr`): everything that runs only on the server:
 //!   - `server::config`: command line and environment, validated at start;
 //!   - `server::store`: the `Store` trait and its SQLite backend (knows no HTTP);
@@ -16,6 +17,7 @@
 //!   - `server::http`: JSON routes and their error mapping;
 //!   - `server::application`: wiring, listening, graceful shutdown.
 
+pub mod api;
 pub mod app;
 pub mod domain;
 

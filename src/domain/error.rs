@@ -25,3 +25,33 @@ impl ErrorBody {
         }
     }
 }
+
+impl std::fmt::Display for ErrorDetail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ErrorDetail {}
+
+/// Code of a server-function call whose arguments did not decode.
+pub const INVALID_ARGUMENTS: &str = "invalid_arguments";
+
+/// Server functions answer with the same `{code, message}` as the JSON routes; failures of the
+/// server-function machinery itself (network, encoding) become `code: "server_fn"`.
+impl leptos::server_fn::error::FromServerFnError for ErrorDetail {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        use leptos::server_fn::error::ServerFnErrorErr as E;
+        let code = match value {
+            // The arguments did not decode: the caller's mistake (answered 400 by the server).
+            E::Args(_) | E::MissingArg(_) | E::Deserialization(_) => INVALID_ARGUMENTS,
+            _ => "server_fn",
+        };
+        ErrorDetail {
+            code: code.into(),
+            message: value.to_string(),
+        }
+    }
+}

@@ -166,17 +166,21 @@ fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shu
         .build();
     let routes = generate_route_list(App);
     let api = http::router(ApiState {
-        service,
+        service: service.clone(),
         max_body_bytes: settings.max_body_bytes as usize,
         shutdown,
     });
     Router::new()
         .merge(api)
-        .leptos_routes(&conf, routes, {
+        // Server functions and pages get the same service the JSON routes use.
+        .leptos_routes_with_context(&conf, routes, move || provide_context(service.clone()), {
             let conf = conf.clone();
             move || shell(conf.clone())
         })
         .fallback(leptos_axum::file_and_error_handler(shell))
+        .layer(axum::middleware::from_fn(
+            http::undecodable_arguments_are_bad_requests,
+        ))
         .with_state(conf)
 }
 

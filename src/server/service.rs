@@ -3,7 +3,8 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchView, Event, IngestionStatus, IngestionView, Limits, NewIngestion, RequestError,
+    BatchView, Event, IngestRequest, IngestionStatus, IngestionView, Limits, NewIngestion,
+    RequestError,
 };
 use crate::server::{
     clock::Clock,
@@ -60,6 +61,12 @@ impl Service {
     /// Parse a raw JSON body and ingest it.
     pub async fn ingest_json(&self, body: &[u8]) -> Result<Uuid, ServiceError> {
         let ingestion = NewIngestion::parse_json(body, self.inner.limits)?;
+        self.ingest(ingestion).await
+    }
+
+    /// Check a typed request (server functions) and ingest it.
+    pub async fn ingest_request(&self, request: IngestRequest) -> Result<Uuid, ServiceError> {
+        let ingestion = NewIngestion::parse(request, self.inner.limits)?;
         self.ingest(ingestion).await
     }
 

@@ -1,6 +1,6 @@
 //! One error type for the JSON routes, answered in the one error shape.
 
-use crate::domain::{ErrorBody, RequestError, RequestErrorKind};
+use crate::domain::{ErrorBody, ErrorDetail, RequestError, RequestErrorKind};
 use crate::server::service::ServiceError;
 use axum::{
     http::StatusCode,
@@ -40,6 +40,22 @@ impl From<ServiceError> for ApiError {
 }
 
 impl ApiError {
+    /// The error as the body's `error` field (and as server functions answer it), with the
+    /// status it is sent with. Internal details are logged here and never sent.
+    pub fn into_detail(self) -> (StatusCode, ErrorDetail) {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let (status, code) = self.status_and_code();
+        (
+            status,
+            ErrorDetail {
+                code: code.into(),
+                message: self.to_string(),
+            },
+        )
+    }
+
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::Request(e) => (
@@ -67,11 +83,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(error = %detail, "request failed");
-        }
-        let (status, code) = self.status_and_code();
-        (status, Json(ErrorBody::new(code, self.to_string()))).into_response()
+        let (status, error) = self.into_detail();
+        (status, Json(ErrorBody { error })).into_response()
     }
 }
 

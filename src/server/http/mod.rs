@@ -4,9 +4,11 @@
 mod error;
 mod events;
 mod ingest;
+mod server_fns;
 mod status;
 
 pub use error::ApiError;
+pub use server_fns::undecodable_arguments_are_bad_requests;
 
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
