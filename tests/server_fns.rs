@@ -7,13 +7,8 @@ use common::spawn_app;
 use serde_json::{json, Value};
 
 async fn call(app: &common::TestApp, endpoint: &str, args: Value) -> reqwest::Response {
-    app.client
-        .post(format!("{}/api/{endpoint}", app.base))
-        .header("content-type", "application/json")
-        .body(args.to_string())
-        .send()
+    app.post_json(&format!("/api/{endpoint}"), &args.to_string())
         .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -50,14 +50,6 @@ impl IngestionStatus {
             _ => IngestionStatus::Triggered,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IngestionStatus::YetToStart => "yet_to_start",
-            IngestionStatus::Triggered => "triggered",
-            IngestionStatus::Completed => "completed",
-        }
-    }
 }
 
 /// What processing one ID produced, e.g. `{"id": 7, "data": "processed"}`.

@@ -45,8 +45,13 @@ pub async fn spawn_app(extra: &[&str]) -> TestApp {
 
 impl TestApp {
     pub async fn post_ingest(&self, body: &str) -> reqwest::Response {
+        self.post_json("/ingest", body).await
+    }
+
+    /// POST a body declared as JSON (sent as given, so malformed bodies can be tested).
+    pub async fn post_json(&self, path: &str, body: &str) -> reqwest::Response {
         self.client
-            .post(format!("{}/ingest", self.base))
+            .post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()

@@ -105,7 +105,7 @@ impl SqliteStore {
     /// over batches this one has in flight, which would break "at most one in flight".
     pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let (owner, writer, readers) = blocking(move || {
+        let (owner, writer, readers, latest) = blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
@@ -122,6 +122,7 @@ impl SqliteStore {
                 )
                 .map_err(unavailable)?;
             migrate(&writer)?;
+            let latest = latest_event(&writer)?;
             let readers = (0..READERS)
                 .map(|_| {
                     let conn = Connection::open_with_flags(
@@ -134,33 +135,35 @@ impl SqliteStore {
                     Ok(Arc::new(Mutex::new(conn)))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            Ok((owner, Arc::new(Mutex::new(writer)), readers))
+            Ok((owner, Arc::new(Mutex::new(writer)), readers, latest))
         })
         .await?;
-        Ok(Self::start(writer, readers, Some(owner)))
+        Ok(Self::start(writer, readers, latest, Some(owner)))
     }
 
     /// A throw-away database that lives as long as this store.
     pub async fn open_memory() -> Result<Self, StoreError> {
-        let writer = blocking(|| {
+        let (writer, latest) = blocking(|| {
             let conn = Connection::open_in_memory().map_err(unavailable)?;
             conn.execute_batch("PRAGMA foreign_keys = ON;")
                 .map_err(unavailable)?;
             migrate(&conn)?;
-            Ok(Arc::new(Mutex::new(conn)))
+            let latest = latest_event(&conn)?;
+            Ok((Arc::new(Mutex::new(conn)), latest))
         })
         .await?;
-        Ok(Self::start(writer.clone(), vec![writer], None))
+        Ok(Self::start(writer.clone(), vec![writer], latest, None))
     }
 
     fn start(
         writer: Arc<Mutex<Connection>>,
         readers: Vec<Arc<Mutex<Connection>>>,
+        // Where the event feed starts: the newest event already in the database.
+        latest_event: u64,
         owner: Option<std::fs::File>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(4 * MAX_GROUP);
-        let latest = latest_event(&lock(&writer)).unwrap_or(0);
-        let (feed, events) = watch::channel(latest);
+        let (feed, events) = watch::channel(latest_event);
         tokio::spawn(group_commit(writer, rx, feed));
         Self {
             jobs,
