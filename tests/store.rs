@@ -212,6 +212,72 @@ mod cases {
         }
     }
 
+    pub async fn recent_ingestions_come_newest_first_with_their_batches(store: DynStore) {
+        assert!(store.recent_ingestions(10).await.unwrap().is_empty());
+        let first = ingest(&store, Priority::High, at(0), &[&[1, 2, 3], &[4]]).await;
+        let second = ingest(&store, Priority::Low, at(1), &[&[5]]).await;
+        let third = ingest(&store, Priority::Medium, at(2), &[&[6]]).await;
+        let recent = store.recent_ingestions(2).await.unwrap();
+        let ids: Vec<_> = recent.iter().map(|r| r.id).collect();
+        assert_eq!(ids, [third, second]);
+        let all = store.recent_ingestions(10).await.unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2], store.ingestion(first).await.unwrap().unwrap());
+        assert_eq!(all[2].batches.len(), 2);
+    }
+
+    pub async fn the_queue_shows_depth_in_flight_and_recent_dispatches(store: DynStore) {
+        let empty = store.queue(5).await.unwrap();
+        assert_eq!(empty.waiting, [0, 0, 0]);
+        assert!(empty.in_flight.is_empty() && empty.recent.is_empty());
+        assert_eq!(empty.last_start, None);
+
+        let low = ingest(&store, Priority::Low, at(0), &[&[1], &[2]]).await;
+        ingest(&store, Priority::High, at(0), &[&[3], &[4], &[5]]).await;
+        let first = claimed(&store, at(1)).await;
+        let queue = store.queue(5).await.unwrap();
+        assert_eq!(queue.waiting, [2, 0, 2]);
+        assert_eq!(queue.in_flight.len(), 1);
+        assert_eq!(queue.in_flight[0].batch_id, first.batch_id);
+        assert_eq!(queue.in_flight[0].completed_at, None);
+        assert_eq!(queue.last_start, Some(at(1)));
+
+        finish(&store, &first, at(2)).await;
+        let second = claimed(&store, at(6)).await;
+        let queue = store.queue(5).await.unwrap();
+        assert_eq!(queue.waiting, [1, 0, 2]);
+        let recent: Vec<_> = queue.recent.iter().map(|d| d.batch_id).collect();
+        assert_eq!(recent, [second.batch_id, first.batch_id]);
+        assert_eq!(queue.recent[1].completed_at, Some(at(2)));
+        assert_eq!(queue.recent[1].priority, Priority::High);
+        assert_eq!(store.queue(1).await.unwrap().recent.len(), 1);
+        assert!(queue.recent.iter().all(|d| d.ingestion_id != low));
+    }
+
+    pub async fn an_ingestions_place_counts_the_waiting_batches_dispatched_before_it(
+        store: DynStore,
+    ) {
+        assert_eq!(store.queue_place(Uuid::new_v4()).await.unwrap(), None);
+        let early_low = ingest(&store, Priority::Low, at(0), &[&[1], &[2]]).await;
+        let medium = ingest(&store, Priority::Medium, at(1), &[&[3], &[4], &[5]]).await;
+        let late_low = ingest(&store, Priority::Low, at(2), &[&[6]]).await;
+        let high = ingest(&store, Priority::High, at(3), &[&[7]]).await;
+        let ahead = |place: Option<sluice::server::store::QueuePlace>| place.unwrap().ahead;
+        assert_eq!(ahead(store.queue_place(high).await.unwrap()), 0);
+        assert_eq!(ahead(store.queue_place(medium).await.unwrap()), 1);
+        assert_eq!(ahead(store.queue_place(early_low).await.unwrap()), 4);
+        assert_eq!(ahead(store.queue_place(late_low).await.unwrap()), 6);
+
+        let batch = claimed(&store, at(4)).await;
+        let place = store.queue_place(late_low).await.unwrap().unwrap();
+        assert_eq!(place.ahead, 5);
+        assert_eq!(place.last_start, Some(at(4)));
+        assert_eq!(place.in_flight_since, Some(at(4)));
+        finish(&store, &batch, at(5)).await;
+        let place = store.queue_place(late_low).await.unwrap().unwrap();
+        assert_eq!(place.in_flight_since, None);
+    }
+
     pub async fn every_change_appends_its_event_in_order(store: DynStore) {
         let mut feed = store.event_feed();
         let start = *feed.borrow_and_update();
@@ -351,6 +417,9 @@ macro_rules! conformance {
                 concurrent_inserts_are_all_stored,
                 every_change_appends_its_event_in_order,
                 events_can_be_read_after_an_id_for_one_ingestion,
+                recent_ingestions_come_newest_first_with_their_batches,
+                the_queue_shows_depth_in_flight_and_recent_dispatches,
+                an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
             );
         }
     };

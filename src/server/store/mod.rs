@@ -69,6 +69,43 @@ pub struct ClaimedBatch {
     pub lease_until: Timestamp,
 }
 
+/// A batch that has started, for the queue's in-flight and recent-dispatch lists.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DispatchRecord {
+    pub batch_id: Uuid,
+    pub ingestion_id: Uuid,
+    pub priority: Priority,
+    pub position: u32,
+    pub ids: Vec<u64>,
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// The queue as it stands, read in one consistent snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueRecord {
+    /// Waiting batches per priority, indexed by `Priority::rank()` (HIGH, MEDIUM, LOW).
+    pub waiting: [u64; 3],
+    /// Batches marked triggered (normally at most one), in dispatch order.
+    pub in_flight: Vec<DispatchRecord>,
+    /// The most recently started batches, newest first.
+    pub recent: Vec<DispatchRecord>,
+    /// When the last batch started, if ever.
+    pub last_start: Option<Timestamp>,
+}
+
+/// Where one ingestion's waiting work stands in the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePlace {
+    /// Waiting batches of other ingestions that will be dispatched before this one's.
+    pub ahead: u64,
+    /// When the last batch started, if ever.
+    pub last_start: Option<Timestamp>,
+    /// When the batch in flight started, if one is.
+    pub in_flight_since: Option<Timestamp>,
+}
+
 /// What `claim_next` found.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
@@ -141,6 +178,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the last batch started, if ever (the durable start of the rate limit).
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError>;
+
+    /// The newest ingestions, newest first, at most `limit`, with their batches.
+    async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError>;
+
+    /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
+    async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;
+
+    /// Where an ingestion's waiting batches stand in the queue, or `None` if it is unknown.
+    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError>;
 
     /// Events with an id above `after`, oldest first, at most `limit`; only those of one
     /// ingestion if given. Every state change above appends its event in its own transaction.

@@ -14,8 +14,8 @@
 //! a separate database).
 
 use super::{
-    BatchRecord, Claim, ClaimedBatch, Completion, IngestionRecord, NewIngestionRecord, Store,
-    StoreError,
+    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IngestionRecord,
+    NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
 };
 use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
 use async_trait::async_trait;
@@ -35,6 +35,7 @@ use uuid::Uuid;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_events.sql"),
+    include_str!("../../../migrations/sqlite/0003_recent_dispatches.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -325,38 +326,12 @@ impl Store for SqliteStore {
                     .optional()
                 })
                 .map_err(unavailable)?;
-            let Some((seq, priority, created_at)) = head else {
-                return Ok(None);
-            };
-            let mut st = conn
-                .prepare_cached(
-                    "SELECT id, position, ids, status, attempt, started_at, completed_at, results
-                     FROM batches WHERE ingestion_seq = ?1 ORDER BY position",
-                )
-                .map_err(unavailable)?;
-            let rows = st
-                .query_map([seq], |r| {
-                    Ok(BatchRow {
-                        id: r.get(0)?,
-                        position: r.get(1)?,
-                        ids: r.get(2)?,
-                        status: r.get(3)?,
-                        attempt: r.get(4)?,
-                        started_at: r.get(5)?,
-                        completed_at: r.get(6)?,
-                        results: r.get(7)?,
-                    })
-                })
-                .map_err(unavailable)?;
-            let batches = rows
-                .map(|row| row.map_err(unavailable)?.into_record())
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(IngestionRecord {
-                id,
-                priority: priority_of(priority)?,
-                created_at: Timestamp::from_micros(created_at),
-                batches,
-            }))
+            match head {
+                Some((seq, priority, created_at)) => {
+                    ingestion_of(conn, seq, id, priority, created_at).map(Some)
+                }
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -461,14 +436,110 @@ impl Store for SqliteStore {
     }
 
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT last_start FROM dispatch_slot WHERE id = 1",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|t| t.map(Timestamp::from_micros))
-            .map_err(unavailable)
+        self.read(|conn| last_start(conn)).await
+    }
+
+    async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let heads = tx
+                .prepare_cached(
+                    "SELECT seq, id, priority, created_at FROM ingestions
+                     ORDER BY seq DESC LIMIT ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_map([limit as i64], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(unavailable)?;
+            heads
+                .into_iter()
+                .map(|(seq, id, priority, created_at)| {
+                    ingestion_of(&tx, seq, uuid_of(&id)?, priority, created_at)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let mut waiting = [0u64; 3];
+            let counts = tx
+                .prepare_cached(
+                    "SELECT priority, COUNT(*) FROM batches WHERE status = 0 GROUP BY priority",
+                )
+                .and_then(|mut st| {
+                    st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(unavailable)?;
+            for (rank, count) in counts {
+                let slot = usize::try_from(rank)
+                    .ok()
+                    .and_then(|rank| waiting.get_mut(rank))
+                    .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
+                *slot = count as u64;
+            }
+            let in_flight = dispatches(
+                &tx,
+                "WHERE b.status = 1 ORDER BY b.priority, b.ingestion_seq, b.position",
+                i64::MAX,
+            )?;
+            let recent = dispatches(
+                &tx,
+                "WHERE b.started_at IS NOT NULL ORDER BY b.started_at DESC",
+                recent as i64,
+            )?;
+            Ok(QueueRecord {
+                waiting,
+                in_flight,
+                recent,
+                last_start: last_start(&tx)?,
+            })
+        })
+        .await
+    }
+
+    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let head = tx
+                .prepare_cached("SELECT seq, priority FROM ingestions WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([ingestion.to_string()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                    })
+                    .optional()
+                })
+                .map_err(unavailable)?;
+            let Some((seq, priority)) = head else {
+                return Ok(None);
+            };
+            let ahead: i64 = tx
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM batches WHERE status = 0
+                     AND (priority < ?1 OR (priority = ?1 AND ingestion_seq < ?2))",
+                )
+                .and_then(|mut st| st.query_row(params![priority, seq], |r| r.get(0)))
+                .map_err(unavailable)?;
+            let in_flight_since: Option<i64> = tx
+                .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .map_err(unavailable)?;
+            Ok(Some(QueuePlace {
+                ahead: ahead as u64,
+                last_start: last_start(&tx)?,
+                in_flight_since: in_flight_since.map(Timestamp::from_micros),
+            }))
         })
         .await
     }
@@ -617,6 +688,99 @@ fn claim(
         started_at: now,
         lease_until,
     }))
+}
+
+fn last_start(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
+    conn.prepare_cached("SELECT last_start FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| st.query_row([], |r| r.get::<_, Option<i64>>(0)))
+        .map(|t| t.map(Timestamp::from_micros))
+        .map_err(unavailable)
+}
+
+/// An ingestion's record from its head row and its batches.
+fn ingestion_of(
+    conn: &Connection,
+    seq: i64,
+    id: Uuid,
+    priority: i64,
+    created_at: i64,
+) -> Result<IngestionRecord, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, position, ids, status, attempt, started_at, completed_at, results
+             FROM batches WHERE ingestion_seq = ?1 ORDER BY position",
+        )
+        .map_err(unavailable)?;
+    let rows = st
+        .query_map([seq], |r| {
+            Ok(BatchRow {
+                id: r.get(0)?,
+                position: r.get(1)?,
+                ids: r.get(2)?,
+                status: r.get(3)?,
+                attempt: r.get(4)?,
+                started_at: r.get(5)?,
+                completed_at: r.get(6)?,
+                results: r.get(7)?,
+            })
+        })
+        .map_err(unavailable)?;
+    let batches = rows
+        .map(|row| row.map_err(unavailable)?.into_record())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IngestionRecord {
+        id,
+        priority: priority_of(priority)?,
+        created_at: Timestamp::from_micros(created_at),
+        batches,
+    })
+}
+
+/// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
+fn dispatches(
+    conn: &Connection,
+    filter: &str,
+    limit: i64,
+) -> Result<Vec<DispatchRecord>, StoreError> {
+    let sql = format!(
+        "SELECT b.id, i.id, b.priority, b.position, b.ids, b.attempt, b.started_at, b.completed_at
+         FROM batches b JOIN ingestions i ON i.seq = b.ingestion_seq {filter} LIMIT ?1"
+    );
+    type Row = (String, String, i64, i64, String, i64, i64, Option<i64>);
+    let rows = conn
+        .prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map([limit], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<Row>, _>>()
+        })
+        .map_err(unavailable)?;
+    rows.into_iter()
+        .map(
+            |(batch, ingestion, priority, position, ids, attempt, started, completed)| {
+                Ok(DispatchRecord {
+                    batch_id: uuid_of(&batch)?,
+                    ingestion_id: uuid_of(&ingestion)?,
+                    priority: priority_of(priority)?,
+                    position: position as u32,
+                    ids: ids_of(&ids)?,
+                    attempt: attempt as u32,
+                    started_at: Timestamp::from_micros(started),
+                    completed_at: completed.map(Timestamp::from_micros),
+                })
+            },
+        )
+        .collect()
 }
 
 struct BatchRow {
