@@ -2,7 +2,9 @@
 //! types and answer errors in the JSON routes' `{code, message}` shape with the same status,
 //! because both go through the same service and the same error mapping.
 
-use crate::domain::{ErrorDetail, IngestRequest, IngestResponse, IngestionView};
+use crate::domain::{
+    ErrorDetail, IngestRequest, IngestResponse, IngestionView, QueueView, RecentIngestions,
+};
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
@@ -22,6 +24,20 @@ pub async fn submit_ingestion(request: IngestRequest) -> Result<IngestResponse, 
 pub async fn ingestion_status(ingestion_id: String) -> Result<IngestionView, ErrorDetail> {
     let service = ssr::service()?;
     service.status(&ingestion_id).await.map_err(ssr::rejected)
+}
+
+/// The newest ingestions, newest first (`POST /api/ingestions`, JSON `{"limit": n}`).
+#[server(prefix = "/api", endpoint = "ingestions", input = Json)]
+pub async fn list_ingestions(limit: u32) -> Result<RecentIngestions, ErrorDetail> {
+    let service = ssr::service()?;
+    service.recent(limit as usize).await.map_err(ssr::rejected)
+}
+
+/// The queue snapshot (`POST /api/queue`).
+#[server(prefix = "/api", endpoint = "queue", input = Json)]
+pub async fn queue_snapshot() -> Result<QueueView, ErrorDetail> {
+    let service = ssr::service()?;
+    service.queue().await.map_err(ssr::rejected)
 }
 
 #[cfg(feature = "ssr")]

@@ -5,6 +5,7 @@ mod common;
 
 use common::spawn_app;
 use serde_json::{json, Value};
+use sluice::domain::Timestamp;
 use std::time::Duration;
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -59,10 +60,12 @@ async fn the_status_shows_the_reference_shape_and_reaches_completed() {
             "batches",
             "created_at",
             "ingestion_id",
+            "predicted_completion",
             "priority",
             "status"
         ]
     );
+    assert_eq!(status["predicted_completion"], Value::Null);
     assert_eq!(status["ingestion_id"], id);
     assert_eq!(status["priority"], "MEDIUM");
     let batches = status["batches"].as_array().unwrap();
@@ -76,12 +79,14 @@ async fn the_status_shows_the_reference_shape_and_reaches_completed() {
                 "batch_id",
                 "completed_at",
                 "ids",
+                "predicted_start",
                 "results",
                 "started_at",
                 "status"
             ]
         );
         assert_eq!(batch["status"], "completed");
+        assert_eq!(batch["predicted_start"], Value::Null);
         for field in ["started_at", "completed_at"] {
             let t = batch[field].as_str().unwrap();
             // RFC 3339, UTC, milliseconds: 2026-11-28T14:36:08.123Z
@@ -301,4 +306,107 @@ async fn the_dashboard_page_is_served_at_the_root() {
         html.contains("/pkg/sluice.js"),
         "the page loads the hydration script: {html}"
     );
+}
+
+#[tokio::test]
+async fn the_newest_ingestions_are_listed_newest_first() {
+    let app = spawn_app(&[]).await;
+    let mut ids = Vec::new();
+    for priority in ["LOW", "HIGH", "MEDIUM"] {
+        let res = app
+            .post_ingest(&format!(
+                r#"{{"ids": [1, 2, 3, 4], "priority": "{priority}"}}"#
+            ))
+            .await;
+        ids.push(res.json::<Value>().await.unwrap()["ingestion_id"].clone());
+    }
+    let get = |query: &'static str| {
+        let url = format!("{}/ingestions{query}", app.base);
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let res = get("?limit=2").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(keys(&body), vec!["ingestions", "last_event_id"]);
+    let listed: Vec<&Value> = body["ingestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["ingestion_id"])
+        .collect();
+    assert_eq!(listed, vec![&ids[2], &ids[1]]);
+    assert_eq!(
+        body["ingestions"][0]["batches"].as_array().unwrap().len(),
+        2
+    );
+    assert!(body["last_event_id"].as_u64().unwrap() >= 3);
+
+    let all: Value = get("").await.json().await.unwrap();
+    assert_eq!(all["ingestions"].as_array().unwrap().len(), 3);
+
+    let res = get("?limit=ten").await;
+    assert_eq!(res.status(), 400);
+    assert_error(&res.json().await.unwrap(), "invalid_query");
+}
+
+#[tokio::test]
+async fn the_queue_and_status_predict_when_waiting_work_will_run() {
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "LOW"}"#)
+        .await;
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), |s| {
+            s["batches"][0]["status"] == "completed"
+        })
+        .await;
+    let started =
+        Timestamp::parse_rfc3339(status["batches"][0]["started_at"].as_str().unwrap()).unwrap();
+    let hour = Duration::from_secs(3600);
+    let predicted = |i: usize| {
+        status["batches"][i]["predicted_start"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339)
+    };
+    assert_eq!(predicted(0), None, "a started batch has no prediction");
+    assert_eq!(predicted(1), Some(started.plus(hour)));
+    assert_eq!(predicted(2), Some(started.plus(hour * 2)));
+    assert_eq!(
+        status["predicted_completion"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339),
+        Some(started.plus(hour * 2).plus(Duration::from_millis(10)))
+    );
+
+    let res = app
+        .client
+        .get(format!("{}/queue", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let queue: Value = res.json().await.unwrap();
+    assert_eq!(queue["rate_interval_ms"], 3_600_000);
+    assert_eq!(
+        queue["waiting"],
+        json!([
+            {"priority": "HIGH", "batches": 0},
+            {"priority": "MEDIUM", "batches": 0},
+            {"priority": "LOW", "batches": 2}
+        ])
+    );
+    assert_eq!(queue["in_flight"], Value::Null);
+    assert_eq!(
+        queue["next_slot"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339),
+        Some(started.plus(hour))
+    );
+    assert_eq!(queue["recent"][0]["ids"], json!([1, 2, 3]));
+    assert_eq!(queue["recent"][0]["ingestion_id"], id);
 }

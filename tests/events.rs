@@ -73,6 +73,31 @@ async fn a_client_reconnecting_with_last_event_id_gets_exactly_what_it_missed() 
 }
 
 #[tokio::test]
+async fn a_first_connection_can_start_after_the_event_its_page_reflects() {
+    let app = spawn_app(&[]).await;
+    ingest(&app, r#"{"ids": [1], "priority": "LOW"}"#).await;
+    let snapshot: Value = app
+        .client
+        .get(format!("{}/ingestions", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let after = snapshot["last_event_id"].as_u64().unwrap();
+    assert!(after >= 1);
+    let mut events =
+        SseReader::new(stream(&app, &format!("/events?after={}", after - 1), None).await);
+    assert_eq!(events.next().await.id, after);
+
+    let res = stream(&app, "/events?after=soon", None).await;
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_query");
+}
+
+#[tokio::test]
 async fn an_ingestions_stream_replays_its_own_events_only() {
     let app = spawn_app(&[]).await;
     let mine = ingest(&app, r#"{"ids": [1, 2, 3, 4], "priority": "MEDIUM"}"#).await;

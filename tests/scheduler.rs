@@ -55,6 +55,7 @@ impl Harness {
                 lease: Duration::from_secs(15),
                 shutdown_grace,
             },
+            expected_work: Duration::from_secs(1),
         };
         let clock = Clock::starting_at(t(at_secs));
         let start = Instant::now() - Duration::from_secs_f64(at_secs);
@@ -153,6 +154,58 @@ async fn the_canonical_case_starts_each_batch_exactly_on_its_slot() {
             assert!(batch.results.iter().all(|r| r.data == "processed"));
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn predictions_made_while_waiting_come_true_to_the_microsecond() {
+    // The canonical case again: at T4.5 the queue already knows when everything will run.
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let medium = h.ingest(Priority::Medium, 1..=5).await;
+    h.at(4.0).await;
+    let high = h.ingest(Priority::High, 6..=9).await;
+    h.at(4.5).await;
+    let predicted_starts = |view: &IngestionView| -> Vec<Option<Timestamp>> {
+        view.batches.iter().map(|b| b.predicted_start).collect()
+    };
+    let (m, hi) = (h.status(medium).await, h.status(high).await);
+    assert_eq!(predicted_starts(&m), vec![None, Some(t(15.0))]);
+    assert_eq!(predicted_starts(&hi), vec![Some(t(5.0)), Some(t(10.0))]);
+    assert_eq!(m.predicted_completion, Some(t(16.0)));
+    assert_eq!(hi.predicted_completion, Some(t(11.0)));
+
+    let queue = h.service.queue().await.unwrap();
+    let depth: Vec<u64> = queue.waiting.iter().map(|d| d.batches).collect();
+    assert_eq!(depth, vec![2, 1, 0]);
+    assert_eq!(queue.next_slot, t(5.0));
+    assert_eq!(queue.in_flight, None, "[1,2,3] finished at T1");
+    assert_eq!(queue.recent.len(), 1);
+    assert_eq!(queue.recent[0].started_at, t(0.0));
+
+    h.at(30.0).await;
+    assert_eq!(h.starts(medium).await, vec![Some(t(0.0)), Some(t(15.0))]);
+    assert_eq!(h.starts(high).await, vec![Some(t(5.0)), Some(t(10.0))]);
+    let done = h.status(medium).await;
+    assert_eq!(done.predicted_completion, None);
+    assert!(done.batches.iter().all(|b| b.predicted_start.is_none()));
+    let recent = h.service.recent(10).await.unwrap();
+    let newest_first: Vec<Uuid> = recent.ingestions.iter().map(|v| v.ingestion_id).collect();
+    assert_eq!(newest_first, vec![high, medium]);
+    assert!(recent.last_event_id > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_in_flight_predicts_its_finish_from_the_expected_work() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let id = h.ingest(Priority::Low, 1..=4).await;
+    h.at(0.5).await;
+    let view = h.status(id).await;
+    assert_eq!(view.batches[0].status, BatchStatus::Triggered);
+    assert_eq!(view.batches[1].predicted_start, Some(t(5.0)));
+    assert_eq!(view.predicted_completion, Some(t(6.0)));
+    let queue = h.service.queue().await.unwrap();
+    assert_eq!(queue.in_flight.map(|d| d.ids), Some(vec![1, 2, 3]));
+    assert_eq!(queue.next_slot, t(5.0));
+    assert_eq!(queue.rate_interval_ms, 5000);
 }
 
 #[tokio::test(start_paused = true)]

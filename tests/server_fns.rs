@@ -81,3 +81,35 @@ async fn arguments_that_do_not_decode_are_a_client_error_not_a_server_error() {
     assert_eq!(body["code"], "invalid_arguments");
     assert_eq!(app.count("ingestions"), 0);
 }
+
+#[tokio::test]
+async fn the_dashboard_reads_recent_ingestions_and_the_queue_through_server_functions() {
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    for ids in [[1, 2, 3, 4], [5, 6, 7, 8]] {
+        let res = call(
+            &app,
+            "ingest",
+            json!({"request": {"ids": ids, "priority": "MEDIUM"}}),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = call(&app, "ingestions", json!({"limit": 1})).await;
+    assert_eq!(res.status(), 200);
+    let recent: Value = res.json().await.unwrap();
+    assert_eq!(recent["ingestions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        recent["ingestions"][0]["batches"][0]["ids"],
+        json!([5, 6, 7])
+    );
+
+    let res = call(&app, "queue", json!({})).await;
+    assert_eq!(res.status(), 200);
+    let queue: Value = res.json().await.unwrap();
+    assert_eq!(queue["waiting"][1]["priority"], "MEDIUM");
+    assert_eq!(
+        queue["waiting"][1]["batches"], 3,
+        "one of four batches started at once"
+    );
+    assert_eq!(queue["rate_interval_ms"], 3_600_000);
+}

@@ -5,15 +5,19 @@
 
 mod error;
 mod event;
+mod queue;
 mod request;
 mod status;
 mod time;
 
 pub use error::{ErrorBody, ErrorDetail, INVALID_ARGUMENTS};
 pub use event::{Event, EventBody};
+pub use queue::{Depth, DispatchView, Pace, QueueView};
 pub use request::{
     IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
     MAX_ID, MIN_ID,
 };
-pub use status::{BatchStatus, BatchView, IdResult, IngestionStatus, IngestionView};
+pub use status::{
+    BatchStatus, BatchView, IdResult, IngestionStatus, IngestionView, RecentIngestions,
+};
 pub use time::Timestamp;

@@ -80,6 +80,9 @@ pub struct BatchView {
     pub completed_at: Option<Timestamp>,
     #[serde(default)]
     pub results: Vec<IdResult>,
+    /// For a waiting batch, when it is expected to start at the fixed pace; otherwise null.
+    #[serde(default)]
+    pub predicted_start: Option<Timestamp>,
 }
 
 /// An ingestion as `GET /status/{id}` shows it; `batches` in split order.
@@ -90,6 +93,17 @@ pub struct IngestionView {
     pub priority: Priority,
     pub created_at: Timestamp,
     pub batches: Vec<BatchView>,
+    /// When the last batch is expected to finish at the fixed pace; null once completed.
+    #[serde(default)]
+    pub predicted_completion: Option<Timestamp>,
+}
+
+/// The newest ingestions, newest first, as the dashboard lists them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecentIngestions {
+    pub ingestions: Vec<IngestionView>,
+    /// The newest event reflected here: stream `/events` after it to stay current.
+    pub last_event_id: u64,
 }
 
 #[cfg(test)]

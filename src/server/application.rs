@@ -1,7 +1,7 @@
 //! Wiring: open the store, start the scheduler, build the router, listen, shut down cleanly.
 
 use crate::app::{shell, App};
-use crate::domain::Limits;
+use crate::domain::{Limits, Pace};
 use crate::server::{
     clock::Clock,
     config::Settings,
@@ -40,6 +40,8 @@ pub struct CoreConfig {
     pub batch_size: usize,
     pub limits: Limits,
     pub scheduler: SchedulerConfig,
+    /// Expected work per batch, for predictions.
+    pub expected_work: std::time::Duration,
 }
 
 impl CoreConfig {
@@ -54,6 +56,7 @@ impl CoreConfig {
                 lease: *settings.lease,
                 shutdown_grace: *settings.shutdown_grace,
             },
+            expected_work: *settings.simulated_work,
         }
     }
 }
@@ -73,6 +76,10 @@ impl Core {
             clock,
             config.batch_size,
             config.limits,
+            Pace {
+                interval: config.scheduler.interval,
+                work: config.expected_work,
+            },
             wake.clone(),
         );
         let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler);

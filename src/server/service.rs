@@ -3,12 +3,16 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchView, Event, IngestRequest, IngestionStatus, IngestionView, Limits, NewIngestion,
-    RequestError,
+    BatchStatus, BatchView, Depth, DispatchView, Event, IngestRequest, IngestionStatus,
+    IngestionView, Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError,
+    Timestamp,
 };
 use crate::server::{
     clock::Clock,
-    store::{DynStore, IngestionRecord, NewBatchRecord, NewIngestionRecord, StoreError},
+    store::{
+        DispatchRecord, DynStore, IngestionRecord, NewBatchRecord, NewIngestionRecord, QueuePlace,
+        StoreError,
+    },
 };
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
@@ -35,8 +39,14 @@ struct Inner {
     clock: Clock,
     batch_size: usize,
     limits: Limits,
+    pace: Pace,
     wake: Arc<Notify>,
 }
+
+/// Most ingestions a recent-ingestions read returns.
+pub const MAX_RECENT: usize = 100;
+/// Dispatches the queue view lists.
+const RECENT_DISPATCHES: usize = 10;
 
 impl Service {
     /// `wake` is the scheduler's: it is notified after new work is durably stored.
@@ -45,6 +55,7 @@ impl Service {
         clock: Clock,
         batch_size: usize,
         limits: Limits,
+        pace: Pace,
         wake: Arc<Notify>,
     ) -> Self {
         Self {
@@ -53,6 +64,7 @@ impl Service {
                 clock,
                 batch_size,
                 limits,
+                pace,
                 wake,
             }),
         }
@@ -100,7 +112,75 @@ impl Service {
             .ingestion(id)
             .await?
             .ok_or_else(not_found)?;
-        Ok(view_of(record))
+        self.predicted(record).await
+    }
+
+    /// The newest ingestions (at most `limit`, capped at [`MAX_RECENT`]), newest first, with
+    /// the id of the newest event they reflect.
+    pub async fn recent(&self, limit: usize) -> Result<RecentIngestions, ServiceError> {
+        // Read the feed first: replaying an event already reflected is harmless, missing one
+        // is not.
+        let last_event_id = *self.inner.store.event_feed().borrow();
+        let records = self
+            .inner
+            .store
+            .recent_ingestions(limit.min(MAX_RECENT))
+            .await?;
+        let mut ingestions = Vec::with_capacity(records.len());
+        for record in records {
+            ingestions.push(self.predicted(record).await?);
+        }
+        Ok(RecentIngestions {
+            ingestions,
+            last_event_id,
+        })
+    }
+
+    /// The queue: depth per priority, the batch in flight, the next slot, recent dispatches.
+    pub async fn queue(&self) -> Result<QueueView, ServiceError> {
+        let last_event_id = *self.inner.store.event_feed().borrow();
+        let queue = self.inner.store.queue(RECENT_DISPATCHES).await?;
+        let now = self.inner.clock.now();
+        let pace = self.inner.pace;
+        let in_flight = queue.in_flight.into_iter().next().map(dispatch_view);
+        let next_slot = pace.next_start(
+            now,
+            queue.last_start,
+            in_flight.as_ref().map(|d| d.started_at),
+        );
+        Ok(QueueView {
+            now,
+            rate_interval_ms: u64::try_from(pace.interval.as_millis()).unwrap_or(u64::MAX),
+            waiting: Priority::ALL
+                .into_iter()
+                .map(|priority| Depth {
+                    priority,
+                    batches: queue.waiting[priority.rank() as usize],
+                })
+                .collect(),
+            in_flight,
+            last_start: queue.last_start,
+            next_slot,
+            recent: queue.recent.into_iter().map(dispatch_view).collect(),
+            last_event_id,
+        })
+    }
+
+    /// The view of a record, with predictions for the work it still has to do.
+    async fn predicted(&self, record: IngestionRecord) -> Result<IngestionView, ServiceError> {
+        let unfinished = record
+            .batches
+            .iter()
+            .any(|b| b.status != BatchStatus::Completed);
+        let place = match unfinished {
+            true => self.inner.store.queue_place(record.id).await?,
+            false => None,
+        };
+        let mut view = view_of(record);
+        if let Some(place) = place {
+            predict(&mut view, place, self.inner.pace, self.inner.clock.now());
+        }
+        Ok(view)
     }
 
     /// Events after `after`, oldest first (one ingestion's only, if given).
@@ -123,6 +203,41 @@ impl Service {
     }
 }
 
+/// Fill in when each waiting batch should start and when the whole ingestion should finish.
+fn predict(view: &mut IngestionView, place: QueuePlace, pace: Pace, now: Timestamp) {
+    let next = pace.next_start(now, place.last_start, place.in_flight_since);
+    let mut ahead = place.ahead;
+    let mut finish = None;
+    for batch in &mut view.batches {
+        match batch.status {
+            BatchStatus::YetToStart => {
+                let start = pace.start_after(next, ahead);
+                batch.predicted_start = Some(start);
+                finish = Some(pace.finish_of(start));
+                ahead += 1;
+            }
+            BatchStatus::Triggered => {
+                let expected = batch.started_at.map(|s| pace.finish_of(s).max(now));
+                finish = finish.max(expected);
+            }
+            BatchStatus::Completed => {}
+        }
+    }
+    view.predicted_completion = finish;
+}
+
+fn dispatch_view(d: DispatchRecord) -> DispatchView {
+    DispatchView {
+        batch_id: d.batch_id,
+        ingestion_id: d.ingestion_id,
+        priority: d.priority,
+        position: d.position,
+        ids: d.ids,
+        started_at: d.started_at,
+        completed_at: d.completed_at,
+    }
+}
+
 fn view_of(record: IngestionRecord) -> IngestionView {
     IngestionView {
         ingestion_id: record.id,
@@ -139,7 +254,9 @@ fn view_of(record: IngestionRecord) -> IngestionView {
                 started_at: b.started_at,
                 completed_at: b.completed_at,
                 results: b.results,
+                predicted_start: None,
             })
             .collect(),
+        predicted_completion: None,
     }
 }

@@ -3,15 +3,17 @@
 //!
 //! Each SSE message carries the event's id, its type as the event name, and the event as JSON.
 //! A client reconnecting with `Last-Event-ID` gets every event after that id (within the log's
-//! retention), from whichever process it reconnects to. Without it, `/events` starts with the
+//! retention), from whichever process it reconnects to. A first connection can say where to
+//! start with `?after=<id>` (browsers' `EventSource` cannot set the header; a page passes the
+//! `last_event_id` of the snapshot it rendered). Without either, `/events` starts with the
 //! next event and an ingestion's stream starts from that ingestion's first event. Comments
 //! every 15 s keep idle connections open through proxies.
 
-use super::{ApiError, ApiState};
+use super::{query, ApiError, ApiState};
 use crate::domain::Event;
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::HeaderMap,
     response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse},
 };
@@ -28,11 +30,16 @@ type EventStream = Sse<KeepAliveStream<BoxStream<'static, Result<SseEvent, Infal
 
 pub(super) async fn all(
     State(state): State<ApiState>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<EventStream, ApiError> {
-    let after = match last_event_id(&headers)? {
-        Some(id) => id,
-        None => *state.service.event_feed().borrow(),
+    // A reconnect's Last-Event-ID is newer than the `after` the page started with.
+    let after = match (
+        last_event_id(&headers)?,
+        query::number(raw.as_deref(), "after")?,
+    ) {
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => *state.service.event_feed().borrow(),
     };
     Ok(sse(state.service, after, None, state.shutdown))
 }
@@ -40,9 +47,14 @@ pub(super) async fn all(
 pub(super) async fn one_ingestion(
     State(state): State<ApiState>,
     Path(ingestion_id): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<EventStream, ApiError> {
-    let after = last_event_id(&headers)?.unwrap_or(0);
+    let after = match last_event_id(&headers)? {
+        Some(id) => Some(id),
+        None => query::number(raw.as_deref(), "after")?,
+    }
+    .unwrap_or(0);
     let view = state.service.status(&ingestion_id).await?;
     Ok(sse(
         state.service,

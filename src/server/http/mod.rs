@@ -4,6 +4,8 @@
 mod error;
 mod events;
 mod ingest;
+mod query;
+mod queue;
 mod server_fns;
 mod status;
 
@@ -26,7 +28,8 @@ pub struct ApiState {
     pub shutdown: Shutdown,
 }
 
-/// `POST /ingest`, `GET /status/{ingestion_id}` and the event streams, with the body limit
+/// `POST /ingest`, `GET /status/{ingestion_id}`, `GET /ingestions`, `GET /queue` and the event
+/// streams, with the body limit
 /// and JSON 405s.
 pub fn router<S>(state: ApiState) -> Router<S> {
     let body_limit = state.max_body_bytes;
@@ -36,6 +39,8 @@ pub fn router<S>(state: ApiState) -> Router<S> {
             post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/status/{ingestion_id}", get(status::status))
+        .route("/ingestions", get(queue::recent))
+        .route("/queue", get(queue::queue))
         .route("/events", get(events::all))
         .route("/status/{ingestion_id}/events", get(events::one_ingestion))
         .method_not_allowed_fallback(error::method_not_allowed)

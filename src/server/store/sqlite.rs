@@ -436,7 +436,7 @@ impl Store for SqliteStore {
     }
 
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|conn| last_start(conn)).await
+        self.read(last_start).await
     }
 
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
