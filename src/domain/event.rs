@@ -42,6 +42,14 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// Every event name, for clients that subscribe to each by name.
+    pub const NAMES: [&'static str; 4] = [
+        "ingestion_created",
+        "batch_triggered",
+        "batch_completed",
+        "ingestion_completed",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             EventBody::IngestionCreated { .. } => "ingestion_created",
@@ -76,6 +84,7 @@ mod tests {
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["type"], "ingestion_completed");
         assert_eq!(json["type"], event.body.name());
+        assert!(EventBody::NAMES.contains(&event.body.name()));
         assert_eq!(json["id"], 7);
         assert_eq!(json["ingestion_id"], id.to_string());
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);

@@ -5,6 +5,7 @@
 
 mod error;
 mod event;
+mod id_text;
 mod queue;
 mod request;
 mod status;
@@ -12,12 +13,14 @@ mod time;
 
 pub use error::{ErrorBody, ErrorDetail, INVALID_ARGUMENTS};
 pub use event::{Event, EventBody};
+pub use id_text::{ids_from_text, IdTextError};
 pub use queue::{Depth, DispatchView, Pace, QueueView};
 pub use request::{
     IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
     MAX_ID, MIN_ID,
 };
 pub use status::{
-    BatchStatus, BatchView, IdResult, IngestionStatus, IngestionView, RecentIngestions,
+    BatchStatus, BatchView, IdResult, IngestionStatus, IngestionSummary, IngestionView,
+    RecentIngestions,
 };
 pub use time::Timestamp;

@@ -79,6 +79,10 @@ pub struct QueueView {
     /// The server's time when the snapshot was taken (clients correct their clock by it).
     pub now: Timestamp,
     pub rate_interval_ms: u64,
+    /// IDs per batch.
+    pub batch_size: u64,
+    /// Most IDs one submission may carry.
+    pub max_ids: u64,
     /// Waiting batches per priority, HIGH first.
     pub waiting: Vec<Depth>,
     pub in_flight: Option<DispatchView>,

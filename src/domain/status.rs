@@ -98,10 +98,67 @@ pub struct IngestionView {
     pub predicted_completion: Option<Timestamp>,
 }
 
+/// An ingestion as a list shows it: counts for the whole, and a window of its batches around
+/// the work in progress (an ingestion can have tens of thousands of batches).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IngestionSummary {
+    pub ingestion_id: Uuid,
+    pub status: IngestionStatus,
+    pub priority: Priority,
+    pub created_at: Timestamp,
+    pub predicted_completion: Option<Timestamp>,
+    /// When the last batch completed, once every batch has.
+    pub completed_at: Option<Timestamp>,
+    pub id_count: u64,
+    pub batch_count: u32,
+    pub triggered_batches: u32,
+    pub completed_batches: u32,
+    /// The position of `batches[0]` in the ingestion.
+    pub first_shown: u32,
+    pub batches: Vec<BatchView>,
+}
+
+impl IngestionSummary {
+    /// Summarize `view`, keeping at most `window` batches: all of them if they fit, otherwise
+    /// a few finished ones before the first unfinished batch and what follows it.
+    pub fn of(view: IngestionView, window: usize) -> Self {
+        let count = |s: BatchStatus| view.batches.iter().filter(|b| b.status == s).count() as u32;
+        let (triggered, completed) = (count(BatchStatus::Triggered), count(BatchStatus::Completed));
+        let total = view.batches.len();
+        let frontier = view
+            .batches
+            .iter()
+            .position(|b| b.status != BatchStatus::Completed)
+            .unwrap_or(total);
+        let window = window.max(1);
+        let first = frontier
+            .saturating_sub(window / 8)
+            .min(total.saturating_sub(window));
+        let completed_at = match view.status {
+            IngestionStatus::Completed => view.batches.iter().filter_map(|b| b.completed_at).max(),
+            _ => None,
+        };
+        Self {
+            ingestion_id: view.ingestion_id,
+            status: view.status,
+            priority: view.priority,
+            created_at: view.created_at,
+            predicted_completion: view.predicted_completion,
+            completed_at,
+            id_count: view.batches.iter().map(|b| b.ids.len() as u64).sum(),
+            batch_count: total as u32,
+            triggered_batches: triggered,
+            completed_batches: completed,
+            first_shown: first as u32,
+            batches: view.batches.into_iter().skip(first).take(window).collect(),
+        }
+    }
+}
+
 /// The newest ingestions, newest first, as the dashboard lists them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecentIngestions {
-    pub ingestions: Vec<IngestionView>,
+    pub ingestions: Vec<IngestionSummary>,
     /// The newest event reflected here: stream `/events` after it to stay current.
     pub last_event_id: u64,
 }
@@ -110,6 +167,56 @@ pub struct RecentIngestions {
 mod tests {
     use super::*;
     use BatchStatus::*;
+
+    fn view_with(statuses: &[BatchStatus]) -> IngestionView {
+        IngestionView {
+            ingestion_id: Uuid::nil(),
+            status: IngestionStatus::of(statuses.iter().copied()),
+            priority: Priority::Low,
+            created_at: Timestamp::from_micros(0),
+            batches: statuses
+                .iter()
+                .enumerate()
+                .map(|(i, &status)| BatchView {
+                    batch_id: Uuid::nil(),
+                    ids: vec![i as u64 * 3 + 1, i as u64 * 3 + 2, i as u64 * 3 + 3],
+                    status,
+                    started_at: None,
+                    completed_at: (status == Completed).then(|| Timestamp::from_micros(i as i64)),
+                    results: vec![],
+                    predicted_start: None,
+                })
+                .collect(),
+            predicted_completion: None,
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_every_batch_and_shows_a_window_around_the_work_in_progress() {
+        let mut statuses = vec![Completed; 50];
+        statuses.push(Triggered);
+        statuses.extend([YetToStart; 49]);
+        let summary = IngestionSummary::of(view_with(&statuses), 16);
+        assert_eq!(summary.batch_count, 100);
+        assert_eq!(
+            (summary.completed_batches, summary.triggered_batches),
+            (50, 1)
+        );
+        assert_eq!(summary.id_count, 300);
+        assert_eq!(summary.first_shown, 48);
+        assert_eq!(summary.batches.len(), 16);
+        assert_eq!(summary.batches[2].status, Triggered);
+        assert_eq!(summary.completed_at, None);
+    }
+
+    #[test]
+    fn a_small_or_finished_ingestion_shows_what_fits() {
+        let small = IngestionSummary::of(view_with(&[Completed, YetToStart]), 16);
+        assert_eq!((small.first_shown, small.batches.len()), (0, 2));
+        let done = IngestionSummary::of(view_with(&[Completed; 40]), 16);
+        assert_eq!((done.first_shown, done.batches.len()), (24, 16));
+        assert_eq!(done.completed_at, Some(Timestamp::from_micros(39)));
+    }
 
     #[test]
     fn an_ingestion_is_as_far_along_as_its_batches_say() {

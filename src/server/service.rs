@@ -4,8 +4,8 @@
 
 use crate::domain::{
     BatchStatus, BatchView, Depth, DispatchView, Event, IngestRequest, IngestionStatus,
-    IngestionView, Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError,
-    Timestamp,
+    IngestionSummary, IngestionView, Limits, NewIngestion, Pace, Priority, QueueView,
+    RecentIngestions, RequestError, Timestamp,
 };
 use crate::server::{
     clock::Clock,
@@ -45,6 +45,8 @@ struct Inner {
 
 /// Most ingestions a recent-ingestions read returns.
 pub const MAX_RECENT: usize = 100;
+/// Batches each listed ingestion shows (around its work in progress).
+const LISTED_BATCHES: usize = 24;
 /// Dispatches the queue view lists.
 const RECENT_DISPATCHES: usize = 10;
 
@@ -128,7 +130,8 @@ impl Service {
             .await?;
         let mut ingestions = Vec::with_capacity(records.len());
         for record in records {
-            ingestions.push(self.predicted(record).await?);
+            let view = self.predicted(record).await?;
+            ingestions.push(IngestionSummary::of(view, LISTED_BATCHES));
         }
         Ok(RecentIngestions {
             ingestions,
@@ -151,6 +154,8 @@ impl Service {
         Ok(QueueView {
             now,
             rate_interval_ms: u64::try_from(pace.interval.as_millis()).unwrap_or(u64::MAX),
+            batch_size: self.inner.batch_size as u64,
+            max_ids: self.inner.limits.max_ids as u64,
             waiting: Priority::ALL
                 .into_iter()
                 .map(|priority| Depth {
