@@ -17,6 +17,9 @@
 //!   - `server::http`: JSON routes and their error mapping;
 //!   - `server::application`: wiring, listening, graceful shutdown.
 
+// The dashboard's view types nest deeply when components are not erased (plain cargo builds).
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod domain;

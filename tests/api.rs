@@ -296,8 +296,15 @@ async fn a_wrong_method_is_405_in_the_error_shape() {
 }
 
 #[tokio::test]
-async fn the_dashboard_page_is_served_at_the_root() {
-    let app = spawn_app(&[]).await;
+async fn the_dashboard_page_is_served_at_the_root_with_the_stored_ingestions_rendered() {
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let res = app
+        .post_ingest(r#"{"ids": [11, 12, 13, 14], "priority": "HIGH"}"#)
+        .await;
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let res = app.client.get(&app.base).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
@@ -306,6 +313,10 @@ async fn the_dashboard_page_is_served_at_the_root() {
         html.contains("/pkg/sluice.js"),
         "the page loads the hydration script: {html}"
     );
+    // Rendered on the server from the store, so it is there on first paint and after reloads.
+    assert!(html.contains(&format!("data-ingestion-id=\"{id}\"")), "{html}");
+    assert!(html.contains("14"), "the second batch's ID is on the page");
+    assert!(html.contains("data-testid=\"depth-HIGH\""), "{html}");
 }
 
 #[tokio::test]

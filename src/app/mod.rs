@@ -1,6 +1,14 @@
-//! The Leptos application: the HTML shell and the page at `/`.
+//! The Leptos application: the HTML shell and the dashboard at `/`.
 //!
-//! This is the minimal hydrated shell of the foundation; the live dashboard builds on it.
+//! The UI knows no SQL and no HTTP routes beyond the server functions in [`crate::api`] and
+//! the event stream; every rule it applies (ID parsing, limits) is the shared domain code.
+
+mod dashboard;
+mod format;
+mod ingestions;
+mod live;
+mod queue;
+mod submit;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -42,26 +50,9 @@ pub fn App() -> impl IntoView {
         <Router>
             <main data-testid="app" data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=|| view! { <p>"Not found."</p> }>
-                    <Route path=path!("/") view=Home/>
+                    <Route path=path!("/") view=dashboard::Dashboard/>
                 </Routes>
             </main>
         </Router>
-    }
-}
-
-#[component]
-fn Home() -> impl IntoView {
-    view! {
-        <header class="masthead">
-            <h1>"sluice"</h1>
-            <p class="tagline">"Priority, rate-limited batch ingestion."</p>
-        </header>
-        <section class="card">
-            <h2>"API"</h2>
-            <ul class="routes">
-                <li><code>"POST /ingest"</code>" "<span>"submit IDs with a priority"</span></li>
-                <li><code>"GET /status/{ingestion_id}"</code>" "<span>"follow an ingestion's batches"</span></li>
-            </ul>
-        </section>
     }
 }

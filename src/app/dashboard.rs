@@ -1,0 +1,92 @@
+//! The page at `/`: submit form, recent ingestions with live batch cards, queue panel.
+
+use super::{
+    ingestions::IngestionList,
+    live::{Connection, Live},
+    queue::QueuePanel,
+    submit::SubmitForm,
+};
+use crate::api::{list_ingestions, queue_snapshot};
+use crate::domain::{ErrorDetail, QueueView, RecentIngestions, Timestamp};
+use leptos::prelude::*;
+
+/// Ingestions the page lists.
+pub const LISTED: u32 = 20;
+
+pub type RecentResource = Resource<Result<RecentIngestions, ErrorDetail>>;
+pub type QueueResource = Resource<Result<QueueView, ErrorDetail>>;
+
+#[component]
+pub fn Dashboard() -> impl IntoView {
+    let live = Live::new();
+    provide_context(live);
+    let recent: RecentResource =
+        Resource::new(move || live.version.get(), |_| list_ingestions(LISTED));
+    let queue: QueueResource = Resource::new(move || live.version.get(), |_| queue_snapshot());
+
+    // Every snapshot corrects the clock; the first one also starts the live parts.
+    let started = StoredValue::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok(q)) = queue.get() {
+            live.observe_server_time(q.now);
+        }
+        let Some(first) = recent.get() else { return };
+        if !started.get_value() {
+            started.set_value(true);
+            live.start(first.ok().map(|r| r.last_event_id));
+        }
+    });
+
+    view! {
+        <header class="masthead">
+            <div>
+                <h1>"sluice"</h1>
+                <p class="tagline">"Priority, rate-limited batch ingestion"</p>
+            </div>
+            <ConnectionBadge connection=live.connection/>
+        </header>
+        <div class="layout">
+            <div class="column">
+                <SubmitForm queue/>
+                <IngestionList recent/>
+            </div>
+            <QueuePanel queue/>
+        </div>
+    }
+}
+
+#[component]
+fn ConnectionBadge(connection: RwSignal<Connection>) -> impl IntoView {
+    let label = move || match connection.get() {
+        Connection::Connecting => "connecting…",
+        Connection::Live => "live",
+        Connection::Reconnecting => "reconnecting…",
+    };
+    view! {
+        <p
+            class=move || format!("connection {}", connection.get().as_str())
+            data-testid="connection"
+            data-state=move || connection.get().as_str()
+            role="status"
+        >
+            <span class="dot" aria-hidden="true"></span>
+            {label}
+        </p>
+    }
+}
+
+/// The current time as the page shows it: the ticking clock, or the snapshot's time before the
+/// first tick.
+pub fn now_or(live: Live, snapshot_now: Timestamp) -> Timestamp {
+    live.now.get().unwrap_or(snapshot_now)
+}
+
+/// A failed read, shown in place of what could not be loaded.
+#[component]
+pub fn LoadError(error: ErrorDetail) -> impl IntoView {
+    view! {
+        <p class="error" role="alert">
+            "Could not load: " {error.message}
+        </p>
+    }
+}

@@ -1,0 +1,177 @@
+//! The recent ingestions, newest first, each with its progress, prediction and batch cards.
+
+use super::{
+    dashboard::{now_or, LoadError, RecentResource},
+    format,
+    live::Live,
+};
+use crate::domain::{BatchStatus, BatchView, IngestionStatus, IngestionSummary, Timestamp};
+use leptos::prelude::*;
+
+#[component]
+pub fn IngestionList(recent: RecentResource) -> impl IntoView {
+    view! {
+        <section class="card" aria-labelledby="recent-title">
+            <h2 id="recent-title">"Recent ingestions"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match recent.await {
+                        Ok(list) if list.ingestions.is_empty() => {
+                            view! {
+                                <p class="muted" data-testid="no-ingestions">
+                                    "Nothing submitted yet."
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Ok(list) => {
+                            view! {
+                                <ol class="ingestions" data-testid="ingestions">
+                                    {list
+                                        .ingestions
+                                        .into_iter()
+                                        .map(|i| view! { <IngestionCard ingestion=i/> })
+                                        .collect_view()}
+                                </ol>
+                            }
+                                .into_any()
+                        }
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+fn ingestion_status(s: IngestionStatus) -> &'static str {
+    match s {
+        IngestionStatus::YetToStart => "yet_to_start",
+        IngestionStatus::Triggered => "triggered",
+        IngestionStatus::Completed => "completed",
+    }
+}
+
+#[component]
+fn IngestionCard(ingestion: IngestionSummary) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let status = ingestion_status(ingestion.status);
+    let priority = ingestion.priority.as_str();
+    let total = ingestion.batch_count.max(1);
+    let done = ingestion.completed_batches;
+    let percent = f64::from(done) * 100.0 / f64::from(total);
+    let created = ingestion.created_at;
+    let eta = match (ingestion.completed_at, ingestion.predicted_completion) {
+        (Some(at), _) => {
+            let took = format::span(format::millis_between(created, at));
+            format!(
+                "Completed at {} UTC, {took} after submission",
+                format::clock(at)
+            )
+            .into_any()
+        }
+        (None, Some(at)) => {
+            let left = move || format::countdown(at, now_or(live, created));
+            view! { "Expected done at " {format::clock(at)} " UTC · " <span class="countdown">{left}</span> }
+                .into_any()
+        }
+        (None, None) => "".into_any(),
+    };
+    let first = ingestion.first_shown;
+    let shown = ingestion.batches.len() as u32;
+    let window_note = (shown < ingestion.batch_count).then(|| {
+        format!(
+            "Showing batches {}–{} of {}",
+            first + 1,
+            first + shown,
+            ingestion.batch_count
+        )
+    });
+    let batches = ingestion
+        .batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| view! { <BatchCard batch=b position=first + i as u32 created/> })
+        .collect_view();
+
+    view! {
+        <li
+            class=format!("ingestion status-{status}")
+            data-testid="ingestion"
+            data-ingestion-id=ingestion.ingestion_id.to_string()
+            data-status=status
+            data-priority=priority
+        >
+            <header class="ingestion-head">
+                <span class=format!("badge priority-{}", priority.to_lowercase())>{priority}</span>
+                <code title=ingestion.ingestion_id.to_string()>
+                    {format::short(ingestion.ingestion_id)}
+                </code>
+                <span class=format!("status status-{status}") data-testid="ingestion-status">
+                    {status}
+                </span>
+                <span class="muted">"submitted " {format::clock(created)} " UTC"</span>
+            </header>
+            <div
+                class="progress"
+                role="progressbar"
+                aria-label="batches completed"
+                aria-valuemin="0"
+                aria-valuemax=ingestion.batch_count
+                aria-valuenow=done
+            >
+                <span style=format!("width: {percent:.1}%")></span>
+            </div>
+            <p class="progress-text" data-testid="progress">
+                {format!(
+                    "{done} of {} batches completed · {} IDs",
+                    ingestion.batch_count,
+                    ingestion.id_count,
+                )}
+            </p>
+            <p class="eta" data-testid="eta">{eta}</p>
+            <ol class="batches">{batches}</ol>
+            {window_note.map(|n| view! { <p class="muted">{n}</p> })}
+        </li>
+    }
+}
+
+#[component]
+fn BatchCard(batch: BatchView, position: u32, created: Timestamp) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let status = batch.status.as_str();
+    let when = match (batch.status, batch.started_at, batch.completed_at) {
+        (BatchStatus::Completed, Some(start), Some(end)) => format!(
+            "started {}, took {}",
+            format::clock(start),
+            format::span(format::millis_between(start, end))
+        )
+        .into_any(),
+        (BatchStatus::Triggered, Some(start), _) => {
+            let running = move || format::span(format::millis_between(start, now_or(live, start)));
+            view! { "started " {format::clock(start)} ", running " {running} }.into_any()
+        }
+        (BatchStatus::YetToStart, _, _) => match batch.predicted_start {
+            Some(at) => {
+                let left = move || format::countdown(at, now_or(live, created));
+                view! { "starts " {format::clock(at)} " · " {left} }.into_any()
+            }
+            None => "waiting".into_any(),
+        },
+        _ => "".into_any(),
+    };
+    view! {
+        <li
+            class=format!("batch status-{status}")
+            data-testid="batch"
+            data-status=status
+            data-position=position
+            data-batch-id=batch.batch_id.to_string()
+        >
+            <span class="batch-no">"#" {position + 1}</span>
+            <span class="batch-ids">{format::ids(&batch.ids)}</span>
+            <span class=format!("status status-{status}")>{status}</span>
+            <span class="batch-when muted">{when}</span>
+        </li>
+    }
+}

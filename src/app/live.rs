@@ -1,0 +1,148 @@
+//! Keeping the dashboard current: the event stream, the ticking clock, and refreshes.
+//!
+//! The page never polls. It opens one `EventSource` on `/events`, starting after the event its
+//! first snapshot reflects; each event schedules a refresh of the snapshot (coalesced, so a
+//! burst of events costs one read). The clock ticks locally, corrected by the server's time in
+//! each snapshot, so countdowns move between events without asking the server anything.
+
+use crate::domain::Timestamp;
+use leptos::prelude::*;
+
+/// How long events are gathered before one refresh (a triggered and a completed event of a
+/// fast batch arrive together).
+#[cfg(feature = "browser")]
+const COALESCE_MS: u32 = 30;
+/// How often countdowns move.
+#[cfg(feature = "browser")]
+const TICK_MS: u32 = 250;
+
+/// The state of the push connection, shown in the header.
+#[cfg_attr(not(feature = "browser"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Live,
+    Reconnecting,
+}
+
+impl Connection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Connection::Connecting => "connecting",
+            Connection::Live => "live",
+            Connection::Reconnecting => "reconnecting",
+        }
+    }
+}
+
+/// Shared by the dashboard's parts.
+#[derive(Clone, Copy)]
+pub struct Live {
+    /// Bumped to read the snapshot again.
+    pub version: RwSignal<u64>,
+    /// The server's time as the browser reckons it; `None` until the first tick (the
+    /// snapshot's own time stands in, so server and browser render the same first frame).
+    pub now: RwSignal<Option<Timestamp>>,
+    /// Server time minus browser time, in milliseconds.
+    #[cfg_attr(not(feature = "browser"), allow(dead_code))]
+    pub offset_ms: RwSignal<f64>,
+    pub connection: RwSignal<Connection>,
+    refresh_pending: RwSignal<bool>,
+}
+
+impl Live {
+    pub fn new() -> Self {
+        Self {
+            version: RwSignal::new(0),
+            now: RwSignal::new(None),
+            offset_ms: RwSignal::new(0.0),
+            connection: RwSignal::new(Connection::Connecting),
+            refresh_pending: RwSignal::new(false),
+        }
+    }
+
+    /// Read the snapshot again soon, once for however many calls arrive meanwhile.
+    pub fn refresh_soon(self) {
+        if self.refresh_pending.get_untracked() {
+            return;
+        }
+        self.refresh_pending.set(true);
+        #[cfg(feature = "browser")]
+        gloo_timers::callback::Timeout::new(COALESCE_MS, move || {
+            self.refresh_pending.set(false);
+            self.version.update(|v| *v += 1);
+        })
+        .forget();
+        #[cfg(not(feature = "browser"))]
+        {
+            self.refresh_pending.set(false);
+            self.version.update(|v| *v += 1);
+        }
+    }
+
+    /// Correct the clock by a server time just received.
+    pub fn observe_server_time(self, server_now: Timestamp) {
+        #[cfg(feature = "browser")]
+        self.offset_ms
+            .set(server_now.as_micros() as f64 / 1000.0 - js_sys::Date::now());
+        #[cfg(not(feature = "browser"))]
+        let _ = server_now;
+    }
+
+    /// Start the clock and the event stream (browser only; the page lives as long as they do).
+    pub fn start(self, after: Option<u64>) {
+        #[cfg(feature = "browser")]
+        {
+            let tick = move || {
+                let ms = js_sys::Date::now() + self.offset_ms.get_untracked();
+                self.now
+                    .set(Some(Timestamp::from_micros((ms * 1000.0) as i64)));
+            };
+            tick();
+            gloo_timers::callback::Interval::new(TICK_MS, tick).forget();
+            if let Err(e) = stream::open(self, after) {
+                leptos::logging::error!("could not open the event stream: {e:?}");
+                self.connection.set(Connection::Reconnecting);
+            }
+        }
+        #[cfg(not(feature = "browser"))]
+        let _ = after;
+    }
+}
+
+#[cfg(feature = "browser")]
+mod stream {
+    use super::{Connection, Live};
+    use crate::domain::EventBody;
+    use leptos::prelude::*;
+    use wasm_bindgen::{closure::Closure, JsCast, JsValue};
+
+    pub fn open(live: Live, after: Option<u64>) -> Result<(), JsValue> {
+        let url = match after {
+            Some(id) => format!("/events?after={id}"),
+            None => "/events".to_owned(),
+        };
+        let source = web_sys::EventSource::new(&url)?;
+        let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| {
+            live.refresh_soon();
+        });
+        for name in EventBody::NAMES {
+            source.add_event_listener_with_callback(name, on_event.as_ref().unchecked_ref())?;
+        }
+        on_event.forget();
+        // After a reconnect the browser resumes with Last-Event-ID; refresh anyway, in case the
+        // log's retention was passed while away.
+        let on_open = Closure::<dyn FnMut()>::new(move || {
+            live.connection.set(Connection::Live);
+            live.refresh_soon();
+        });
+        source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        on_open.forget();
+        let on_error = Closure::<dyn FnMut()>::new(move || {
+            live.connection.set(Connection::Reconnecting);
+        });
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        on_error.forget();
+        Ok(())
+    }
+}

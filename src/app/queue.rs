@@ -1,0 +1,121 @@
+//! The queue panel: depth per priority, the batch in flight, the countdown to the next slot,
+//! and the latest dispatches.
+
+use super::{
+    dashboard::{now_or, LoadError, QueueResource},
+    format,
+    live::Live,
+};
+use crate::domain::{DispatchView, QueueView};
+use leptos::prelude::*;
+
+#[component]
+pub fn QueuePanel(queue: QueueResource) -> impl IntoView {
+    view! {
+        <aside class="card queue" aria-labelledby="queue-title" data-testid="queue">
+            <h2 id="queue-title">"Queue"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match queue.await {
+                        Ok(q) => view! { <QueueBody queue=q/> }.into_any(),
+                        Err(error) => view! { <LoadError error/> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </aside>
+    }
+}
+
+#[component]
+fn QueueBody(queue: QueueView) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let snapshot_now = queue.now;
+    let waiting: u64 = queue.waiting.iter().map(|d| d.batches).sum();
+    let next_slot = queue.next_slot;
+    let next = move || {
+        let now = now_or(live, snapshot_now);
+        match (waiting, next_slot > now) {
+            (0, false) => "idle: new work starts at once".to_owned(),
+            (_, false) => "now".to_owned(),
+            (_, true) => format!(
+                "{} UTC · {}",
+                format::clock(next_slot),
+                format::countdown(next_slot, now)
+            ),
+        }
+    };
+    let depths = queue
+        .waiting
+        .iter()
+        .map(|d| {
+            let p = d.priority.as_str();
+            view! {
+                <div class=format!("depth priority-{}", p.to_lowercase()) data-testid=format!("depth-{p}")>
+                    <dt>{p}</dt>
+                    <dd>{d.batches} <span class="muted">{if d.batches == 1 { " batch" } else { " batches" }}</span></dd>
+                </div>
+            }
+        })
+        .collect_view();
+    let in_flight = match queue.in_flight {
+        Some(d) => {
+            let start = d.started_at;
+            let running = move || format::span(format::millis_between(start, now_or(live, start)));
+            view! {
+                <p data-testid="in-flight" data-batch-id=d.batch_id.to_string()>
+                    <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>
+                        {d.priority.as_str()}
+                    </span>
+                    " " <code>{format::short(d.ingestion_id)}</code>
+                    " #" {d.position + 1} " · " {format::ids(&d.ids)} " · running " {running}
+                </p>
+            }
+            .into_any()
+        }
+        None => {
+            view! { <p class="muted" data-testid="in-flight">"Nothing in flight."</p> }.into_any()
+        }
+    };
+    let recent = queue
+        .recent
+        .into_iter()
+        .map(|d| view! { <Dispatch d/> })
+        .collect_view();
+    view! {
+        <dl class="depths">{depths}</dl>
+        <h3>"Next dispatch slot"</h3>
+        <p class="next-slot" data-testid="next-slot">{next}</p>
+        <h3>"In flight"</h3>
+        {in_flight}
+        <h3>"Recent dispatches"</h3>
+        <ol class="dispatches" data-testid="recent-dispatches">{recent}</ol>
+        <p class="muted pace">
+            {format!(
+                "One batch every {} · {} IDs per batch",
+                format::span(queue.rate_interval_ms as i64),
+                queue.batch_size,
+            )}
+        </p>
+    }
+}
+
+#[component]
+fn Dispatch(d: DispatchView) -> impl IntoView {
+    let outcome = match d.completed_at {
+        Some(end) => format!(
+            "done in {}",
+            format::span(format::millis_between(d.started_at, end))
+        ),
+        None => "running".to_owned(),
+    };
+    view! {
+        <li data-ingestion-id=d.ingestion_id.to_string()>
+            <span class="muted">{format::clock(d.started_at)}</span>
+            " "
+            <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>
+                {d.priority.as_str()}
+            </span>
+            " " <code>{format::short(d.ingestion_id)}</code> " #" {d.position + 1} " · " {outcome}
+        </li>
+    }
+}
