@@ -314,7 +314,10 @@ async fn the_dashboard_page_is_served_at_the_root_with_the_stored_ingestions_ren
         "the page loads the hydration script: {html}"
     );
     // Rendered on the server from the store, so it is there on first paint and after reloads.
-    assert!(html.contains(&format!("data-ingestion-id=\"{id}\"")), "{html}");
+    assert!(
+        html.contains(&format!("data-ingestion-id=\"{id}\"")),
+        "{html}"
+    );
     assert!(html.contains("14"), "the second batch's ID is on the page");
     assert!(html.contains("data-testid=\"depth-HIGH\""), "{html}");
 }
@@ -420,4 +423,39 @@ async fn the_queue_and_status_predict_when_waiting_work_will_run() {
     );
     assert_eq!(queue["recent"][0]["ids"], json!([1, 2, 3]));
     assert_eq!(queue["recent"][0]["ingestion_id"], id);
+}
+
+#[tokio::test]
+async fn only_configured_origins_may_call_the_api_from_another_site() {
+    let app = spawn_app(&["--cors-origins", "http://ui.example:8080"]).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, format!("{}/api/ingest", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("http://ui.example:8080").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "http://ui.example:8080"
+    );
+    let refused = preflight("http://evil.example").await.unwrap();
+    assert!(refused
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    // Without configuration, no cross-origin access at all.
+    let plain = spawn_app(&[]).await;
+    let res = plain
+        .client
+        .get(format!("{}/queue", plain.base))
+        .header("origin", "http://ui.example:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("access-control-allow-origin").is_none());
 }

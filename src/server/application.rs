@@ -177,7 +177,7 @@ fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shu
         max_body_bytes: settings.max_body_bytes as usize,
         shutdown,
     });
-    Router::new()
+    let router = Router::new()
         .merge(api)
         // Server functions and pages get the same service the JSON routes use.
         .leptos_routes_with_context(&conf, routes, move || provide_context(service.clone()), {
@@ -188,7 +188,11 @@ fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shu
         .layer(axum::middleware::from_fn(
             http::undecodable_arguments_are_bad_requests,
         ))
-        .with_state(conf)
+        .with_state(conf);
+    match http::cors(&settings.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

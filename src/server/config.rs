@@ -89,6 +89,12 @@ pub struct Settings {
           value_parser = duration_between(Duration::ZERO, Duration::from_secs(3_600)))]
     pub shutdown_grace: humantime::Duration,
 
+    /// Web origins (e.g. `https://ui.example.com`, comma-separated) whose pages may call the
+    /// API and stream events from another origin: for the client-side dashboard hosted
+    /// elsewhere. Empty (the default): same origin only.
+    #[arg(long, env = "SLUICE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Vec<String>,
+
     /// Directory holding the built dashboard (`cargo leptos build` writes `target/site`).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -130,6 +136,27 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
     ))
 }
 
+/// A web origin: `scheme://host[:port]`, nothing after it.
+pub fn parse_origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim().trim_end_matches('/');
+    let host = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match host {
+        Some(host)
+            if !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) =>
+        {
+            Ok(origin.to_owned())
+        }
+        _ => Err(format!(
+            "{raw:?} is not a web origin like https://ui.example.com or http://127.0.0.1:8080"
+        )),
+    }
+}
+
 fn duration_between(
     min: Duration,
     max: Duration,
@@ -163,6 +190,31 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cors_origins_are_plain_web_origins() {
+        assert_eq!(
+            parse_origin("https://ui.example.com/"),
+            Ok("https://ui.example.com".into())
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:8080"),
+            Ok("http://127.0.0.1:8080".into())
+        );
+        for bad in [
+            "*",
+            "ui.example.com",
+            "https://",
+            "https://x.com/path",
+            "ftp://x",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad}");
+        }
+        let s = Cli::try_parse_from(["sluice", "--cors-origins", "http://a:1,https://b"])
+            .unwrap()
+            .into_settings();
+        assert_eq!(s.cors_origins, vec!["http://a:1", "https://b"]);
     }
 
     #[test]

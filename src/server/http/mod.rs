@@ -1,6 +1,7 @@
 //! The JSON routes. Handlers only translate HTTP to service calls and back; every rule lives
 //! in the service and the domain.
 
+mod cors;
 mod error;
 mod events;
 mod ingest;
@@ -9,6 +10,7 @@ mod queue;
 mod server_fns;
 mod status;
 
+pub use cors::cors;
 pub use error::ApiError;
 pub use server_fns::undecodable_arguments_are_bad_requests;
 
