@@ -9,6 +9,9 @@ import { join, resolve } from "node:path";
 const root = resolve(__dirname, "..");
 const port = Number(process.env.SLUICE_E2E_PORT ?? 3217);
 const baseURL = `http://127.0.0.1:${port}`;
+// The client-side (Trunk) build, served from another origin that the server allows.
+const csrPort = port + 1;
+export const csrURL = `http://127.0.0.1:${csrPort}`;
 const database = join(mkdtempSync(join(tmpdir(), "sluice-e2e-")), "sluice.db");
 
 export default defineConfig({
@@ -24,7 +27,7 @@ export default defineConfig({
     baseURL,
     trace: "retain-on-failure",
   },
-  webServer: {
+  webServer: [{
     command: `${process.env.SLUICE_BIN ?? join(root, "target/debug/sluice")} serve`,
     cwd: root,
     url: `${baseURL}/`,
@@ -38,9 +41,15 @@ export default defineConfig({
       SLUICE_RATE_INTERVAL: "500ms",
       SLUICE_SIMULATED_WORK: "200ms",
       LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? join(root, "target/site"),
+      SLUICE_CORS_ORIGINS: csrURL,
       RUST_LOG: "warn",
     },
-  },
+  }, {
+    command: `node static-server.mjs ${join(root, "target/trunk-dist")} ${csrPort}`,
+    url: `${csrURL}/index.html`,
+    reuseExistingServer: false,
+    timeout: 10_000,
+  }],
   projects: [
     {
       name: "chromium",

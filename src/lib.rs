@@ -34,3 +34,38 @@ pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
 }
+
+/// Client-side entry point (Trunk): mount the dashboard on a static page and point it at the
+/// sluice server named by `?server=URL` or `<meta name="sluice-server" content="URL">` (empty:
+/// the page's own origin).
+#[cfg(feature = "csr")]
+pub fn mount_csr() {
+    console_error_panic_hook::set_once();
+    if let Some(server) = csr_server() {
+        // Server functions and the event stream both use this root.
+        leptos::server_fn::client::set_server_url(Box::leak(server.into_boxed_str()));
+    }
+    leptos::mount::mount_to_body(app::App);
+}
+
+#[cfg(feature = "csr")]
+fn csr_server() -> Option<String> {
+    let window = web_sys::window()?;
+    let from_query = window
+        .location()
+        .search()
+        .ok()
+        .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
+        .and_then(|p| p.get("server"));
+    let from_meta = || {
+        window
+            .document()?
+            .query_selector("meta[name=sluice-server]")
+            .ok()??
+            .get_attribute("content")
+    };
+    from_query
+        .or_else(from_meta)
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+}

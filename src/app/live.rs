@@ -118,9 +118,12 @@ mod stream {
     use wasm_bindgen::{closure::Closure, JsCast, JsValue};
 
     pub fn open(live: Live, after: Option<u64>) -> Result<(), JsValue> {
+        // The server functions' root: empty for a page the server rendered, the configured
+        // server for the client-side build.
+        let root = leptos::server_fn::client::get_server_url();
         let url = match after {
-            Some(id) => format!("/events?after={id}"),
-            None => "/events".to_owned(),
+            Some(id) => format!("{root}/events?after={id}"),
+            None => format!("{root}/events"),
         };
         let source = web_sys::EventSource::new(&url)?;
         let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| {

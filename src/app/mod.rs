@@ -45,7 +45,8 @@ pub fn App() -> impl IntoView {
     Effect::new(move |_| set_hydrated.set(true));
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/sluice.css"/>
+        // The client-side build links its stylesheet from index.html instead.
+        {(!cfg!(feature = "csr")).then(|| view! { <Stylesheet id="leptos" href="/pkg/sluice.css"/> })}
         <Title text="sluice"/>
         <Router>
             <main data-testid="app" data-hydrated=move || hydrated.get().to_string()>
