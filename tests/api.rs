@@ -342,7 +342,7 @@ async fn the_newest_ingestions_are_listed_newest_first() {
     let res = get("?limit=2").await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(keys(&body), vec!["ingestions", "last_event_id"]);
+    assert_eq!(keys(&body), vec!["ingestions", "last_event_id", "now"]);
     let listed: Vec<&Value> = body["ingestions"]
         .as_array()
         .unwrap()

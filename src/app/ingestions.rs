@@ -30,7 +30,7 @@ pub fn IngestionList(recent: RecentResource) -> impl IntoView {
                                     {list
                                         .ingestions
                                         .into_iter()
-                                        .map(|i| view! { <IngestionCard ingestion=i/> })
+                                        .map(|i| view! { <IngestionCard ingestion=i now=list.now/> })
                                         .collect_view()}
                                 </ol>
                             }
@@ -53,7 +53,7 @@ fn ingestion_status(s: IngestionStatus) -> &'static str {
 }
 
 #[component]
-fn IngestionCard(ingestion: IngestionSummary) -> impl IntoView {
+fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
     let live = expect_context::<Live>();
     let status = ingestion_status(ingestion.status);
     let priority = ingestion.priority.as_str();
@@ -71,7 +71,7 @@ fn IngestionCard(ingestion: IngestionSummary) -> impl IntoView {
             .into_any()
         }
         (None, Some(at)) => {
-            let left = move || format::countdown(at, now_or(live, created));
+            let left = move || format::countdown(at, now_or(live, now));
             view! { "Expected done at " {format::clock(at)} " UTC · " <span class="countdown">{left}</span> }
                 .into_any()
         }
@@ -91,7 +91,7 @@ fn IngestionCard(ingestion: IngestionSummary) -> impl IntoView {
         .batches
         .into_iter()
         .enumerate()
-        .map(|(i, b)| view! { <BatchCard batch=b position=first + i as u32 created/> })
+        .map(|(i, b)| view! { <BatchCard batch=b position=first + i as u32 now/> })
         .collect_view();
 
     view! {
@@ -137,7 +137,7 @@ fn IngestionCard(ingestion: IngestionSummary) -> impl IntoView {
 }
 
 #[component]
-fn BatchCard(batch: BatchView, position: u32, created: Timestamp) -> impl IntoView {
+fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
     let live = expect_context::<Live>();
     let status = batch.status.as_str();
     let when = match (batch.status, batch.started_at, batch.completed_at) {
@@ -153,7 +153,7 @@ fn BatchCard(batch: BatchView, position: u32, created: Timestamp) -> impl IntoVi
         }
         (BatchStatus::YetToStart, _, _) => match batch.predicted_start {
             Some(at) => {
-                let left = move || format::countdown(at, now_or(live, created));
+                let left = move || format::countdown(at, now_or(live, now));
                 view! { "starts " {format::clock(at)} " · " {left} }.into_any()
             }
             None => "waiting".into_any(),

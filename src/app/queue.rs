@@ -60,7 +60,8 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
     let in_flight = match queue.in_flight {
         Some(d) => {
             let start = d.started_at;
-            let running = move || format::span(format::millis_between(start, now_or(live, start)));
+            let running =
+                move || format::span(format::millis_between(start, now_or(live, snapshot_now)));
             view! {
                 <p data-testid="in-flight" data-batch-id=d.batch_id.to_string()>
                     <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>

@@ -158,6 +158,8 @@ impl IngestionSummary {
 /// The newest ingestions, newest first, as the dashboard lists them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecentIngestions {
+    /// The server's time when the list was read (countdowns start from it).
+    pub now: Timestamp,
     pub ingestions: Vec<IngestionSummary>,
     /// The newest event reflected here: stream `/events` after it to stay current.
     pub last_event_id: u64,

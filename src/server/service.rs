@@ -134,6 +134,7 @@ impl Service {
             ingestions.push(IngestionSummary::of(view, LISTED_BATCHES));
         }
         Ok(RecentIngestions {
+            now: self.inner.clock.now(),
             ingestions,
             last_event_id,
         })
