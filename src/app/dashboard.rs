@@ -7,7 +7,7 @@ use super::{
     submit::SubmitForm,
 };
 use crate::api::{list_ingestions, queue_snapshot};
-use crate::domain::{ErrorDetail, QueueView, RecentIngestions, Timestamp};
+use crate::domain::{ErrorDetail, Limits, QueueView, RecentIngestions, Timestamp};
 use leptos::prelude::*;
 
 /// Ingestions the page lists.
@@ -29,6 +29,10 @@ pub fn Dashboard() -> impl IntoView {
     Effect::new(move |_| {
         if let Some(Ok(q)) = queue.get() {
             live.observe_server_time(q.now);
+            live.limits.set(Limits {
+                max_ids: q.max_ids as usize,
+            });
+            live.batch_size.set(q.batch_size.max(1));
         }
         let Some(first) = recent.get() else { return };
         if !started.get_value() {
@@ -47,7 +51,7 @@ pub fn Dashboard() -> impl IntoView {
         </header>
         <div class="layout">
             <div class="column">
-                <SubmitForm queue/>
+                <SubmitForm/>
                 <IngestionList recent/>
             </div>
             <QueuePanel queue/>

@@ -5,7 +5,7 @@
 //! burst of events costs one read). The clock ticks locally, corrected by the server's time in
 //! each snapshot, so countdowns move between events without asking the server anything.
 
-use crate::domain::Timestamp;
+use crate::domain::{Limits, Timestamp};
 use leptos::prelude::*;
 
 /// How long events are gathered before one refresh (a triggered and a completed event of a
@@ -47,6 +47,9 @@ pub struct Live {
     #[cfg_attr(not(feature = "browser"), allow(dead_code))]
     pub offset_ms: RwSignal<f64>,
     pub connection: RwSignal<Connection>,
+    /// The server's limits and batch size, from the latest queue snapshot.
+    pub limits: RwSignal<Limits>,
+    pub batch_size: RwSignal<u64>,
     refresh_pending: RwSignal<bool>,
 }
 
@@ -57,6 +60,8 @@ impl Live {
             now: RwSignal::new(None),
             offset_ms: RwSignal::new(0.0),
             connection: RwSignal::new(Connection::Connecting),
+            limits: RwSignal::new(Limits::default()),
+            batch_size: RwSignal::new(3),
             refresh_pending: RwSignal::new(false),
         }
     }

@@ -1,6 +1,6 @@
 //! The submit form: IDs typed or pasted, a priority, errors inline before anything is sent.
 
-use super::{dashboard::QueueResource, format, live::Live};
+use super::{format, live::Live};
 use crate::api::submit_ingestion;
 use crate::domain::{
     ids_from_text, ErrorDetail, IngestRequest, IngestResponse, Limits, NewIngestion, Priority,
@@ -17,23 +17,14 @@ fn check(text: &str, priority: &str, limits: Limits) -> Result<IngestRequest, St
 }
 
 #[component]
-pub fn SubmitForm(queue: QueueResource) -> impl IntoView {
+pub fn SubmitForm() -> impl IntoView {
     let live = expect_context::<Live>();
     let text = RwSignal::new(String::new());
     let priority = RwSignal::new(Priority::Medium.as_str().to_owned());
     // Errors show once the person has typed or tried to send, not on an empty new form.
     let touched = RwSignal::new(false);
-    let limits = move || match queue.get() {
-        Some(Ok(q)) => Limits {
-            max_ids: q.max_ids as usize,
-        },
-        _ => Limits::default(),
-    };
-    let batch_size = move || match queue.get() {
-        Some(Ok(q)) => q.batch_size.max(1),
-        _ => 3,
-    };
-    let checked = Memo::new(move |_| check(&text.get(), &priority.get(), limits()));
+    // The server's own limits once the queue snapshot has been read (its defaults until then).
+    let checked = Memo::new(move |_| check(&text.get(), &priority.get(), live.limits.get()));
 
     let submit = Action::new(move |request: &IngestRequest| {
         let request = request.clone();
@@ -71,7 +62,7 @@ pub fn SubmitForm(queue: QueueResource) -> impl IntoView {
     let summary = move || match checked.get() {
         Ok(request) => {
             let n = request.ids.len() as u64;
-            let batches = n.div_ceil(batch_size());
+            let batches = n.div_ceil(live.batch_size.get());
             format!(
                 "{n} ID{} in {batches} batch{}",
                 if n == 1 { "" } else { "s" },
