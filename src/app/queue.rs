@@ -116,7 +116,7 @@ fn Dispatch(d: DispatchView) -> impl IntoView {
             <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>
                 {d.priority.as_str()}
             </span>
-            " " <code>{format::short(d.ingestion_id)}</code> " #" {d.position + 1} " · " {outcome}
+            " " <code>{format::short(d.ingestion_id)}</code> " #" {d.position + 1} " · " <span class="took">{outcome}</span>
         </li>
     }
 }
