@@ -11,7 +11,7 @@ use leptos::prelude::*;
 #[component]
 pub fn IngestionList(recent: RecentResource) -> impl IntoView {
     view! {
-        <section class="card" aria-labelledby="recent-title">
+        <section class="card recent-card" aria-labelledby="recent-title">
             <h2 id="recent-title">"Recent ingestions"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {

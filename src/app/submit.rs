@@ -77,7 +77,7 @@ pub fn SubmitForm() -> impl IntoView {
     };
 
     view! {
-        <section class="card" aria-labelledby="submit-title">
+        <section class="card submit-card" aria-labelledby="submit-title">
             <h2 id="submit-title">"Submit IDs"</h2>
             <form
                 class="submit"
