@@ -459,3 +459,44 @@ async fn only_configured_origins_may_call_the_api_from_another_site() {
     assert_eq!(res.status(), 200);
     assert!(res.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn health_and_readiness_answer_for_load_balancers() {
+    let app = spawn_app(&[]).await;
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+
+    let readyz = || async {
+        let res = app
+            .client
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.json::<Value>().await.unwrap())
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"status": "ready", "checks": {"store": "ok", "scheduler": "ok"}})
+    );
+
+    // A schema this build does not know (say, a newer sluice migrated the file): not ready.
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    let (status, body) = readyz().await;
+    assert_eq!(status, 503);
+    assert_eq!(body["status"], "not_ready");
+    assert!(body["checks"]["store"]
+        .as_str()
+        .unwrap()
+        .contains("schema version 99"));
+    assert_eq!(body["checks"]["scheduler"], "ok");
+}

@@ -209,6 +209,21 @@ async fn a_batch_in_flight_predicts_its_finish_from_the_expected_work() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_service_is_not_ready_once_its_scheduler_has_stopped() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    assert!(h.service.readiness().await.is_ready());
+    h.trigger.trigger();
+    h.scheduler.await.unwrap();
+    let readiness = h.service.readiness().await;
+    assert!(!readiness.is_ready());
+    assert_eq!(readiness.store, None);
+    assert_eq!(
+        readiness.scheduler.as_deref(),
+        Some("the scheduler is not running")
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_ingestion_is_triggered_while_some_batches_are_done_and_others_wait() {
     let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
     let id = h.ingest(Priority::Low, 1..=4).await;

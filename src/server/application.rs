@@ -71,7 +71,7 @@ impl Core {
         shutdown: Shutdown,
     ) -> Self {
         let wake = Arc::new(Notify::new());
-        let service = Service::new(
+        let (service, alive) = Service::new(
             store.clone(),
             clock,
             config.batch_size,
@@ -83,7 +83,10 @@ impl Core {
             wake.clone(),
         );
         let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler);
-        let scheduler = tokio::spawn(scheduler.run(shutdown));
+        let scheduler = tokio::spawn(async move {
+            let _alive = alive;
+            scheduler.run(shutdown).await
+        });
         Self { service, scheduler }
     }
 }

@@ -41,6 +41,24 @@ struct Inner {
     limits: Limits,
     pace: Pace,
     wake: Arc<Notify>,
+    /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
+    scheduler: watch::Receiver<()>,
+}
+
+/// Held by the running scheduler task; dropping it (the task ended) makes the service unready.
+pub struct SchedulerAlive(#[allow(dead_code)] watch::Sender<()>);
+
+/// What `GET /readyz` reports: each check, `None` when it passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub store: Option<String>,
+    pub scheduler: Option<String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.store.is_none() && self.scheduler.is_none()
+    }
 }
 
 /// Most ingestions a recent-ingestions read returns.
@@ -51,7 +69,8 @@ const LISTED_BATCHES: usize = 24;
 const RECENT_DISPATCHES: usize = 10;
 
 impl Service {
-    /// `wake` is the scheduler's: it is notified after new work is durably stored.
+    /// `wake` is the scheduler's: it is notified after new work is durably stored. The
+    /// returned [`SchedulerAlive`] belongs to the scheduler task, for as long as it runs.
     pub fn new(
         store: DynStore,
         clock: Clock,
@@ -59,8 +78,9 @@ impl Service {
         limits: Limits,
         pace: Pace,
         wake: Arc<Notify>,
-    ) -> Self {
-        Self {
+    ) -> (Self, SchedulerAlive) {
+        let (alive, scheduler) = watch::channel(());
+        let service = Self {
             inner: Arc::new(Inner {
                 store,
                 clock,
@@ -68,8 +88,23 @@ impl Service {
                 limits,
                 pace,
                 wake,
+                scheduler,
             }),
-        }
+        };
+        (service, SchedulerAlive(alive))
+    }
+
+    /// Whether the service can do its work: the store answers with the expected schema and
+    /// the scheduler is running.
+    pub async fn readiness(&self) -> Readiness {
+        let store = self.inner.store.check().await.err().map(|e| e.to_string());
+        let scheduler = self
+            .inner
+            .scheduler
+            .has_changed()
+            .is_err()
+            .then(|| "the scheduler is not running".to_owned());
+        Readiness { store, scheduler }
     }
 
     /// Parse a raw JSON body and ingest it.

@@ -4,6 +4,7 @@
 mod cors;
 mod error;
 mod events;
+mod health;
 mod ingest;
 mod query;
 mod queue;
@@ -41,6 +42,8 @@ pub fn router<S>(state: ApiState) -> Router<S> {
             post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/status/{ingestion_id}", get(status::status))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/ingestions", get(queue::recent))
         .route("/queue", get(queue::queue))
         .route("/events", get(events::all))

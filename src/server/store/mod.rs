@@ -199,6 +199,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The id of the newest committed event, updated after every commit that appends one.
     fn event_feed(&self) -> watch::Receiver<u64>;
+
+    /// Readiness: the store answers a read and its schema is the one this build expects.
+    async fn check(&self) -> Result<(), StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

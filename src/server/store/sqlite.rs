@@ -595,6 +595,22 @@ impl Store for SqliteStore {
     fn event_feed(&self) -> watch::Receiver<u64> {
         self.events.clone()
     }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(unavailable)?;
+            if version as usize != MIGRATIONS.len() {
+                return Err(StoreError::Migration(format!(
+                    "schema version {version}, this build expects {}",
+                    MIGRATIONS.len()
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// Dispatch order key: (priority, ingestion acceptance order, position).
