@@ -500,3 +500,56 @@ async fn health_and_readiness_answer_for_load_balancers() {
         .contains("schema version 99"));
     assert_eq!(body["checks"]["scheduler"], "ok");
 }
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_returns_the_first_ingestion() {
+    let app = spawn_app(&[]).await;
+    let post = |key: &'static str, body: &'static str| {
+        app.client
+            .post(format!("{}/ingest", app.base))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body)
+            .send()
+    };
+    let first = post("pay-7", r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#)
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_id = first.json::<Value>().await.unwrap()["ingestion_id"].clone();
+
+    // Same request, formatted differently: same ingestion, nothing new stored.
+    let retry = post("pay-7", r#"{"priority": "HIGH", "ids": [1,2,3,4]}"#)
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(
+        retry.json::<Value>().await.unwrap()["ingestion_id"],
+        first_id
+    );
+    assert_eq!(app.count("ingestions"), 1);
+
+    let reused = post("pay-7", r#"{"ids": [5], "priority": "HIGH"}"#)
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 422);
+    assert_error(&reused.json().await.unwrap(), "idempotency_key_reused");
+
+    let bad = post("has space", r#"{"ids": [5], "priority": "HIGH"}"#)
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_error(&bad.json().await.unwrap(), "invalid_idempotency_key");
+    assert_eq!(app.count("ingestions"), 1);
+
+    // Without a key every request is new work.
+    for _ in 0..2 {
+        let res = app
+            .post_ingest(r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#)
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    assert_eq!(app.count("ingestions"), 3);
+}

@@ -3,7 +3,8 @@
 
 use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, Timestamp};
 use sluice::server::store::{
-    Claim, ClaimedBatch, Completion, DynStore, NewBatchRecord, NewIngestionRecord, SqliteStore,
+    Claim, ClaimedBatch, Completion, DynStore, IdempotencyKey, Inserted, NewBatchRecord,
+    NewIngestionRecord, SqliteStore,
 };
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use uuid::Uuid;
@@ -15,28 +16,31 @@ fn at(secs: u64) -> Timestamp {
     Timestamp::from_micros(1_800_000_000_000_000 + (secs * 1_000_000) as i64)
 }
 
+fn record(priority: Priority, created: Timestamp, batches: &[&[u64]]) -> NewIngestionRecord {
+    NewIngestionRecord {
+        id: Uuid::new_v4(),
+        priority,
+        created_at: created,
+        batches: batches
+            .iter()
+            .map(|ids| NewBatchRecord {
+                id: Uuid::new_v4(),
+                ids: ids.to_vec(),
+            })
+            .collect(),
+    }
+}
+
 async fn ingest(
     store: &DynStore,
     priority: Priority,
     created: Timestamp,
     batches: &[&[u64]],
 ) -> Uuid {
-    let id = Uuid::new_v4();
-    store
-        .insert_ingestion(NewIngestionRecord {
-            id,
-            priority,
-            created_at: created,
-            batches: batches
-                .iter()
-                .map(|ids| NewBatchRecord {
-                    id: Uuid::new_v4(),
-                    ids: ids.to_vec(),
-                })
-                .collect(),
-        })
-        .await
-        .unwrap();
+    let record = record(priority, created, batches);
+    let id = record.id;
+    let inserted = store.insert_ingestion(record, None).await.unwrap();
+    assert_eq!(inserted, Inserted::Created);
     id
 }
 
@@ -278,6 +282,45 @@ mod cases {
         assert_eq!(place.in_flight_since, None);
     }
 
+    pub async fn an_idempotency_key_stores_once_and_refuses_a_different_request(store: DynStore) {
+        let key = |fingerprint: &str| {
+            Some(IdempotencyKey {
+                key: "order-42".into(),
+                fingerprint: fingerprint.into(),
+            })
+        };
+        let first = record(Priority::High, at(0), &[&[1, 2, 3]]);
+        let first_id = first.id;
+        let inserted = store.insert_ingestion(first, key("abc")).await.unwrap();
+        assert_eq!(inserted, Inserted::Created);
+
+        let retry = record(Priority::High, at(60), &[&[1, 2, 3]]);
+        let retry_id = retry.id;
+        let inserted = store.insert_ingestion(retry, key("abc")).await.unwrap();
+        assert_eq!(inserted, Inserted::Replayed(first_id));
+        assert_eq!(
+            store.ingestion(retry_id).await.unwrap(),
+            None,
+            "nothing stored"
+        );
+
+        let other = record(Priority::Low, at(61), &[&[9]]);
+        let other_id = other.id;
+        let inserted = store.insert_ingestion(other, key("xyz")).await.unwrap();
+        assert_eq!(inserted, Inserted::KeyConflict);
+        assert_eq!(
+            store.ingestion(other_id).await.unwrap(),
+            None,
+            "nothing stored"
+        );
+        assert_eq!(store.recent_ingestions(10).await.unwrap().len(), 1);
+
+        // A day later the key is forgotten: the same key makes a new ingestion.
+        let later = record(Priority::High, at(24 * 3600 + 1), &[&[1, 2, 3]]);
+        let inserted = store.insert_ingestion(later, key("abc")).await.unwrap();
+        assert_eq!(inserted, Inserted::Created);
+    }
+
     pub async fn every_change_appends_its_event_in_order(store: DynStore) {
         let mut feed = store.event_feed();
         let start = *feed.borrow_and_update();
@@ -420,6 +463,7 @@ macro_rules! conformance {
                 recent_ingestions_come_newest_first_with_their_batches,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
+                an_idempotency_key_stores_once_and_refuses_a_different_request,
             );
         }
     };

@@ -10,8 +10,8 @@ use crate::domain::{
 use crate::server::{
     clock::Clock,
     store::{
-        DispatchRecord, DynStore, IngestionRecord, NewBatchRecord, NewIngestionRecord, QueuePlace,
-        StoreError,
+        DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted, NewBatchRecord,
+        NewIngestionRecord, QueuePlace, StoreError,
     },
 };
 use std::sync::Arc;
@@ -26,6 +26,45 @@ pub enum ServiceError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyConflict,
+}
+
+/// What an ingest did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    Created(Uuid),
+    /// The same `Idempotency-Key` and request were seen before: the first ingestion's id.
+    Replayed(Uuid),
+}
+
+impl Accepted {
+    pub fn ingestion_id(self) -> Uuid {
+        match self {
+            Accepted::Created(id) | Accepted::Replayed(id) => id,
+        }
+    }
+}
+
+fn check_key(key: &str) -> Result<String, ServiceError> {
+    let visible = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    match (1..=255).contains(&key.len()) && visible {
+        true => Ok(key.to_owned()),
+        false => Err(ServiceError::InvalidIdempotencyKey),
+    }
+}
+
+/// What makes two requests the same: priority and IDs in order (not formatting or unknown fields).
+fn fingerprint(ingestion: &NewIngestion) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(ingestion.priority().as_str().as_bytes());
+    for id in ingestion.ids() {
+        hash.update(id.to_le_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A cheap, cloneable handle to the service.
@@ -108,9 +147,20 @@ impl Service {
     }
 
     /// Parse a raw JSON body and ingest it.
-    pub async fn ingest_json(&self, body: &[u8]) -> Result<Uuid, ServiceError> {
+    /// Parse a raw JSON body and ingest it, at most once per `Idempotency-Key` if one is given
+    /// (the key is checked before the body, so a bad key never stores anything).
+    pub async fn ingest_json(
+        &self,
+        body: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<Accepted, ServiceError> {
+        let key = idempotency_key.map(check_key).transpose()?;
         let ingestion = NewIngestion::parse_json(body, self.inner.limits)?;
-        self.ingest(ingestion).await
+        let key = key.map(|key| IdempotencyKey {
+            key,
+            fingerprint: fingerprint(&ingestion),
+        });
+        self.store_ingestion(ingestion, key).await
     }
 
     /// Check a typed request (server functions) and ingest it.
@@ -121,6 +171,14 @@ impl Service {
 
     /// Store an ingestion and its batches; returns once they are durable.
     pub async fn ingest(&self, ingestion: NewIngestion) -> Result<Uuid, ServiceError> {
+        Ok(self.store_ingestion(ingestion, None).await?.ingestion_id())
+    }
+
+    async fn store_ingestion(
+        &self,
+        ingestion: NewIngestion,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Accepted, ServiceError> {
         let record = NewIngestionRecord {
             id: Uuid::new_v4(),
             priority: ingestion.priority(),
@@ -134,9 +192,14 @@ impl Service {
                 .collect(),
         };
         let id = record.id;
-        self.inner.store.insert_ingestion(record).await?;
-        self.inner.wake.notify_one();
-        Ok(id)
+        match self.inner.store.insert_ingestion(record, key).await? {
+            Inserted::Created => {
+                self.inner.wake.notify_one();
+                Ok(Accepted::Created(id))
+            }
+            Inserted::Replayed(first) => Ok(Accepted::Replayed(first)),
+            Inserted::KeyConflict => Err(ServiceError::IdempotencyConflict),
+        }
     }
 
     /// The status of an ingestion; an unknown or malformed id is `NotFound`.

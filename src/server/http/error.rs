@@ -24,6 +24,10 @@ pub enum ApiError {
     InvalidLastEventId,
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was used with a different request; use a new key")]
+    IdempotencyConflict,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// Details are logged, never sent.
@@ -37,6 +41,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Request(e) => ApiError::Request(e),
             ServiceError::NotFound(id) => ApiError::NotFound(id),
             ServiceError::Store(e) => ApiError::Internal(e.to_string()),
+            ServiceError::InvalidIdempotencyKey => ApiError::InvalidIdempotencyKey,
+            ServiceError::IdempotencyConflict => ApiError::IdempotencyConflict,
         }
     }
 }
@@ -78,6 +84,10 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::InvalidLastEventId => (StatusCode::BAD_REQUEST, "invalid_last_event_id"),
             ApiError::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            ApiError::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            ApiError::IdempotencyConflict => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -1,11 +1,13 @@
-//! `POST /ingest`.
+//! `POST /ingest`, with an optional `Idempotency-Key` header.
 
 use super::{ApiError, ApiState};
 use crate::domain::IngestResponse;
+use crate::server::service::Accepted;
 use axum::{
     body::Bytes,
     extract::{FromRequest, Request, State},
     http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
     Json,
 };
 
@@ -14,8 +16,17 @@ use axum::{
 pub(super) async fn ingest(
     State(state): State<ApiState>,
     request: Request,
-) -> Result<Json<IngestResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     require_json(request.headers())?;
+    let key = match request.headers().get("idempotency-key") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::InvalidIdempotencyKey)?
+                .to_owned(),
+        ),
+        None => None,
+    };
     let limit = state.max_body_bytes;
     if declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
@@ -29,8 +40,15 @@ pub(super) async fn ingest(
                 ApiError::BadBody(rejection.body_text())
             }
         })?;
-    let ingestion_id = state.service.ingest_json(&body).await?;
-    Ok(Json(IngestResponse { ingestion_id }))
+    let accepted = state.service.ingest_json(&body, key.as_deref()).await?;
+    let body = Json(IngestResponse {
+        ingestion_id: accepted.ingestion_id(),
+    });
+    Ok(match accepted {
+        Accepted::Created(_) => body.into_response(),
+        // Same answer as the first time, marked so a client can tell.
+        Accepted::Replayed(_) => ([("idempotent-replayed", "true")], body).into_response(),
+    })
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {

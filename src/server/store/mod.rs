@@ -32,6 +32,27 @@ pub struct NewBatchRecord {
     pub ids: Vec<u64>,
 }
 
+/// An `Idempotency-Key` and the fingerprint of the request it came with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// How long a key is remembered: a retry within this window returns the first ingestion.
+pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// The outcome of `insert_ingestion`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored now.
+    Created,
+    /// The key was seen with the same request: this is the ingestion it created; nothing stored.
+    Replayed(Uuid),
+    /// The key was seen with a different request; nothing stored.
+    KeyConflict,
+}
+
 /// An ingestion as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IngestionRecord {
@@ -139,8 +160,14 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Store an ingestion and all its batches, durably, before returning.
-    async fn insert_ingestion(&self, ingestion: NewIngestionRecord) -> Result<(), StoreError>;
+    /// Store an ingestion and all its batches, durably, before returning. With a key, in the
+    /// same transaction: a key seen within [`IDEMPOTENCY_RETENTION`] replays or conflicts
+    /// instead, and keys older than that are forgotten.
+    async fn insert_ingestion(
+        &self,
+        ingestion: NewIngestionRecord,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Inserted, StoreError>;
 
     /// An ingestion with its batches in split order, or `None` if unknown.
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError>;

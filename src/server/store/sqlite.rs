@@ -14,8 +14,9 @@
 //! a separate database).
 
 use super::{
-    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IngestionRecord,
-    NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
+    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IdempotencyKey, IngestionRecord,
+    Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
+    IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
 use async_trait::async_trait;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_events.sql"),
     include_str!("../../../migrations/sqlite/0003_recent_dispatches.sql"),
+    include_str!("../../../migrations/sqlite/0004_idempotency_keys.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -267,8 +269,17 @@ fn run_group(conn: &Connection, jobs: Vec<Job>, feed: &watch::Sender<u64>) {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_ingestion(&self, ingestion: NewIngestionRecord) -> Result<(), StoreError> {
+    async fn insert_ingestion(
+        &self,
+        ingestion: NewIngestionRecord,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Inserted, StoreError> {
         self.write(move |conn| {
+            if let Some(key) = &key {
+                if let Some(seen) = remember_key(conn, key, &ingestion)? {
+                    return Ok(seen);
+                }
+            }
             conn.prepare_cached(
                 "INSERT INTO ingestions (id, priority, created_at) VALUES (?1, ?2, ?3)",
             )
@@ -306,7 +317,8 @@ impl Store for SqliteStore {
                     priority: ingestion.priority,
                     batches: ingestion.batches.len() as u32,
                 },
-            )
+            )?;
+            Ok(Inserted::Created)
         })
         .await
     }
@@ -704,6 +716,48 @@ fn claim(
         started_at: now,
         lease_until,
     }))
+}
+
+/// Forget expired keys; then answer for a key seen before, or record it for `ingestion`.
+fn remember_key(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    ingestion: &NewIngestionRecord,
+) -> Result<Option<Inserted>, StoreError> {
+    let now = ingestion.created_at.as_micros();
+    let horizon = now.saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+    conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
+        .and_then(|mut st| st.execute([horizon]))
+        .map_err(unavailable)?;
+    let seen: Option<(String, String)> = conn
+        .prepare_cached("SELECT fingerprint, ingestion_id FROM idempotency_keys WHERE key = ?1")
+        .and_then(|mut st| {
+            st.query_row([&key.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    match seen {
+        Some((fingerprint, id)) if fingerprint == key.fingerprint => {
+            Ok(Some(Inserted::Replayed(uuid_of(&id)?)))
+        }
+        Some(_) => Ok(Some(Inserted::KeyConflict)),
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    key.key,
+                    key.fingerprint,
+                    ingestion.id.to_string(),
+                    now
+                ])
+            })
+            .map_err(unavailable)?;
+            Ok(None)
+        }
+    }
 }
 
 fn last_start(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
