@@ -553,3 +553,33 @@ async fn a_retry_with_the_same_idempotency_key_returns_the_first_ingestion() {
     }
     assert_eq!(app.count("ingestions"), 3);
 }
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing() {
+    let app = spawn_app(&["--rate-interval", "1h", "--max-waiting-batches", "2"]).await;
+    // Four new batches against a bound of 2: room once two of them would have started.
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "priority": "LOW"}"#)
+        .await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "7200");
+    assert_error(&res.json().await.unwrap(), "queue_full");
+    assert_eq!(app.count("ingestions"), 0);
+
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5, 6], "priority": "LOW"}"#)
+        .await;
+    assert_eq!(res.status(), 200);
+    // Whether the first batch has started yet or not, one more batch does not fit.
+    let res = app
+        .post_ingest(r#"{"ids": [7, 8, 9, 10, 11, 12], "priority": "HIGH"}"#)
+        .await;
+    assert_eq!(res.status(), 429);
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after == 3600 || retry_after == 7200, "{retry_after}");
+    assert_eq!(app.count("ingestions"), 1);
+}

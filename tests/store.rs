@@ -3,7 +3,7 @@
 
 use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, Timestamp};
 use sluice::server::store::{
-    Claim, ClaimedBatch, Completion, DynStore, IdempotencyKey, Inserted, NewBatchRecord,
+    Admission, Claim, ClaimedBatch, Completion, DynStore, IdempotencyKey, Inserted, NewBatchRecord,
     NewIngestionRecord, SqliteStore,
 };
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
@@ -39,7 +39,10 @@ async fn ingest(
 ) -> Uuid {
     let record = record(priority, created, batches);
     let id = record.id;
-    let inserted = store.insert_ingestion(record, None).await.unwrap();
+    let inserted = store
+        .insert_ingestion(record, Admission::default())
+        .await
+        .unwrap();
     assert_eq!(inserted, Inserted::Created);
     id
 }
@@ -283,11 +286,12 @@ mod cases {
     }
 
     pub async fn an_idempotency_key_stores_once_and_refuses_a_different_request(store: DynStore) {
-        let key = |fingerprint: &str| {
-            Some(IdempotencyKey {
+        let key = |fingerprint: &str| Admission {
+            key: Some(IdempotencyKey {
                 key: "order-42".into(),
                 fingerprint: fingerprint.into(),
-            })
+            }),
+            max_waiting: None,
         };
         let first = record(Priority::High, at(0), &[&[1, 2, 3]]);
         let first_id = first.id;
@@ -319,6 +323,33 @@ mod cases {
         let later = record(Priority::High, at(24 * 3600 + 1), &[&[1, 2, 3]]);
         let inserted = store.insert_ingestion(later, key("abc")).await.unwrap();
         assert_eq!(inserted, Inserted::Created);
+    }
+
+    pub async fn past_the_waiting_bound_nothing_is_stored_until_batches_start(store: DynStore) {
+        let bounded = |max: u64| Admission {
+            key: None,
+            max_waiting: Some(max),
+        };
+        let two = record(Priority::Low, at(0), &[&[1], &[2]]);
+        let inserted = store.insert_ingestion(two, bounded(3)).await.unwrap();
+        assert_eq!(inserted, Inserted::Created);
+        let two_more = record(Priority::High, at(1), &[&[3], &[4]]);
+        let refused_id = two_more.id;
+        let inserted = store
+            .insert_ingestion(two_more.clone(), bounded(3))
+            .await
+            .unwrap();
+        assert_eq!(inserted, Inserted::QueueFull { waiting: 2 });
+        assert_eq!(store.ingestion(refused_id).await.unwrap(), None);
+
+        // One batch starts: now the two fit, up to the bound itself, and nothing more does.
+        claimed(&store, at(2)).await;
+        let inserted = store.insert_ingestion(two_more, bounded(3)).await.unwrap();
+        assert_eq!(inserted, Inserted::Created);
+        let one = record(Priority::High, at(3), &[&[5]]);
+        let inserted = store.insert_ingestion(one, bounded(3)).await.unwrap();
+        assert_eq!(inserted, Inserted::QueueFull { waiting: 3 });
+        assert_eq!(store.queue(0).await.unwrap().waiting.iter().sum::<u64>(), 3);
     }
 
     pub async fn every_change_appends_its_event_in_order(store: DynStore) {
@@ -464,6 +495,7 @@ macro_rules! conformance {
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
                 an_idempotency_key_stores_once_and_refuses_a_different_request,
+                past_the_waiting_bound_nothing_is_stored_until_batches_start,
             );
         }
     };

@@ -42,6 +42,8 @@ pub struct CoreConfig {
     pub scheduler: SchedulerConfig,
     /// Expected work per batch, for predictions.
     pub expected_work: std::time::Duration,
+    /// Most batches allowed to wait (backpressure); `None`: no bound.
+    pub max_waiting_batches: Option<u64>,
 }
 
 impl CoreConfig {
@@ -57,6 +59,7 @@ impl CoreConfig {
                 shutdown_grace: *settings.shutdown_grace,
             },
             expected_work: *settings.simulated_work,
+            max_waiting_batches: settings.max_waiting_batches,
         }
     }
 }
@@ -80,6 +83,7 @@ impl Core {
                 interval: config.scheduler.interval,
                 work: config.expected_work,
             },
+            config.max_waiting_batches,
             wake.clone(),
         );
         let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler);

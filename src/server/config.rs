@@ -72,6 +72,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_ids: u64,
 
+    /// Most batches allowed to wait; a submission that would pass it is refused with 429 and a
+    /// Retry-After computed from the queue (1..). Unset: no bound.
+    #[arg(long, env = "SLUICE_MAX_WAITING_BATCHES",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_waiting_batches: Option<u64>,
+
     /// Maximum size of a request body in bytes (1024..=1073741824).
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]

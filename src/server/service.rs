@@ -10,8 +10,8 @@ use crate::domain::{
 use crate::server::{
     clock::Clock,
     store::{
-        DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted, NewBatchRecord,
-        NewIngestionRecord, QueuePlace, StoreError,
+        Admission, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted,
+        NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError,
     },
 };
 use std::sync::Arc;
@@ -30,6 +30,8 @@ pub enum ServiceError {
     InvalidIdempotencyKey,
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyConflict,
+    #[error("the queue is full; retry in {retry_after_secs} s")]
+    QueueFull { retry_after_secs: u64 },
 }
 
 /// What an ingest did.
@@ -79,6 +81,8 @@ struct Inner {
     batch_size: usize,
     limits: Limits,
     pace: Pace,
+    /// Most batches allowed to wait; more are refused (backpressure). `None`: no bound.
+    max_waiting: Option<u64>,
     wake: Arc<Notify>,
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
@@ -116,6 +120,7 @@ impl Service {
         batch_size: usize,
         limits: Limits,
         pace: Pace,
+        max_waiting: Option<u64>,
         wake: Arc<Notify>,
     ) -> (Self, SchedulerAlive) {
         let (alive, scheduler) = watch::channel(());
@@ -126,6 +131,7 @@ impl Service {
                 batch_size,
                 limits,
                 pace,
+                max_waiting,
                 wake,
                 scheduler,
             }),
@@ -192,13 +198,27 @@ impl Service {
                 .collect(),
         };
         let id = record.id;
-        match self.inner.store.insert_ingestion(record, key).await? {
+        let new_batches = record.batches.len() as u64;
+        let admission = Admission {
+            key,
+            max_waiting: self.inner.max_waiting,
+        };
+        match self.inner.store.insert_ingestion(record, admission).await? {
             Inserted::Created => {
                 self.inner.wake.notify_one();
                 Ok(Accepted::Created(id))
             }
             Inserted::Replayed(first) => Ok(Accepted::Replayed(first)),
             Inserted::KeyConflict => Err(ServiceError::IdempotencyConflict),
+            Inserted::QueueFull { waiting } => {
+                let max = self.inner.max_waiting.unwrap_or(0);
+                // Room for this request once enough waiting batches have started.
+                let excess = (waiting + new_batches).saturating_sub(max).max(1);
+                let spacing = self.inner.pace.spacing().as_secs_f64();
+                Err(ServiceError::QueueFull {
+                    retry_after_secs: (excess as f64 * spacing).ceil().max(1.0) as u64,
+                })
+            }
         }
     }
 

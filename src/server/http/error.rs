@@ -28,6 +28,8 @@ pub enum ApiError {
     InvalidIdempotencyKey,
     #[error("this Idempotency-Key was used with a different request; use a new key")]
     IdempotencyConflict,
+    #[error("the queue is full; retry in {retry_after_secs} s")]
+    QueueFull { retry_after_secs: u64 },
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// Details are logged, never sent.
@@ -43,6 +45,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(e) => ApiError::Internal(e.to_string()),
             ServiceError::InvalidIdempotencyKey => ApiError::InvalidIdempotencyKey,
             ServiceError::IdempotencyConflict => ApiError::IdempotencyConflict,
+            ServiceError::QueueFull { retry_after_secs } => {
+                ApiError::QueueFull { retry_after_secs }
+            }
         }
     }
 }
@@ -88,6 +93,7 @@ impl ApiError {
             ApiError::IdempotencyConflict => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
+            ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -96,8 +102,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::QueueFull { retry_after_secs } => Some(retry_after_secs.to_string()),
+            _ => None,
+        };
         let (status, error) = self.into_detail();
-        (status, Json(ErrorBody { error })).into_response()
+        let mut response = (status, Json(ErrorBody { error })).into_response();
+        if let Some(secs) = retry_after.and_then(|s| s.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs);
+        }
+        response
     }
 }
 

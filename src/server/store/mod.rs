@@ -42,6 +42,15 @@ pub struct IdempotencyKey {
 /// How long a key is remembered: a retry within this window returns the first ingestion.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// What an insert must respect besides the ingestion itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Remember (or replay) the request under this key.
+    pub key: Option<IdempotencyKey>,
+    /// Refuse the ingestion if the waiting batches would exceed this many.
+    pub max_waiting: Option<u64>,
+}
+
 /// The outcome of `insert_ingestion`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inserted {
@@ -51,6 +60,8 @@ pub enum Inserted {
     Replayed(Uuid),
     /// The key was seen with a different request; nothing stored.
     KeyConflict,
+    /// Storing it would pass `max_waiting`; `waiting` batches are waiting. Nothing stored.
+    QueueFull { waiting: u64 },
 }
 
 /// An ingestion as stored.
@@ -160,13 +171,13 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Store an ingestion and all its batches, durably, before returning. With a key, in the
-    /// same transaction: a key seen within [`IDEMPOTENCY_RETENTION`] replays or conflicts
-    /// instead, and keys older than that are forgotten.
+    /// Store an ingestion and all its batches, durably, before returning. In the same
+    /// transaction: a key seen within [`IDEMPOTENCY_RETENTION`] replays or conflicts instead
+    /// (keys older than that are forgotten); then the bound on waiting batches is checked.
     async fn insert_ingestion(
         &self,
         ingestion: NewIngestionRecord,
-        key: Option<IdempotencyKey>,
+        admission: Admission,
     ) -> Result<Inserted, StoreError>;
 
     /// An ingestion with its batches in split order, or `None` if unknown.

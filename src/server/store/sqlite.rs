@@ -14,8 +14,8 @@
 //! a separate database).
 
 use super::{
-    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IdempotencyKey, IngestionRecord,
-    Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
+    Admission, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IdempotencyKey,
+    IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
     IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0002_events.sql"),
     include_str!("../../../migrations/sqlite/0003_recent_dispatches.sql"),
     include_str!("../../../migrations/sqlite/0004_idempotency_keys.sql"),
+    include_str!("../../../migrations/sqlite/0005_waiting_counter.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -272,14 +273,34 @@ impl Store for SqliteStore {
     async fn insert_ingestion(
         &self,
         ingestion: NewIngestionRecord,
-        key: Option<IdempotencyKey>,
+        admission: Admission,
     ) -> Result<Inserted, StoreError> {
         self.write(move |conn| {
-            if let Some(key) = &key {
+            let new = ingestion.batches.len() as i64;
+            if let Some(max) = admission.max_waiting {
+                let waiting: i64 = conn
+                    .prepare_cached("SELECT waiting FROM dispatch_slot WHERE id = 1")
+                    .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                    .map_err(unavailable)?;
+                if waiting.saturating_add(new) > max as i64 {
+                    // A retry of work already accepted is answered even when the queue is full.
+                    let replay = match &admission.key {
+                        Some(key) => seen_key(conn, key, ingestion.created_at)?,
+                        None => None,
+                    };
+                    return Ok(replay.unwrap_or(Inserted::QueueFull {
+                        waiting: waiting as u64,
+                    }));
+                }
+            }
+            if let Some(key) = &admission.key {
                 if let Some(seen) = remember_key(conn, key, &ingestion)? {
                     return Ok(seen);
                 }
             }
+            conn.prepare_cached("UPDATE dispatch_slot SET waiting = waiting + ?1 WHERE id = 1")
+                .and_then(|mut st| st.execute([new]))
+                .map_err(unavailable)?;
             conn.prepare_cached(
                 "INSERT INTO ingestions (id, priority, created_at) VALUES (?1, ?2, ?3)",
             )
@@ -670,9 +691,11 @@ fn claim(
         "SELECT priority, ingestion_seq, position FROM batches WHERE status = 0
          ORDER BY priority, ingestion_seq, position LIMIT 1",
     )?;
-    let Some((_, seq, position)) = abandoned.into_iter().chain(waiting).min() else {
+    let Some(chosen) = abandoned.into_iter().chain(waiting).min() else {
         return Ok(Claim::Idle);
     };
+    let (_, seq, position) = chosen;
+    let from_waiting = i64::from(waiting == Some(chosen));
 
     let lease_until = now.plus(lease);
     let (batch_id, ids, attempt, priority, ingestion_id): (String, String, i64, i64, String) = conn
@@ -691,9 +714,11 @@ fn claim(
             )
         })
         .map_err(unavailable)?;
-    conn.prepare_cached("UPDATE dispatch_slot SET last_start = ?1 WHERE id = 1")
-        .and_then(|mut st| st.execute([now.as_micros()]))
-        .map_err(unavailable)?;
+    conn.prepare_cached(
+        "UPDATE dispatch_slot SET last_start = ?1, waiting = waiting - ?2 WHERE id = 1",
+    )
+    .and_then(|mut st| st.execute([now.as_micros(), from_waiting]))
+    .map_err(unavailable)?;
     let (batch_id, ingestion_id) = (uuid_of(&batch_id)?, uuid_of(&ingestion_id)?);
     append_event(
         conn,
@@ -729,18 +754,8 @@ fn remember_key(
     conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
         .and_then(|mut st| st.execute([horizon]))
         .map_err(unavailable)?;
-    let seen: Option<(String, String)> = conn
-        .prepare_cached("SELECT fingerprint, ingestion_id FROM idempotency_keys WHERE key = ?1")
-        .and_then(|mut st| {
-            st.query_row([&key.key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .map_err(unavailable)?;
-    match seen {
-        Some((fingerprint, id)) if fingerprint == key.fingerprint => {
-            Ok(Some(Inserted::Replayed(uuid_of(&id)?)))
-        }
-        Some(_) => Ok(Some(Inserted::KeyConflict)),
+    match seen_key(conn, key, ingestion.created_at)? {
+        Some(seen) => Ok(Some(seen)),
         None => {
             conn.prepare_cached(
                 "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
@@ -758,6 +773,34 @@ fn remember_key(
             Ok(None)
         }
     }
+}
+
+/// How a key seen within the retention window answers, if it was seen.
+fn seen_key(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    now: Timestamp,
+) -> Result<Option<Inserted>, StoreError> {
+    let horizon = now
+        .as_micros()
+        .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+    let seen: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT fingerprint, ingestion_id FROM idempotency_keys
+             WHERE key = ?1 AND created_at >= ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![key.key, horizon], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    Ok(match seen {
+        Some((fingerprint, id)) if fingerprint == key.fingerprint => {
+            Some(Inserted::Replayed(uuid_of(&id)?))
+        }
+        Some(_) => Some(Inserted::KeyConflict),
+        None => None,
+    })
 }
 
 fn last_start(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
