@@ -583,3 +583,54 @@ async fn a_full_queue_answers_429_with_retry_after_and_stores_nothing() {
     assert!(retry_after == 3600 || retry_after == 7200, "{retry_after}");
     assert_eq!(app.count("ingestions"), 1);
 }
+
+#[tokio::test]
+async fn an_operator_can_pause_and_resume_dispatch() {
+    let app = spawn_app(&[]).await;
+    let admin = |action: &'static str| {
+        app.client
+            .post(format!("{}/admin/{action}", app.base))
+            .send()
+    };
+    let queue = || async {
+        app.client
+            .get(format!("{}/queue", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let res = admin("pause").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"paused": true, "changed": true})
+    );
+    assert_eq!(queue().await["paused"], true);
+
+    let res = app
+        .post_ingest(r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#)
+        .await;
+    assert_eq!(res.status(), 200, "accepting work continues while paused");
+    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status: Value = app.get_status(&id).await.json().await.unwrap();
+    assert_eq!(status["status"], "yet_to_start");
+    assert_eq!(status["predicted_completion"], Value::Null);
+
+    let res = admin("resume").await.unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"paused": false, "changed": true})
+    );
+    app.wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
+        .await;
+    assert_eq!(queue().await["paused"], false);
+    let again = admin("resume").await.unwrap();
+    assert_eq!(again.json::<Value>().await.unwrap()["changed"], false);
+}

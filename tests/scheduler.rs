@@ -210,6 +210,30 @@ async fn a_batch_in_flight_predicts_its_finish_from_the_expected_work() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn pausing_holds_dispatch_and_resuming_continues_on_the_next_slot() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let id = h.ingest(Priority::Medium, 1..=9).await;
+    h.at(1.0).await;
+    assert!(h.service.pause().await.unwrap());
+    h.at(30.0).await;
+    let view = h.status(id).await;
+    assert_eq!(h.starts(id).await, vec![Some(t(0.0)), None, None]);
+    assert_eq!(
+        view.predicted_completion, None,
+        "no prediction while paused"
+    );
+    assert!(h.service.queue().await.unwrap().paused);
+
+    assert!(h.service.resume().await.unwrap());
+    h.at(45.0).await;
+    // The slot passed long ago: the next batch starts at the resume, then the normal spacing.
+    assert_eq!(
+        h.starts(id).await,
+        vec![Some(t(0.0)), Some(t(30.0)), Some(t(35.0))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_service_is_not_ready_once_its_scheduler_has_stopped() {
     let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
     assert!(h.service.readiness().await.is_ready());

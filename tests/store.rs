@@ -352,6 +352,38 @@ mod cases {
         assert_eq!(store.queue(0).await.unwrap().waiting.iter().sum::<u64>(), 3);
     }
 
+    pub async fn a_paused_queue_starts_nothing_until_resumed(store: DynStore) {
+        ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        assert!(store.set_paused(true, at(1)).await.unwrap());
+        assert!(
+            !store.set_paused(true, at(1)).await.unwrap(),
+            "already paused"
+        );
+        assert_eq!(claim(&store, at(2)).await, Claim::Paused);
+        let queue = store.queue(5).await.unwrap();
+        assert!(queue.paused);
+        assert_eq!(queue.waiting, [2, 0, 0]);
+        assert!(store.set_paused(false, at(3)).await.unwrap());
+        assert!(matches!(claim(&store, at(3)).await, Claim::Claimed(_)));
+        assert!(!store.queue(5).await.unwrap().paused);
+        let names: Vec<&str> = store
+            .events_after(0, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.body.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ingestion_created",
+                "dispatch_paused",
+                "dispatch_resumed",
+                "batch_triggered"
+            ]
+        );
+    }
+
     pub async fn every_change_appends_its_event_in_order(store: DynStore) {
         let mut feed = store.event_feed();
         let start = *feed.borrow_and_update();
@@ -382,7 +414,7 @@ mod cases {
             ]
         );
         assert!(events.windows(2).all(|w| w[0].id < w[1].id), "ids increase");
-        assert!(events.iter().all(|e| e.body.ingestion_id() == id));
+        assert!(events.iter().all(|e| e.body.ingestion_id() == Some(id)));
         assert_eq!(
             events[0].body,
             EventBody::IngestionCreated {
@@ -413,7 +445,7 @@ mod cases {
         assert_eq!(after_first, all[1..].to_vec());
         let only_b = store.events_after(0, Some(b), 100).await.unwrap();
         assert_eq!(only_b.len(), 1);
-        assert_eq!(only_b[0].body.ingestion_id(), b);
+        assert_eq!(only_b[0].body.ingestion_id(), Some(b));
         assert_eq!(store.events_after(0, None, 1).await.unwrap().len(), 1);
         assert!(store
             .events_after(0, Some(Uuid::new_v4()), 10)
@@ -496,6 +528,7 @@ macro_rules! conformance {
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
                 an_idempotency_key_stores_once_and_refuses_a_different_request,
                 past_the_waiting_bound_nothing_is_stored_until_batches_start,
+                a_paused_queue_starts_nothing_until_resumed,
             );
         }
     };

@@ -32,8 +32,12 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
     let snapshot_now = queue.now;
     let waiting: u64 = queue.waiting.iter().map(|d| d.batches).sum();
     let next_slot = queue.next_slot;
+    let paused = queue.paused;
     let next = move || {
         let now = now_or(live, snapshot_now);
+        if paused {
+            return "paused by an operator: nothing starts until resumed".to_owned();
+        }
         match (waiting, next_slot > now) {
             (0, false) => "idle: new work starts at once".to_owned(),
             (_, false) => "now".to_owned(),

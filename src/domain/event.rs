@@ -39,15 +39,20 @@ pub enum EventBody {
     IngestionCompleted {
         ingestion_id: Uuid,
     },
+    /// An operator paused dispatch: nothing new starts until resumed.
+    DispatchPaused {},
+    DispatchResumed {},
 }
 
 impl EventBody {
     /// Every event name, for clients that subscribe to each by name.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 6] = [
         "ingestion_created",
         "batch_triggered",
         "batch_completed",
         "ingestion_completed",
+        "dispatch_paused",
+        "dispatch_resumed",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -56,15 +61,19 @@ impl EventBody {
             EventBody::BatchTriggered { .. } => "batch_triggered",
             EventBody::BatchCompleted { .. } => "batch_completed",
             EventBody::IngestionCompleted { .. } => "ingestion_completed",
+            EventBody::DispatchPaused {} => "dispatch_paused",
+            EventBody::DispatchResumed {} => "dispatch_resumed",
         }
     }
 
-    pub fn ingestion_id(&self) -> Uuid {
+    /// The ingestion the event is about; `None` for queue-wide events.
+    pub fn ingestion_id(&self) -> Option<Uuid> {
         match self {
             EventBody::IngestionCreated { ingestion_id, .. }
             | EventBody::BatchTriggered { ingestion_id, .. }
             | EventBody::BatchCompleted { ingestion_id, .. }
-            | EventBody::IngestionCompleted { ingestion_id } => *ingestion_id,
+            | EventBody::IngestionCompleted { ingestion_id } => Some(*ingestion_id),
+            EventBody::DispatchPaused {} | EventBody::DispatchResumed {} => None,
         }
     }
 }
@@ -85,6 +94,8 @@ mod tests {
         assert_eq!(json["type"], "ingestion_completed");
         assert_eq!(json["type"], event.body.name());
         assert!(EventBody::NAMES.contains(&event.body.name()));
+        let paused = serde_json::to_value(EventBody::DispatchPaused {}).unwrap();
+        assert_eq!(paused, serde_json::json!({"type": "dispatch_paused"}));
         assert_eq!(json["id"], 7);
         assert_eq!(json["ingestion_id"], id.to_string());
         assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);

@@ -79,6 +79,8 @@ pub struct QueueView {
     /// The server's time when the snapshot was taken (clients correct their clock by it).
     pub now: Timestamp,
     pub rate_interval_ms: u64,
+    /// Dispatch is paused by an operator: nothing starts until it is resumed.
+    pub paused: bool,
     /// IDs per batch.
     pub batch_size: u64,
     /// Most IDs one submission may carry.

@@ -77,7 +77,8 @@ impl Scheduler {
                 }
                 Ok(Claim::NotBefore(slot)) => Some(self.clock.instant_at(slot)),
                 Ok(Claim::InFlight(lease_until)) => Some(self.clock.instant_at(lease_until)),
-                Ok(Claim::Idle) => None,
+                // Resuming wakes the scheduler like new work does.
+                Ok(Claim::Idle | Claim::Paused) => None,
                 Err(e) => {
                     tracing::error!(error = %e, "claiming the next batch failed; retrying");
                     Some(tokio::time::Instant::now() + STORE_RETRY)

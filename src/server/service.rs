@@ -273,6 +273,7 @@ impl Service {
         Ok(QueueView {
             now,
             rate_interval_ms: u64::try_from(pace.interval.as_millis()).unwrap_or(u64::MAX),
+            paused: queue.paused,
             batch_size: self.inner.batch_size as u64,
             max_ids: self.inner.limits.max_ids as u64,
             waiting: Priority::ALL
@@ -290,6 +291,26 @@ impl Service {
         })
     }
 
+    /// Pause dispatch (nothing new starts; the batch in flight finishes). False if it was.
+    pub async fn pause(&self) -> Result<bool, ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .set_paused(true, self.inner.clock.now())
+            .await?)
+    }
+
+    /// Resume dispatch, still under the rate limit. False if it was not paused.
+    pub async fn resume(&self) -> Result<bool, ServiceError> {
+        let changed = self
+            .inner
+            .store
+            .set_paused(false, self.inner.clock.now())
+            .await?;
+        self.inner.wake.notify_one();
+        Ok(changed)
+    }
+
     /// The view of a record, with predictions for the work it still has to do.
     async fn predicted(&self, record: IngestionRecord) -> Result<IngestionView, ServiceError> {
         let unfinished = record
@@ -301,7 +322,7 @@ impl Service {
             false => None,
         };
         let mut view = view_of(record);
-        if let Some(place) = place {
+        if let Some(place) = place.filter(|p| !p.paused) {
             predict(&mut view, place, self.inner.pace, self.inner.clock.now());
         }
         Ok(view)

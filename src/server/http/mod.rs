@@ -1,6 +1,7 @@
 //! The JSON routes. Handlers only translate HTTP to service calls and back; every rule lives
 //! in the service and the domain.
 
+mod admin;
 mod cors;
 mod error;
 mod events;
@@ -42,6 +43,8 @@ pub fn router<S>(state: ApiState) -> Router<S> {
             post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/status/{ingestion_id}", get(status::status))
+        .route("/admin/pause", post(admin::pause))
+        .route("/admin/resume", post(admin::resume))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/ingestions", get(queue::recent))

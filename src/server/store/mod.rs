@@ -125,6 +125,8 @@ pub struct QueueRecord {
     pub recent: Vec<DispatchRecord>,
     /// When the last batch started, if ever.
     pub last_start: Option<Timestamp>,
+    /// Dispatch is paused by an operator.
+    pub paused: bool,
 }
 
 /// Where one ingestion's waiting work stands in the queue.
@@ -132,6 +134,8 @@ pub struct QueueRecord {
 pub struct QueuePlace {
     /// Waiting batches of other ingestions that will be dispatched before this one's.
     pub ahead: u64,
+    /// Dispatch is paused: nothing can be predicted.
+    pub paused: bool,
     /// When the last batch started, if ever.
     pub last_start: Option<Timestamp>,
     /// When the batch in flight started, if one is.
@@ -149,6 +153,8 @@ pub enum Claim {
     InFlight(Timestamp),
     /// Nothing is waiting.
     Idle,
+    /// Dispatch is paused; nothing starts until it is resumed.
+    Paused,
 }
 
 /// The outcome of `complete`.
@@ -237,6 +243,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The id of the newest committed event, updated after every commit that appends one.
     fn event_feed(&self) -> watch::Receiver<u64>;
+
+    /// Pause or resume dispatch (durably, with its event); false if it already was so.
+    async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError>;
 
     /// Readiness: the store answers a read and its schema is the one this build expects.
     async fn check(&self) -> Result<(), StoreError>;

@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0003_recent_dispatches.sql"),
     include_str!("../../../migrations/sqlite/0004_idempotency_keys.sql"),
     include_str!("../../../migrations/sqlite/0005_waiting_counter.sql"),
+    include_str!("../../../migrations/sqlite/0006_pause.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -537,6 +538,7 @@ impl Store for SqliteStore {
                 in_flight,
                 recent,
                 last_start: last_start(&tx)?,
+                paused: paused(&tx)?,
             })
         })
         .await
@@ -570,6 +572,7 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             Ok(Some(QueuePlace {
                 ahead: ahead as u64,
+                paused: paused(&tx)?,
                 last_start: last_start(&tx)?,
                 in_flight_since: in_flight_since.map(Timestamp::from_micros),
             }))
@@ -629,6 +632,27 @@ impl Store for SqliteStore {
         self.events.clone()
     }
 
+    async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE dispatch_slot SET paused = ?1 WHERE id = 1 AND paused != ?1",
+                )
+                .and_then(|mut st| st.execute([paused]))
+                .map_err(unavailable)?
+                > 0;
+            if changed {
+                let body = match paused {
+                    true => EventBody::DispatchPaused {},
+                    false => EventBody::DispatchResumed {},
+                };
+                append_event(conn, at, &body)?;
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.read(|conn| {
             let version: i64 = conn
@@ -655,10 +679,13 @@ fn claim(
     interval: Duration,
     lease: Duration,
 ) -> Result<Claim, StoreError> {
-    let last_start: Option<i64> = conn
-        .prepare_cached("SELECT last_start FROM dispatch_slot WHERE id = 1")
-        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+    let (last_start, paused): (Option<i64>, bool) = conn
+        .prepare_cached("SELECT last_start, paused FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
         .map_err(unavailable)?;
+    if paused {
+        return Ok(Claim::Paused);
+    }
     if let Some(last) = last_start {
         let slot = Timestamp::from_micros(last).plus(interval);
         if now < slot {
@@ -801,6 +828,12 @@ fn seen_key(
         Some(_) => Some(Inserted::KeyConflict),
         None => None,
     })
+}
+
+fn paused(conn: &Connection) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT paused FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(unavailable)
 }
 
 fn last_start(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
@@ -964,7 +997,10 @@ fn append_event(conn: &Connection, at: Timestamp, body: &EventBody) -> Result<()
         .and_then(|mut st| {
             st.execute(params![
                 at.as_micros(),
-                body.ingestion_id().to_string(),
+                // Queue-wide events have no ingestion: '' never matches one's stream.
+                body.ingestion_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
                 json
             ])
         })
