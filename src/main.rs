@@ -1,14 +1,28 @@
-//! The `sluice` binary: parse the configuration, then serve.
+//! The `sluice` binary: serve (the default), or act as a client of a running server.
 
 use clap::Parser;
-use sluice::server::{application::Application, config::Cli};
+use sluice::server::{
+    application::Application,
+    config::{Cli, Run},
+};
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let settings = match Cli::parse().into_run() {
+        Run::Serve(settings) => *settings,
+        Run::Client(command) => {
+            return match sluice::server::client::run(command).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("sluice: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
     sluice::server::telemetry::init();
-    let settings = cli.into_settings();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {

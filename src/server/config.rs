@@ -24,13 +24,63 @@ pub struct Cli {
 pub enum Command {
     /// Serve the JSON API and the dashboard (the default).
     Serve(Settings),
+    /// Submit IDs to a running server; prints the ingestion id.
+    Ingest(IngestArgs),
+    /// Show an ingestion's status; with --watch, follow it until it completes.
+    Status(StatusArgs),
+    /// Show the queue: depth per priority, the batch in flight, the next slot.
+    Queue(ServerArg),
+}
+
+/// Where the server is, for the client commands.
+#[derive(Clone, Debug, Args)]
+pub struct ServerArg {
+    /// Base URL of a running sluice server.
+    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:3000")]
+    pub server: String,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// HIGH, MEDIUM or LOW.
+    #[arg(long, short, default_value = "MEDIUM")]
+    pub priority: String,
+    /// IDs (ranges like 10-20 welcome); read from standard input when none are given.
+    pub ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    pub ingestion_id: String,
+    /// Follow the ingestion's events and print each change until it completes.
+    #[arg(long, short)]
+    pub watch: bool,
+}
+
+/// What the command line asks for.
+pub enum Run {
+    Serve(Box<Settings>),
+    Client(Command),
 }
 
 impl Cli {
-    pub fn into_settings(self) -> Settings {
+    pub fn into_run(self) -> Run {
         match self.command {
-            Some(Command::Serve(settings)) => settings,
-            None => self.serve,
+            Some(Command::Serve(settings)) => Run::Serve(Box::new(settings)),
+            Some(client) => Run::Client(client),
+            None => Run::Serve(Box::new(self.serve)),
+        }
+    }
+
+    /// The server settings (`serve`, or no subcommand); `None` for a client command.
+    pub fn into_settings(self) -> Option<Settings> {
+        match self.into_run() {
+            Run::Serve(settings) => Some(*settings),
+            Run::Client(_) => None,
         }
     }
 }
@@ -219,7 +269,8 @@ mod tests {
         }
         let s = Cli::try_parse_from(["sluice", "--cors-origins", "http://a:1,https://b"])
             .unwrap()
-            .into_settings();
+            .into_settings()
+            .unwrap();
         assert_eq!(s.cors_origins, vec!["http://a:1", "https://b"]);
     }
 
@@ -252,7 +303,8 @@ mod tests {
             "7",
         ])
         .unwrap()
-        .into_settings();
+        .into_settings()
+        .unwrap();
         assert_eq!(s.rate_interval(), Duration::from_millis(250));
         assert_eq!(s.batch_size, 7);
 

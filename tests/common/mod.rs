@@ -31,7 +31,7 @@ pub async fn spawn_app(extra: &[&str]) -> TestApp {
         "10ms",
     ];
     args.extend_from_slice(extra);
-    let settings = Cli::try_parse_from(args).unwrap().into_settings();
+    let settings = Cli::try_parse_from(args).unwrap().into_settings().unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
