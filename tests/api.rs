@@ -634,3 +634,48 @@ async fn an_operator_can_pause_and_resume_dispatch() {
     let again = admin("resume").await.unwrap();
     assert_eq!(again.json::<Value>().await.unwrap()["changed"], false);
 }
+
+#[tokio::test]
+async fn an_operator_can_change_the_rate_at_run_time() {
+    let app = spawn_app(&[]).await;
+    let put = |body: &'static str| {
+        app.client
+            .put(format!("{}/admin/rate", app.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let res = put(r#"{"rate_interval": "2s"}"#).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"rate_interval_ms": 2000, "overridden": true})
+    );
+    let queue: Value = app
+        .client
+        .get(format!("{}/queue", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue["rate_interval_ms"], 2000);
+
+    for (body, status, code) in [
+        (r#"{"rate_interval": "fast"}"#, 422, "invalid_rate_interval"),
+        (r#"{"rate_interval": "0ms"}"#, 422, "invalid_rate_interval"),
+        (r#"{"rate_interval": 5}"#, 422, "invalid_rate_interval"),
+        (r#"{"rate_interval": "#, 400, "bad_body"),
+    ] {
+        let res = put(body).await.unwrap();
+        assert_eq!(res.status(), status, "{body}");
+        assert_error(&res.json().await.unwrap(), code);
+    }
+
+    let res = put(r#"{"rate_interval": null}"#).await.unwrap();
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"rate_interval_ms": 50, "overridden": false})
+    );
+}

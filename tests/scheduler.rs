@@ -234,6 +234,36 @@ async fn pausing_holds_dispatch_and_resuming_continues_on_the_next_slot() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rate_change_at_run_time_applies_to_the_very_next_slot() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let id = h.ingest(Priority::Medium, 1..=12).await;
+    h.at(2.0).await;
+    // Waiting for the T5 slot; at 1 s the slot after T0 has already passed.
+    let effective = h
+        .service
+        .set_rate_interval(Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(effective, Duration::from_secs(1));
+    h.at(2.5).await;
+    assert_eq!(
+        h.service.queue().await.unwrap().rate_interval_ms,
+        1000,
+        "the queue view shows the interval in force"
+    );
+    h.at(4.5).await;
+    assert_eq!(
+        h.starts(id).await,
+        vec![Some(t(0.0)), Some(t(2.0)), Some(t(3.0)), Some(t(4.0))]
+    );
+    assert!(h
+        .service
+        .set_rate_interval(Some(Duration::ZERO))
+        .await
+        .is_err());
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_service_is_not_ready_once_its_scheduler_has_stopped() {
     let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
     assert!(h.service.readiness().await.is_ready());

@@ -384,6 +384,43 @@ mod cases {
         );
     }
 
+    pub async fn a_rate_interval_set_at_run_time_overrides_the_configured_one(store: DynStore) {
+        ingest(&store, Priority::High, at(0), &[&[1], &[2], &[3]]).await;
+        let first = claimed(&store, at(0)).await;
+        finish(&store, &first, at(0)).await;
+        assert_eq!(claim(&store, at(1)).await, Claim::NotBefore(at(5)));
+        store
+            .set_rate_interval(Some(Duration::from_secs(1)), 1000, at(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.queue(0).await.unwrap().rate_interval,
+            Some(Duration::from_secs(1))
+        );
+        let second = claimed(&store, at(1)).await;
+        finish(&store, &second, at(1)).await;
+        store.set_rate_interval(None, 5000, at(2)).await.unwrap();
+        assert_eq!(claim(&store, at(2)).await, Claim::NotBefore(at(6)));
+        assert_eq!(store.queue(0).await.unwrap().rate_interval, None);
+        let events = store.events_after(0, None, 100).await.unwrap();
+        let changes: Vec<&EventBody> = events
+            .iter()
+            .map(|e| &e.body)
+            .filter(|b| b.name() == "rate_changed")
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                &EventBody::RateChanged {
+                    rate_interval_ms: 1000
+                },
+                &EventBody::RateChanged {
+                    rate_interval_ms: 5000
+                }
+            ]
+        );
+    }
+
     pub async fn every_change_appends_its_event_in_order(store: DynStore) {
         let mut feed = store.event_feed();
         let start = *feed.borrow_and_update();
@@ -529,6 +566,7 @@ macro_rules! conformance {
                 an_idempotency_key_stores_once_and_refuses_a_different_request,
                 past_the_waiting_bound_nothing_is_stored_until_batches_start,
                 a_paused_queue_starts_nothing_until_resumed,
+                a_rate_interval_set_at_run_time_overrides_the_configured_one,
             );
         }
     };

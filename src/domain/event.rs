@@ -42,17 +42,22 @@ pub enum EventBody {
     /// An operator paused dispatch: nothing new starts until resumed.
     DispatchPaused {},
     DispatchResumed {},
+    /// An operator changed the rate interval at run time.
+    RateChanged {
+        rate_interval_ms: u64,
+    },
 }
 
 impl EventBody {
     /// Every event name, for clients that subscribe to each by name.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "ingestion_created",
         "batch_triggered",
         "batch_completed",
         "ingestion_completed",
         "dispatch_paused",
         "dispatch_resumed",
+        "rate_changed",
     ];
 
     pub fn name(&self) -> &'static str {
@@ -63,6 +68,7 @@ impl EventBody {
             EventBody::IngestionCompleted { .. } => "ingestion_completed",
             EventBody::DispatchPaused {} => "dispatch_paused",
             EventBody::DispatchResumed {} => "dispatch_resumed",
+            EventBody::RateChanged { .. } => "rate_changed",
         }
     }
 
@@ -73,7 +79,9 @@ impl EventBody {
             | EventBody::BatchTriggered { ingestion_id, .. }
             | EventBody::BatchCompleted { ingestion_id, .. }
             | EventBody::IngestionCompleted { ingestion_id } => Some(*ingestion_id),
-            EventBody::DispatchPaused {} | EventBody::DispatchResumed {} => None,
+            EventBody::DispatchPaused {}
+            | EventBody::DispatchResumed {}
+            | EventBody::RateChanged { .. } => None,
         }
     }
 }

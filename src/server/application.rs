@@ -7,7 +7,7 @@ use crate::server::{
     config::Settings,
     http::{self, ApiState},
     processor::{Processor, SimulatedProcessor},
-    scheduler::{Scheduler, SchedulerConfig},
+    scheduler::{Scheduler, SchedulerConfig, Wake},
     service::Service,
     shutdown::{self, Shutdown, ShutdownTrigger},
     store::{self, DynStore},
@@ -17,7 +17,7 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::{future::Future, net::SocketAddr, sync::Arc};
-use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio::{net::TcpListener, task::JoinHandle};
 
 /// A bound, ready-to-run sluice server. Tests bind port 0 and read `local_addr()`.
 pub struct Application {
@@ -73,7 +73,7 @@ impl Core {
         clock: Clock,
         shutdown: Shutdown,
     ) -> Self {
-        let wake = Arc::new(Notify::new());
+        let wake = Wake::default();
         let (service, alive) = Service::new(
             store.clone(),
             clock,

@@ -34,23 +34,33 @@ pub struct Scheduler {
     processor: Arc<dyn Processor>,
     clock: Clock,
     wake: Arc<Notify>,
+    pace: Arc<Notify>,
     config: SchedulerConfig,
 }
 
+/// How the scheduler is told to look again.
+#[derive(Clone, Default)]
+pub struct Wake {
+    /// New work was stored (or dispatch resumed): heard while idle.
+    pub work: Arc<Notify>,
+    /// The pace changed (rate interval): heard while waiting for a slot too.
+    pub pace: Arc<Notify>,
+}
+
 impl Scheduler {
-    /// `wake` is notified whenever new work is stored.
     pub fn new(
         store: DynStore,
         processor: Arc<dyn Processor>,
         clock: Clock,
-        wake: Arc<Notify>,
+        wake: Wake,
         config: SchedulerConfig,
     ) -> Self {
         Self {
             store,
             processor,
             clock,
-            wake,
+            wake: wake.work,
+            pace: wake.pace,
             config,
         }
     }
@@ -85,8 +95,10 @@ impl Scheduler {
                 }
             };
             let woken = self.wake.notified();
+            let repaced = self.pace.notified();
             tokio::select! {
                 _ = shutdown.triggered() => break,
+                _ = repaced => {}
                 _ = woken, if wait_until.is_none() => {}
                 _ = sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if wait_until.is_some() => {}
             }

@@ -9,13 +9,14 @@ use crate::domain::{
 };
 use crate::server::{
     clock::Clock,
+    scheduler::Wake,
     store::{
         Admission, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted,
         NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError,
     },
 };
-use std::sync::Arc;
-use tokio::sync::{watch, Notify};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum ServiceError {
     IdempotencyConflict,
     #[error("the queue is full; retry in {retry_after_secs} s")]
     QueueFull { retry_after_secs: u64 },
+    #[error("the rate interval must be between 1ms and 1day")]
+    InvalidRate,
 }
 
 /// What an ingest did.
@@ -83,7 +86,7 @@ struct Inner {
     pace: Pace,
     /// Most batches allowed to wait; more are refused (backpressure). `None`: no bound.
     max_waiting: Option<u64>,
-    wake: Arc<Notify>,
+    wake: Wake,
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
 }
@@ -121,7 +124,7 @@ impl Service {
         limits: Limits,
         pace: Pace,
         max_waiting: Option<u64>,
-        wake: Arc<Notify>,
+        wake: Wake,
     ) -> (Self, SchedulerAlive) {
         let (alive, scheduler) = watch::channel(());
         let service = Self {
@@ -205,7 +208,7 @@ impl Service {
         };
         match self.inner.store.insert_ingestion(record, admission).await? {
             Inserted::Created => {
-                self.inner.wake.notify_one();
+                self.inner.wake.work.notify_one();
                 Ok(Accepted::Created(id))
             }
             Inserted::Replayed(first) => Ok(Accepted::Replayed(first)),
@@ -263,7 +266,7 @@ impl Service {
         let last_event_id = *self.inner.store.event_feed().borrow();
         let queue = self.inner.store.queue(RECENT_DISPATCHES).await?;
         let now = self.inner.clock.now();
-        let pace = self.inner.pace;
+        let pace = self.pace_with(queue.rate_interval);
         let in_flight = queue.in_flight.into_iter().next().map(dispatch_view);
         let next_slot = pace.next_start(
             now,
@@ -307,8 +310,40 @@ impl Service {
             .store
             .set_paused(false, self.inner.clock.now())
             .await?;
-        self.inner.wake.notify_one();
+        self.inner.wake.work.notify_one();
         Ok(changed)
+    }
+
+    /// Set the rate interval at run time (1ms..=1day), or with `None` go back to the
+    /// configured one. Durable and recorded as an event; the next start follows it.
+    pub async fn set_rate_interval(
+        &self,
+        interval: Option<Duration>,
+    ) -> Result<Duration, ServiceError> {
+        if let Some(d) = interval {
+            if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {
+                return Err(ServiceError::InvalidRate);
+            }
+        }
+        let effective = interval.unwrap_or(self.inner.pace.interval);
+        self.inner
+            .store
+            .set_rate_interval(
+                interval,
+                u64::try_from(effective.as_millis()).unwrap_or(u64::MAX),
+                self.inner.clock.now(),
+            )
+            .await?;
+        self.inner.wake.pace.notify_one();
+        Ok(effective)
+    }
+
+    /// The pace in force: the configured one, with a run-time interval if one is set.
+    fn pace_with(&self, interval: Option<Duration>) -> Pace {
+        Pace {
+            interval: interval.unwrap_or(self.inner.pace.interval),
+            ..self.inner.pace
+        }
     }
 
     /// The view of a record, with predictions for the work it still has to do.
@@ -323,7 +358,8 @@ impl Service {
         };
         let mut view = view_of(record);
         if let Some(place) = place.filter(|p| !p.paused) {
-            predict(&mut view, place, self.inner.pace, self.inner.clock.now());
+            let pace = self.pace_with(place.rate_interval);
+            predict(&mut view, place, pace, self.inner.clock.now());
         }
         Ok(view)
     }

@@ -30,6 +30,8 @@ pub enum ApiError {
     IdempotencyConflict,
     #[error("the queue is full; retry in {retry_after_secs} s")]
     QueueFull { retry_after_secs: u64 },
+    #[error("{0}")]
+    InvalidRate(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// Details are logged, never sent.
@@ -48,6 +50,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::QueueFull { retry_after_secs } => {
                 ApiError::QueueFull { retry_after_secs }
             }
+            e @ ServiceError::InvalidRate => ApiError::InvalidRate(e.to_string()),
         }
     }
 }
@@ -94,6 +97,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
             ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            ApiError::InvalidRate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rate_interval"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

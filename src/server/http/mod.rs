@@ -19,7 +19,7 @@ pub use server_fns::undecodable_arguments_are_bad_requests;
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
     extract::DefaultBodyLimit,
-    routing::{get, post},
+    routing::{get, post, put},
     Router,
 };
 
@@ -45,6 +45,7 @@ pub fn router<S>(state: ApiState) -> Router<S> {
         .route("/status/{ingestion_id}", get(status::status))
         .route("/admin/pause", post(admin::pause))
         .route("/admin/resume", post(admin::resume))
+        .route("/admin/rate", put(admin::rate))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/ingestions", get(queue::recent))

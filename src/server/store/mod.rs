@@ -127,6 +127,8 @@ pub struct QueueRecord {
     pub last_start: Option<Timestamp>,
     /// Dispatch is paused by an operator.
     pub paused: bool,
+    /// The rate interval set at run time, if any (it overrides the configured one).
+    pub rate_interval: Option<Duration>,
 }
 
 /// Where one ingestion's waiting work stands in the queue.
@@ -136,6 +138,8 @@ pub struct QueuePlace {
     pub ahead: u64,
     /// Dispatch is paused: nothing can be predicted.
     pub paused: bool,
+    /// The rate interval set at run time, if any.
+    pub rate_interval: Option<Duration>,
     /// When the last batch started, if ever.
     pub last_start: Option<Timestamp>,
     /// When the batch in flight started, if one is.
@@ -190,6 +194,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError>;
 
     /// Dispatch the next batch if the rate slot and the in-flight rule allow it (see module doc).
+    /// `interval` is the configured one; an interval set at run time overrides it.
     async fn claim_next(
         &self,
         now: Timestamp,
@@ -246,6 +251,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Pause or resume dispatch (durably, with its event); false if it already was so.
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// Set (or with `None`, clear) the run-time rate interval, durably, with its event.
+    async fn set_rate_interval(
+        &self,
+        interval: Option<Duration>,
+        effective_ms: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
 
     /// Readiness: the store answers a read and its schema is the one this build expects.
     async fn check(&self) -> Result<(), StoreError>;

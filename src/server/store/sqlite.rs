@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0004_idempotency_keys.sql"),
     include_str!("../../../migrations/sqlite/0005_waiting_counter.sql"),
     include_str!("../../../migrations/sqlite/0006_pause.sql"),
+    include_str!("../../../migrations/sqlite/0007_rate_override.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -539,6 +540,7 @@ impl Store for SqliteStore {
                 recent,
                 last_start: last_start(&tx)?,
                 paused: paused(&tx)?,
+                rate_interval: rate_override(&tx)?,
             })
         })
         .await
@@ -573,6 +575,7 @@ impl Store for SqliteStore {
             Ok(Some(QueuePlace {
                 ahead: ahead as u64,
                 paused: paused(&tx)?,
+                rate_interval: rate_override(&tx)?,
                 last_start: last_start(&tx)?,
                 in_flight_since: in_flight_since.map(Timestamp::from_micros),
             }))
@@ -653,6 +656,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_rate_interval(
+        &self,
+        interval: Option<Duration>,
+        effective_ms: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let us = interval.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+            conn.prepare_cached("UPDATE dispatch_slot SET rate_interval = ?1 WHERE id = 1")
+                .and_then(|mut st| st.execute([us]))
+                .map_err(unavailable)?;
+            append_event(
+                conn,
+                at,
+                &EventBody::RateChanged {
+                    rate_interval_ms: effective_ms,
+                },
+            )
+        })
+        .await
+    }
+
     async fn check(&self) -> Result<(), StoreError> {
         self.read(|conn| {
             let version: i64 = conn
@@ -679,13 +704,14 @@ fn claim(
     interval: Duration,
     lease: Duration,
 ) -> Result<Claim, StoreError> {
-    let (last_start, paused): (Option<i64>, bool) = conn
-        .prepare_cached("SELECT last_start, paused FROM dispatch_slot WHERE id = 1")
-        .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+    let (last_start, paused, override_us): (Option<i64>, bool, Option<i64>) = conn
+        .prepare_cached("SELECT last_start, paused, rate_interval FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
         .map_err(unavailable)?;
     if paused {
         return Ok(Claim::Paused);
     }
+    let interval = override_us.map_or(interval, |us| Duration::from_micros(us.max(0) as u64));
     if let Some(last) = last_start {
         let slot = Timestamp::from_micros(last).plus(interval);
         if now < slot {
@@ -828,6 +854,13 @@ fn seen_key(
         Some(_) => Some(Inserted::KeyConflict),
         None => None,
     })
+}
+
+fn rate_override(conn: &Connection) -> Result<Option<Duration>, StoreError> {
+    conn.prepare_cached("SELECT rate_interval FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| st.query_row([], |r| r.get::<_, Option<i64>>(0)))
+        .map(|us| us.map(|us| Duration::from_micros(us.max(0) as u64)))
+        .map_err(unavailable)
 }
 
 fn paused(conn: &Connection) -> Result<bool, StoreError> {
