@@ -679,3 +679,47 @@ async fn an_operator_can_change_the_rate_at_run_time() {
         json!({"rate_interval_ms": 50, "overridden": false})
     );
 }
+
+#[tokio::test]
+async fn a_request_too_slow_to_arrive_is_408_and_event_streams_are_not_cut() {
+    let app = spawn_app(&["--request-timeout", "300ms"]).await;
+    // The body's second half comes 2 s after the first: far past the bound.
+    let slow = futures::stream::unfold(0, |step| async move {
+        match step {
+            0 => Some((Ok::<_, std::io::Error>(r#"{"ids": [1, 2"#.to_owned()), 1)),
+            1 => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Some((Ok(r#"], "priority": "LOW"}"#.to_owned()), 2))
+            }
+            _ => None,
+        }
+    });
+    let started = std::time::Instant::now();
+    let res = app
+        .client
+        .post(format!("{}/ingest", app.base))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(slow))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 408);
+    assert_error(&res.json().await.unwrap(), "request_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at the bound"
+    );
+    assert_eq!(app.count("ingestions"), 0);
+
+    // An event stream outlives the bound.
+    let mut events = common::SseReader::new(
+        app.client
+            .get(format!("{}/events", app.base))
+            .send()
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    app.post_ingest(r#"{"ids": [1], "priority": "LOW"}"#).await;
+    assert_eq!(events.next().await.event, "ingestion_created");
+}

@@ -195,6 +195,10 @@ fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shu
         .layer(axum::middleware::from_fn(
             http::undecodable_arguments_are_bad_requests,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            *settings.request_timeout,
+            http::request_timeout,
+        ))
         .with_state(conf);
     match http::cors(&settings.cors_origins) {
         Some(cors) => router.layer(cors),

@@ -128,6 +128,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_waiting_batches: Option<u64>,
 
+    /// How long a request may take to be answered, reading its body included; past it, 408
+    /// (100ms..=1h). Event streams are not cut: they answer at once.
+    #[arg(long, env = "SLUICE_REQUEST_TIMEOUT", default_value = "30s",
+          value_parser = duration_between(Duration::from_millis(100), Duration::from_secs(3_600)))]
+    pub request_timeout: humantime::Duration,
+
     /// Maximum size of a request body in bytes (1024..=1073741824).
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]

@@ -32,6 +32,8 @@ pub enum ApiError {
     QueueFull { retry_after_secs: u64 },
     #[error("{0}")]
     InvalidRate(String),
+    #[error("the request was not answered within {}", humantime::format_duration(*limit))]
+    Timeout { limit: std::time::Duration },
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// Details are logged, never sent.
@@ -98,6 +100,7 @@ impl ApiError {
             }
             ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::InvalidRate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rate_interval"),
+            ApiError::Timeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -11,10 +11,12 @@ mod query;
 mod queue;
 mod server_fns;
 mod status;
+mod timeout;
 
 pub use cors::cors;
 pub use error::ApiError;
 pub use server_fns::undecodable_arguments_are_bad_requests;
+pub use timeout::request_timeout;
 
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
