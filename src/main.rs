@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
     let settings = match Cli::parse().into_run() {
         Run::Serve(settings) => *settings,
         Run::Client(command) => {
-            return match sluice::server::client::run(command).await {
+            return match sluice::server::client::run(*command).await {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {

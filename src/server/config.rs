@@ -64,14 +64,14 @@ pub struct StatusArgs {
 /// What the command line asks for.
 pub enum Run {
     Serve(Box<Settings>),
-    Client(Command),
+    Client(Box<Command>),
 }
 
 impl Cli {
     pub fn into_run(self) -> Run {
         match self.command {
             Some(Command::Serve(settings)) => Run::Serve(Box::new(settings)),
-            Some(client) => Run::Client(client),
+            Some(client) => Run::Client(Box::new(client)),
             None => Run::Serve(Box::new(self.serve)),
         }
     }
