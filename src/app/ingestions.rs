@@ -5,7 +5,7 @@ use super::{
     format,
     live::Live,
 };
-use crate::domain::{BatchStatus, BatchView, IngestionStatus, IngestionSummary, Timestamp};
+use crate::domain::{BatchStatus, BatchView, IngestionSummary, Timestamp};
 use leptos::prelude::*;
 
 #[component]
@@ -44,18 +44,10 @@ pub fn IngestionList(recent: RecentResource) -> impl IntoView {
     }
 }
 
-fn ingestion_status(s: IngestionStatus) -> &'static str {
-    match s {
-        IngestionStatus::YetToStart => "yet_to_start",
-        IngestionStatus::Triggered => "triggered",
-        IngestionStatus::Completed => "completed",
-    }
-}
-
 #[component]
 fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
     let live = expect_context::<Live>();
-    let status = ingestion_status(ingestion.status);
+    let status = ingestion.status.as_str();
     let priority = ingestion.priority.as_str();
     let total = ingestion.batch_count.max(1);
     let done = ingestion.completed_batches;

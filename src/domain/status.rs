@@ -33,6 +33,14 @@ impl BatchStatus {
 }
 
 impl IngestionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestionStatus::YetToStart => "yet_to_start",
+            IngestionStatus::Triggered => "triggered",
+            IngestionStatus::Completed => "completed",
+        }
+    }
+
     /// SPEC §2: `yet_to_start` if every batch is, `completed` if every batch is, otherwise
     /// `triggered` (so `[completed, yet_to_start]` is `triggered`).
     pub fn of(batches: impl IntoIterator<Item = BatchStatus>) -> Self {
@@ -250,6 +258,16 @@ mod tests {
             serde_json::to_string(&IngestionStatus::Completed).unwrap(),
             "\"completed\""
         );
+        for s in [
+            IngestionStatus::YetToStart,
+            IngestionStatus::Triggered,
+            IngestionStatus::Completed,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
         for s in [YetToStart, Triggered, Completed] {
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),

@@ -2,7 +2,7 @@
 //! running server's JSON routes and event stream. IDs are read by the same rules as the
 //! dashboard's form; the server applies its own limits.
 
-use crate::domain::{ids_from_text, Event, EventBody, IngestionView, Limits};
+use crate::domain::{ids_from_text, Event, EventBody, IngestionStatus, IngestionView, Limits};
 use crate::server::config::{Command, IngestArgs, ServerArg, StatusArgs};
 use anyhow::{bail, Context};
 use futures::StreamExt;
@@ -75,10 +75,10 @@ async fn status(http: &reqwest::Client, args: StatusArgs) -> anyhow::Result<bool
         "{} {} {}: {} batches",
         view.ingestion_id,
         view.priority.as_str(),
-        status_word(&view),
+        view.status.as_str(),
         view.batches.len()
     );
-    if status_word(&view) == "completed" {
+    if view.status == IngestionStatus::Completed {
         return Ok(true);
     }
     // The ingestion's own stream replays from its first event, so nothing is missed; earlier
@@ -107,14 +107,6 @@ async fn status(http: &reqwest::Client, args: StatusArgs) -> anyhow::Result<bool
         }
     }
     bail!("the event stream ended before the ingestion completed")
-}
-
-fn status_word(view: &IngestionView) -> &'static str {
-    match view.status {
-        crate::domain::IngestionStatus::YetToStart => "yet_to_start",
-        crate::domain::IngestionStatus::Triggered => "triggered",
-        crate::domain::IngestionStatus::Completed => "completed",
-    }
 }
 
 fn describe(event: &Event) -> String {

@@ -1,6 +1,7 @@
 //! Configuration: every setting has a flag and an environment variable (flags win), and is
 //! validated before anything starts, with a message that names the setting.
 
+use crate::server::scheduler::{MAX_RATE_INTERVAL, MIN_RATE_INTERVAL};
 use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -109,7 +110,7 @@ pub struct Settings {
 
     /// Minimum time between two batch starts, globally (e.g. `250ms`, `5s`, `1m`; 1ms..=1day).
     #[arg(long, env = "SLUICE_RATE_INTERVAL", default_value = "5s",
-          value_parser = duration_between(Duration::from_millis(1), Duration::from_secs(86_400)))]
+          value_parser = duration_between(MIN_RATE_INTERVAL, MAX_RATE_INTERVAL))]
     pub rate_interval: humantime::Duration,
 
     /// Simulated work per batch by the default processor (`0s`..=`1h`).

@@ -21,6 +21,10 @@ use tokio::{sync::Notify, time::sleep_until};
 /// How long to wait before asking the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
+/// The rate intervals sluice accepts, at start-up and at run time.
+pub const MIN_RATE_INTERVAL: Duration = Duration::from_millis(1);
+pub const MAX_RATE_INTERVAL: Duration = Duration::from_secs(86_400);
+
 #[derive(Clone, Copy, Debug)]
 pub struct SchedulerConfig {
     pub interval: Duration,

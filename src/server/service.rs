@@ -9,7 +9,7 @@ use crate::domain::{
 };
 use crate::server::{
     clock::Clock,
-    scheduler::Wake,
+    scheduler::{Wake, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL},
     store::{
         Admission, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted,
         NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError,
@@ -320,10 +320,8 @@ impl Service {
         &self,
         interval: Option<Duration>,
     ) -> Result<Duration, ServiceError> {
-        if let Some(d) = interval {
-            if d < Duration::from_millis(1) || d > Duration::from_secs(86_400) {
-                return Err(ServiceError::InvalidRate);
-            }
+        if interval.is_some_and(|d| !(MIN_RATE_INTERVAL..=MAX_RATE_INTERVAL).contains(&d)) {
+            return Err(ServiceError::InvalidRate);
         }
         let effective = interval.unwrap_or(self.inner.pace.interval);
         self.inner

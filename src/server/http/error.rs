@@ -110,15 +110,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            ApiError::QueueFull { retry_after_secs } => Some(retry_after_secs.to_string()),
+            ApiError::QueueFull { retry_after_secs } => Some(*retry_after_secs),
             _ => None,
         };
         let (status, error) = self.into_detail();
         let mut response = (status, Json(ErrorBody { error })).into_response();
-        if let Some(secs) = retry_after.and_then(|s| s.parse().ok()) {
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, secs);
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
     }

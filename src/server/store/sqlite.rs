@@ -471,7 +471,7 @@ impl Store for SqliteStore {
     }
 
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(last_start).await
+        self.read(|conn| Ok(slot(conn)?.last_start)).await
     }
 
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
@@ -534,13 +534,14 @@ impl Store for SqliteStore {
                 "WHERE b.started_at IS NOT NULL ORDER BY b.started_at DESC",
                 recent as i64,
             )?;
+            let slot = slot(&tx)?;
             Ok(QueueRecord {
                 waiting,
                 in_flight,
                 recent,
-                last_start: last_start(&tx)?,
-                paused: paused(&tx)?,
-                rate_interval: rate_override(&tx)?,
+                last_start: slot.last_start,
+                paused: slot.paused,
+                rate_interval: slot.rate_interval,
             })
         })
         .await
@@ -572,11 +573,12 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")
                 .and_then(|mut st| st.query_row([], |r| r.get(0)))
                 .map_err(unavailable)?;
+            let slot = slot(&tx)?;
             Ok(Some(QueuePlace {
                 ahead: ahead as u64,
-                paused: paused(&tx)?,
-                rate_interval: rate_override(&tx)?,
-                last_start: last_start(&tx)?,
+                paused: slot.paused,
+                rate_interval: slot.rate_interval,
+                last_start: slot.last_start,
                 in_flight_since: in_flight_since.map(Timestamp::from_micros),
             }))
         })
@@ -704,16 +706,17 @@ fn claim(
     interval: Duration,
     lease: Duration,
 ) -> Result<Claim, StoreError> {
-    let (last_start, paused, override_us): (Option<i64>, bool, Option<i64>) = conn
-        .prepare_cached("SELECT last_start, paused, rate_interval FROM dispatch_slot WHERE id = 1")
-        .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
-        .map_err(unavailable)?;
+    let Slot {
+        last_start,
+        paused,
+        rate_interval,
+    } = slot(conn)?;
     if paused {
         return Ok(Claim::Paused);
     }
-    let interval = override_us.map_or(interval, |us| Duration::from_micros(us.max(0) as u64));
+    let interval = rate_interval.unwrap_or(interval);
     if let Some(last) = last_start {
-        let slot = Timestamp::from_micros(last).plus(interval);
+        let slot = last.plus(interval);
         if now < slot {
             return Ok(Claim::NotBefore(slot));
         }
@@ -856,23 +859,26 @@ fn seen_key(
     })
 }
 
-fn rate_override(conn: &Connection) -> Result<Option<Duration>, StoreError> {
-    conn.prepare_cached("SELECT rate_interval FROM dispatch_slot WHERE id = 1")
-        .and_then(|mut st| st.query_row([], |r| r.get::<_, Option<i64>>(0)))
-        .map(|us| us.map(|us| Duration::from_micros(us.max(0) as u64)))
-        .map_err(unavailable)
+/// The one row beside the queue: last start, pause flag, run-time rate interval.
+struct Slot {
+    last_start: Option<Timestamp>,
+    paused: bool,
+    rate_interval: Option<Duration>,
 }
 
-fn paused(conn: &Connection) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT paused FROM dispatch_slot WHERE id = 1")
-        .and_then(|mut st| st.query_row([], |r| r.get(0)))
-        .map_err(unavailable)
-}
-
-fn last_start(conn: &Connection) -> Result<Option<Timestamp>, StoreError> {
-    conn.prepare_cached("SELECT last_start FROM dispatch_slot WHERE id = 1")
-        .and_then(|mut st| st.query_row([], |r| r.get::<_, Option<i64>>(0)))
-        .map(|t| t.map(Timestamp::from_micros))
+fn slot(conn: &Connection) -> Result<Slot, StoreError> {
+    conn.prepare_cached("SELECT last_start, paused, rate_interval FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| {
+            st.query_row([], |r| {
+                Ok(Slot {
+                    last_start: r.get::<_, Option<i64>>(0)?.map(Timestamp::from_micros),
+                    paused: r.get(1)?,
+                    rate_interval: r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|us| Duration::from_micros(us.max(0) as u64)),
+                })
+            })
+        })
         .map_err(unavailable)
 }
 
