@@ -43,13 +43,9 @@ async fn an_accepted_ingestion_answers_200_with_its_id() {
 #[tokio::test]
 async fn the_status_shows_the_reference_shape_and_reaches_completed() {
     let app = spawn_app(&[]).await;
-    let res = app
-        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}"#)
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}"#)
         .await;
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
 
     let status = app
         .wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
@@ -113,13 +109,7 @@ async fn a_waiting_ingestion_shows_null_times_and_yet_to_start() {
     // A long interval keeps the second ingestion waiting behind the first.
     let app = spawn_app(&["--rate-interval", "1h"]).await;
     app.post_ingest(r#"{"ids": [1], "priority": "HIGH"}"#).await;
-    let res = app
-        .post_ingest(r#"{"ids": [2, 3], "priority": "LOW"}"#)
-        .await;
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.ingest(r#"{"ids": [2, 3], "priority": "LOW"}"#).await;
     let status: Value = app.get_status(&id).await.json().await.unwrap();
     assert_eq!(status["status"], "yet_to_start");
     assert_eq!(status["batches"][0]["status"], "yet_to_start");
@@ -298,13 +288,9 @@ async fn a_wrong_method_is_405_in_the_error_shape() {
 #[tokio::test]
 async fn the_dashboard_page_is_served_at_the_root_with_the_stored_ingestions_rendered() {
     let app = spawn_app(&["--rate-interval", "1h"]).await;
-    let res = app
-        .post_ingest(r#"{"ids": [11, 12, 13, 14], "priority": "HIGH"}"#)
+    let id = app
+        .ingest(r#"{"ids": [11, 12, 13, 14], "priority": "HIGH"}"#)
         .await;
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let res = app.client.get(&app.base).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
@@ -367,13 +353,9 @@ async fn the_newest_ingestions_are_listed_newest_first() {
 #[tokio::test]
 async fn the_queue_and_status_predict_when_waiting_work_will_run() {
     let app = spawn_app(&["--rate-interval", "1h"]).await;
-    let res = app
-        .post_ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "LOW"}"#)
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "LOW"}"#)
         .await;
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let status = app
         .wait_for_status(&id, Duration::from_secs(10), |s| {
             s["batches"][0]["status"] == "completed"
@@ -397,14 +379,7 @@ async fn the_queue_and_status_predict_when_waiting_work_will_run() {
         Some(started.plus(hour * 2).plus(Duration::from_millis(10)))
     );
 
-    let res = app
-        .client
-        .get(format!("{}/queue", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let queue: Value = res.json().await.unwrap();
+    let queue = app.get_json("/queue").await;
     assert_eq!(queue["rate_interval_ms"], 3_600_000);
     assert_eq!(
         queue["waiting"],
@@ -592,16 +567,7 @@ async fn an_operator_can_pause_and_resume_dispatch() {
             .post(format!("{}/admin/{action}", app.base))
             .send()
     };
-    let queue = || async {
-        app.client
-            .get(format!("{}/queue", app.base))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let queue = || app.get_json("/queue");
     let res = admin("pause").await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
@@ -610,14 +576,10 @@ async fn an_operator_can_pause_and_resume_dispatch() {
     );
     assert_eq!(queue().await["paused"], true);
 
-    let res = app
-        .post_ingest(r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#)
+    // Accepting work continues while paused.
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#)
         .await;
-    assert_eq!(res.status(), 200, "accepting work continues while paused");
-    let id = res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status: Value = app.get_status(&id).await.json().await.unwrap();
     assert_eq!(status["status"], "yet_to_start");
@@ -651,15 +613,7 @@ async fn an_operator_can_change_the_rate_at_run_time() {
         res.json::<Value>().await.unwrap(),
         json!({"rate_interval_ms": 2000, "overridden": true})
     );
-    let queue: Value = app
-        .client
-        .get(format!("{}/queue", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queue = app.get_json("/queue").await;
     assert_eq!(queue["rate_interval_ms"], 2000);
 
     for (body, status, code) in [

@@ -6,15 +6,6 @@ mod common;
 use common::{spawn_app, SseReader, TestApp};
 use serde_json::Value;
 
-async fn ingest(app: &TestApp, body: &str) -> String {
-    let res = app.post_ingest(body).await;
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["ingestion_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn stream(app: &TestApp, path: &str, last_event_id: Option<u64>) -> reqwest::Response {
     let mut req = app.client.get(format!("{}{path}", app.base));
     if let Some(id) = last_event_id {
@@ -36,7 +27,9 @@ const LIFE_OF_TWO_BATCHES: [&str; 6] = [
 async fn a_listener_sees_every_step_of_an_ingestion_in_order() {
     let app = spawn_app(&[]).await;
     let mut events = SseReader::new(stream(&app, "/events", None).await);
-    let id = ingest(&app, r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#).await;
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4], "priority": "HIGH"}"#)
+        .await;
 
     let mut seen = Vec::new();
     for _ in 0..6 {
@@ -58,7 +51,8 @@ async fn a_listener_sees_every_step_of_an_ingestion_in_order() {
 async fn a_client_reconnecting_with_last_event_id_gets_exactly_what_it_missed() {
     let app = spawn_app(&[]).await;
     let mut first = SseReader::new(stream(&app, "/events", None).await);
-    ingest(&app, r#"{"ids": [1, 2, 3, 4], "priority": "LOW"}"#).await;
+    app.ingest(r#"{"ids": [1, 2, 3, 4], "priority": "LOW"}"#)
+        .await;
     let mut all = Vec::new();
     for _ in 0..6 {
         all.push(first.next().await);
@@ -75,16 +69,8 @@ async fn a_client_reconnecting_with_last_event_id_gets_exactly_what_it_missed() 
 #[tokio::test]
 async fn a_first_connection_can_start_after_the_event_its_page_reflects() {
     let app = spawn_app(&[]).await;
-    ingest(&app, r#"{"ids": [1], "priority": "LOW"}"#).await;
-    let snapshot: Value = app
-        .client
-        .get(format!("{}/ingestions", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    app.ingest(r#"{"ids": [1], "priority": "LOW"}"#).await;
+    let snapshot = app.get_json("/ingestions").await;
     let after = snapshot["last_event_id"].as_u64().unwrap();
     assert!(after >= 1);
     let mut events =
@@ -100,8 +86,10 @@ async fn a_first_connection_can_start_after_the_event_its_page_reflects() {
 #[tokio::test]
 async fn an_ingestions_stream_replays_its_own_events_only() {
     let app = spawn_app(&[]).await;
-    let mine = ingest(&app, r#"{"ids": [1, 2, 3, 4], "priority": "MEDIUM"}"#).await;
-    let other = ingest(&app, r#"{"ids": [5], "priority": "HIGH"}"#).await;
+    let mine = app
+        .ingest(r#"{"ids": [1, 2, 3, 4], "priority": "MEDIUM"}"#)
+        .await;
+    let other = app.ingest(r#"{"ids": [5], "priority": "HIGH"}"#).await;
     let mut events = SseReader::new(stream(&app, &format!("/status/{mine}/events"), None).await);
     for name in LIFE_OF_TWO_BATCHES {
         let m = events.next().await;

@@ -59,6 +59,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Submit an ingestion that must be accepted; its id.
+    pub async fn ingest(&self, body: &str) -> String {
+        let res = self.post_ingest(body).await;
+        assert_eq!(res.status(), 200, "{body}");
+        res.json::<serde_json::Value>().await.unwrap()["ingestion_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// GET a JSON route that must answer 200; its body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        res.json().await.unwrap()
+    }
+
     pub async fn get_status(&self, id: &str) -> reqwest::Response {
         self.client
             .get(format!("{}/status/{id}", self.base))
