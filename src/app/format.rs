@@ -34,9 +34,9 @@ pub fn countdown(t: Timestamp, now: Timestamp) -> String {
     }
 }
 
-/// Milliseconds from `a` to `b`.
-pub fn millis_between(a: Timestamp, b: Timestamp) -> i64 {
-    (b.as_micros() - a.as_micros()) / 1000
+/// The span from `from` to `to` (zero if `to` is not after it), as [`span`] writes it.
+pub fn elapsed(from: Timestamp, to: Timestamp) -> String {
+    span(i64::try_from(to.since(from).as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The first 8 hex digits of an id: enough to tell ingestions apart on one screen.

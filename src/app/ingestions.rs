@@ -55,7 +55,7 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
     let created = ingestion.created_at;
     let eta = match (ingestion.completed_at, ingestion.predicted_completion) {
         (Some(at), _) => {
-            let took = format::span(format::millis_between(created, at));
+            let took = format::elapsed(created, at);
             format!(
                 "Completed at {} UTC, {took} after submission",
                 format::clock(at)
@@ -136,11 +136,11 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
         (BatchStatus::Completed, Some(start), Some(end)) => format!(
             "started {}, took {}",
             format::clock(start),
-            format::span(format::millis_between(start, end))
+            format::elapsed(start, end)
         )
         .into_any(),
         (BatchStatus::Triggered, Some(start), _) => {
-            let running = move || format::span(format::millis_between(start, now_or(live, start)));
+            let running = move || format::elapsed(start, now_or(live, start));
             view! { "started " {format::clock(start)} ", running " {running} }.into_any()
         }
         (BatchStatus::YetToStart, _, _) => match batch.predicted_start {

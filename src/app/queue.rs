@@ -64,8 +64,7 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
     let in_flight = match queue.in_flight {
         Some(d) => {
             let start = d.started_at;
-            let running =
-                move || format::span(format::millis_between(start, now_or(live, snapshot_now)));
+            let running = move || format::elapsed(start, now_or(live, snapshot_now));
             view! {
                 <p data-testid="in-flight" data-batch-id=d.batch_id.to_string()>
                     <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>
@@ -107,10 +106,7 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
 #[component]
 fn Dispatch(d: DispatchView) -> impl IntoView {
     let outcome = match d.completed_at {
-        Some(end) => format!(
-            "done in {}",
-            format::span(format::millis_between(d.started_at, end))
-        ),
+        Some(end) => format!("done in {}", format::elapsed(d.started_at, end)),
         None => "running".to_owned(),
     };
     view! {
