@@ -3,7 +3,8 @@
 //! because both go through the same service and the same error mapping.
 
 use crate::domain::{
-    ErrorDetail, IngestRequest, IngestResponse, IngestionView, QueueView, RecentIngestions,
+    CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView, QueueView,
+    RecentIngestions,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -24,6 +25,13 @@ pub async fn submit_ingestion(request: IngestRequest) -> Result<IngestResponse, 
 pub async fn ingestion_status(ingestion_id: String) -> Result<IngestionView, ErrorDetail> {
     let service = ssr::service()?;
     service.status(&ingestion_id).await.map_err(ssr::rejected)
+}
+
+/// Cancel an ingestion's batches that have not started (`POST /api/cancel`).
+#[server(prefix = "/api", endpoint = "cancel", input = Json)]
+pub async fn cancel_ingestion(ingestion_id: String) -> Result<CancelResponse, ErrorDetail> {
+    let service = ssr::service()?;
+    service.cancel(&ingestion_id).await.map_err(ssr::rejected)
 }
 
 /// The newest ingestions, newest first (`POST /api/ingestions`, JSON `{"limit": n}`).

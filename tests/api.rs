@@ -54,6 +54,7 @@ async fn the_status_shows_the_reference_shape_and_reaches_completed() {
         keys(&status),
         vec![
             "batches",
+            "cancelled_at",
             "created_at",
             "ingestion_id",
             "predicted_completion",
@@ -595,6 +596,55 @@ async fn an_operator_can_pause_and_resume_dispatch() {
     assert_eq!(queue().await["paused"], false);
     let again = admin("resume").await.unwrap();
     assert_eq!(again.json::<Value>().await.unwrap()["changed"], false);
+}
+
+#[tokio::test]
+async fn cancelling_an_ingestion_stops_its_waiting_batches_and_the_started_one_finishes() {
+    // A long interval: the first batch starts at once, the others wait.
+    let app = spawn_app(&["--rate-interval", "1h", "--simulated-work", "300ms"]).await;
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "MEDIUM"}"#)
+        .await;
+    app.wait_for_status(&id, Duration::from_secs(5), |s| {
+        s["batches"][0]["status"] == "triggered"
+    })
+    .await;
+    let path = format!("/ingest/{id}/cancel");
+    let cancel = || app.post_json(&path, "");
+    let res = cancel().await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["ingestion_id"], id.as_str());
+    assert_eq!(body["cancelled_batches"], 2);
+    assert_eq!(body["status"], "triggered", "the started batch is still running");
+    assert!(body["cancelled_at"].is_string());
+
+    let done = app
+        .wait_for_status(&id, Duration::from_secs(5), |s| s["status"] == "cancelled")
+        .await;
+    let statuses: Vec<&str> = done["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["completed", "cancelled", "cancelled"]);
+    assert_eq!(done["batches"][1]["started_at"], Value::Null);
+    assert_eq!(done["batches"][1]["predicted_start"], Value::Null);
+    assert_eq!(done["cancelled_at"], body["cancelled_at"]);
+    assert_eq!(done["predicted_completion"], Value::Null);
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["waiting"][1]["batches"], 0);
+
+    // Repeating it is harmless.
+    let again: Value = cancel().await.json().await.unwrap();
+    assert_eq!(again["cancelled_batches"], 0);
+    assert_eq!(again["status"], "cancelled");
+    for bad in [uuid::Uuid::new_v4().to_string(), "not-a-uuid".to_owned()] {
+        let res = app.post_json(&format!("/ingest/{bad}/cancel"), "").await;
+        assert_eq!(res.status(), 404);
+        assert_error(&res.json().await.unwrap(), "not_found");
+    }
 }
 
 #[tokio::test]

@@ -223,6 +223,94 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     server.kill().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pause_rate_and_cancellations_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sluice.db");
+    let client = reqwest::Client::new();
+    let flags = ["--rate-interval", "50ms", "--simulated-work", "10ms"];
+    let server = start(&db, &flags).await;
+    let admin = |server: &Server, method: reqwest::Method, path: &str, body: Value| {
+        client
+            .request(method, format!("{}/admin/{path}", server.base))
+            .json(&body)
+            .send()
+    };
+    let res = admin(&server, reqwest::Method::POST, "pause", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = admin(
+        &server,
+        reqwest::Method::PUT,
+        "rate",
+        json!({"rate_interval": "300ms"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 200);
+    let kept = server
+        .ingest(&client, json!({"ids": [1, 2, 3, 4], "priority": "LOW"}))
+        .await;
+    let dropped = server
+        .ingest(&client, json!({"ids": [5, 6, 7], "priority": "HIGH"}))
+        .await;
+    let res = client
+        .post(format!("{}/ingest/{dropped}/cancel", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    server.kill().await;
+
+    let server = start(&db, &flags).await;
+    let queue: Value = client
+        .get(format!("{}/queue", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue["paused"], true);
+    assert_eq!(queue["rate_interval_ms"], 300);
+    // Still paused after the restart: nothing starts.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let status_url = |id: &str| format!("{}/status/{id}", server.base);
+    let waiting: Value = client
+        .get(status_url(&kept))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(waiting["status"], "yet_to_start");
+
+    let res = admin(&server, reqwest::Method::POST, "resume", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let done = wait_for(&client, &status_url(&kept), |s| s["status"] == "completed").await;
+    let started = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(done["batches"][i]["started_at"].as_str().unwrap())
+            .unwrap()
+    };
+    // The run-time interval, not the configured 50 ms, spaced the two batches.
+    assert!(started(1) - started(0) >= chrono::Duration::milliseconds(300));
+    let cancelled: Value = client
+        .get(status_url(&dropped))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["batches"][0]["started_at"], Value::Null);
+    server.kill().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();

@@ -492,6 +492,74 @@ mod cases {
         let _ = a;
     }
 
+    pub async fn cancelling_stops_waiting_batches_and_lets_the_started_one_finish(
+        store: DynStore,
+    ) {
+        let id = ingest(&store, Priority::High, at(0), &[&[1], &[2], &[3]]).await;
+        let other = ingest(&store, Priority::Low, at(1), &[&[4]]).await;
+        let running = claimed(&store, at(0)).await;
+        let start = *store.event_feed().borrow();
+        assert_eq!(store.cancel(id, at(2)).await.unwrap(), Some(2));
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        let statuses: Vec<_> = record.batches.iter().map(|b| b.status).collect();
+        use BatchStatus::*;
+        assert_eq!(statuses, [Triggered, Cancelled, Cancelled]);
+        assert_eq!(record.cancelled_at, Some(at(2)));
+        assert_eq!(store.queue(5).await.unwrap().waiting, [0, 0, 1]);
+        // A repeat cancels nothing more and keeps the first time.
+        assert_eq!(store.cancel(id, at(3)).await.unwrap(), Some(0));
+        assert_eq!(
+            store.ingestion(id).await.unwrap().unwrap().cancelled_at,
+            Some(at(2))
+        );
+        finish(&store, &running, at(4)).await;
+        // The cancelled batches never start: the other ingestion's batch is next.
+        assert_eq!(claimed(&store, at(5)).await.ingestion_id, other);
+        let names: Vec<_> = store
+            .events_after(start, Some(id), 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.body)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                EventBody::BatchesCancelled {
+                    ingestion_id: id,
+                    batches: 2
+                },
+                EventBody::BatchCompleted {
+                    ingestion_id: id,
+                    batch_id: running.batch_id,
+                    position: 0
+                },
+                EventBody::IngestionCancelled { ingestion_id: id },
+            ]
+        );
+    }
+
+    pub async fn cancelling_an_idle_ingestion_ends_it_at_once_and_an_unknown_one_is_not_found(
+        store: DynStore,
+    ) {
+        let id = ingest(&store, Priority::Medium, at(0), &[&[1], &[2]]).await;
+        assert_eq!(store.cancel(id, at(1)).await.unwrap(), Some(2));
+        let events = store.events_after(0, Some(id), 10).await.unwrap();
+        let names: Vec<_> = events.iter().map(|e| e.body.name()).collect();
+        assert_eq!(
+            names,
+            ["ingestion_created", "batches_cancelled", "ingestion_cancelled"]
+        );
+        assert_eq!(claim(&store, at(2)).await, Claim::Idle);
+        assert_eq!(store.cancel(Uuid::new_v4(), at(3)).await.unwrap(), None);
+        // A finished ingestion has nothing to cancel.
+        let done = ingest(&store, Priority::Medium, at(4), &[&[3]]).await;
+        let batch = claimed(&store, at(5)).await;
+        finish(&store, &batch, at(6)).await;
+        assert_eq!(store.cancel(done, at(7)).await.unwrap(), Some(0));
+        assert_eq!(store.ingestion(done).await.unwrap().unwrap().cancelled_at, None);
+    }
+
     /// Cases that need to reopen the same database.
     pub async fn the_last_start_survives_a_restart(open: Open) {
         let store = open().await;
@@ -567,6 +635,8 @@ macro_rules! conformance {
                 past_the_waiting_bound_nothing_is_stored_until_batches_start,
                 a_paused_queue_starts_nothing_until_resumed,
                 a_rate_interval_set_at_run_time_overrides_the_configured_one,
+                cancelling_stops_waiting_batches_and_lets_the_started_one_finish,
+                cancelling_an_idle_ingestion_ends_it_at_once_and_an_unknown_one_is_not_found,
             );
         }
     };

@@ -21,6 +21,20 @@ test.describe("the dashboard", () => {
     await expect(page.getByTestId("ids-input")).toHaveValue("");
   });
 
+  test("cancelling an ingestion stops the batches that have not started", async ({ page }) => {
+    await openDashboard(page);
+    // 20 batches at 500 ms: plenty still waiting when the button is pressed.
+    const ingestion = await submit(page, "1-60", "LOW");
+    await expect(ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]').first()).toBeVisible();
+    await ingestion.getByTestId("cancel").click();
+    await expect(ingestion).toHaveAttribute("data-status", "cancelled");
+    await expect(ingestion.locator('[data-testid="batch"][data-status="cancelled"]').first()).toBeVisible();
+    await expect(ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]')).toHaveCount(0);
+    await expect(ingestion.getByTestId("eta")).toContainText("Cancelled at");
+    await expect(ingestion.getByTestId("progress")).toContainText("cancelled");
+    await expect(ingestion.getByTestId("cancel")).toHaveCount(0);
+  });
+
   test("an invalid entry shows an inline error and sends nothing", async ({ page }) => {
     await openDashboard(page);
     const sent: string[] = [];

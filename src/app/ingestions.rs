@@ -5,6 +5,7 @@ use super::{
     format,
     live::Live,
 };
+use crate::api::cancel_ingestion;
 use crate::domain::{BatchStatus, BatchView, IngestionSummary, Timestamp};
 use leptos::prelude::*;
 
@@ -53,8 +54,18 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
     let done = ingestion.completed_batches;
     let percent = f64::from(done) * 100.0 / f64::from(total);
     let created = ingestion.created_at;
-    let eta = match (ingestion.completed_at, ingestion.predicted_completion) {
-        (Some(at), _) => {
+    let eta = match (
+        ingestion.cancelled_at,
+        ingestion.completed_at,
+        ingestion.predicted_completion,
+    ) {
+        (Some(at), _, _) => format!(
+            "Cancelled at {} UTC: {} batches will not run",
+            format::clock(at),
+            ingestion.cancelled_batches
+        )
+        .into_any(),
+        (None, Some(at), _) => {
             let took = format::elapsed(created, at);
             format!(
                 "Completed at {} UTC, {took} after submission",
@@ -62,13 +73,44 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
             )
             .into_any()
         }
-        (None, Some(at)) => {
+        (None, None, Some(at)) => {
             let left = move || format::countdown(at, now_or(live, now));
             view! { "Expected done at " {format::clock(at)} " UTC · " <span class="countdown">{left}</span> }
                 .into_any()
         }
-        (None, None) => "".into_any(),
+        (None, None, None) => "".into_any(),
     };
+    let waiting = ingestion.batch_count
+        - ingestion.completed_batches
+        - ingestion.triggered_batches
+        - ingestion.cancelled_batches;
+    let id = ingestion.ingestion_id;
+    // The card is redrawn from the next snapshot, which the cancel's event brings.
+    let cancel = Action::new(move |_: &()| async move { cancel_ingestion(id.to_string()).await });
+    let cancel_error = move || {
+        cancel
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
+    };
+    let cancel_button = (waiting > 0).then(|| {
+        view! {
+            <button
+                type="button"
+                class="cancel"
+                data-testid="cancel"
+                title="Cancel the batches that have not started; a running batch finishes"
+                disabled=move || cancel.pending().get()
+                on:click=move |_| {
+                    cancel.dispatch(());
+                }
+            >
+                "Cancel"
+            </button>
+            {cancel_error}
+        }
+    });
     let first = ingestion.first_shown;
     let shown = ingestion.batches.len() as u32;
     let window_note = (shown < ingestion.batch_count).then(|| {
@@ -103,6 +145,7 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
                     {status}
                 </span>
                 <span class="muted">"submitted " {format::clock(created)} " UTC"</span>
+                {cancel_button}
             </header>
             <div
                 class="progress"
@@ -120,6 +163,8 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
                     ingestion.batch_count,
                     ingestion.id_count,
                 )}
+                {(ingestion.cancelled_batches > 0)
+                    .then(|| format!(" · {} cancelled", ingestion.cancelled_batches))}
             </p>
             <p class="eta" data-testid="eta">{eta}</p>
             <ol class="batches">{batches}</ol>
@@ -150,6 +195,7 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             }
             None => "waiting".into_any(),
         },
+        (BatchStatus::Cancelled, _, _) => "will not run".into_any(),
         _ => "".into_any(),
     };
     view! {

@@ -39,6 +39,16 @@ pub enum EventBody {
     IngestionCompleted {
         ingestion_id: Uuid,
     },
+    /// A client cancelled the ingestion: its `batches` waiting batches will never start.
+    BatchesCancelled {
+        ingestion_id: Uuid,
+        batches: u32,
+    },
+    /// A cancelled ingestion has nothing left running (the counterpart of
+    /// `ingestion_completed`: every ingestion ends with exactly one of the two).
+    IngestionCancelled {
+        ingestion_id: Uuid,
+    },
     /// An operator paused dispatch: nothing new starts until resumed.
     DispatchPaused {},
     DispatchResumed {},
@@ -50,11 +60,13 @@ pub enum EventBody {
 
 impl EventBody {
     /// Every event name, for clients that subscribe to each by name.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 9] = [
         "ingestion_created",
         "batch_triggered",
         "batch_completed",
         "ingestion_completed",
+        "batches_cancelled",
+        "ingestion_cancelled",
         "dispatch_paused",
         "dispatch_resumed",
         "rate_changed",
@@ -66,10 +78,20 @@ impl EventBody {
             EventBody::BatchTriggered { .. } => "batch_triggered",
             EventBody::BatchCompleted { .. } => "batch_completed",
             EventBody::IngestionCompleted { .. } => "ingestion_completed",
+            EventBody::BatchesCancelled { .. } => "batches_cancelled",
+            EventBody::IngestionCancelled { .. } => "ingestion_cancelled",
             EventBody::DispatchPaused {} => "dispatch_paused",
             EventBody::DispatchResumed {} => "dispatch_resumed",
             EventBody::RateChanged { .. } => "rate_changed",
         }
+    }
+
+    /// The ingestion's last event: it completed, or it was cancelled and nothing runs.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            EventBody::IngestionCompleted { .. } | EventBody::IngestionCancelled { .. }
+        )
     }
 
     /// The ingestion the event is about; `None` for queue-wide events.
@@ -78,7 +100,9 @@ impl EventBody {
             EventBody::IngestionCreated { ingestion_id, .. }
             | EventBody::BatchTriggered { ingestion_id, .. }
             | EventBody::BatchCompleted { ingestion_id, .. }
-            | EventBody::IngestionCompleted { ingestion_id } => Some(*ingestion_id),
+            | EventBody::IngestionCompleted { ingestion_id }
+            | EventBody::BatchesCancelled { ingestion_id, .. }
+            | EventBody::IngestionCancelled { ingestion_id } => Some(*ingestion_id),
             EventBody::DispatchPaused {}
             | EventBody::DispatchResumed {}
             | EventBody::RateChanged { .. } => None,

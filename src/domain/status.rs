@@ -4,13 +4,15 @@ use super::{Priority, Timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Where one batch is in its life: `yet_to_start` → `triggered` → `completed`.
+/// Where one batch is in its life: `yet_to_start` → `triggered` → `completed`, or
+/// `yet_to_start` → `cancelled` when its ingestion is cancelled before the batch starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {
     YetToStart,
     Triggered,
     Completed,
+    Cancelled,
 }
 
 /// The overall status of an ingestion, derived from its batches (never stored).
@@ -20,6 +22,8 @@ pub enum IngestionStatus {
     YetToStart,
     Triggered,
     Completed,
+    /// Cancelled, and every batch that had started has finished.
+    Cancelled,
 }
 
 impl BatchStatus {
@@ -28,7 +32,13 @@ impl BatchStatus {
             BatchStatus::YetToStart => "yet_to_start",
             BatchStatus::Triggered => "triggered",
             BatchStatus::Completed => "completed",
+            BatchStatus::Cancelled => "cancelled",
         }
+    }
+
+    /// Nothing more will happen to the batch.
+    pub fn is_final(self) -> bool {
+        matches!(self, BatchStatus::Completed | BatchStatus::Cancelled)
     }
 }
 
@@ -38,23 +48,33 @@ impl IngestionStatus {
             IngestionStatus::YetToStart => "yet_to_start",
             IngestionStatus::Triggered => "triggered",
             IngestionStatus::Completed => "completed",
+            IngestionStatus::Cancelled => "cancelled",
         }
     }
 
+    /// Nothing more will happen to the ingestion.
+    pub fn is_final(self) -> bool {
+        matches!(self, IngestionStatus::Completed | IngestionStatus::Cancelled)
+    }
+
     /// SPEC §2: `yet_to_start` if every batch is, `completed` if every batch is, otherwise
-    /// `triggered` (so `[completed, yet_to_start]` is `triggered`).
+    /// `triggered` (so `[completed, yet_to_start]` is `triggered`). Cancelling adds one rule:
+    /// once every batch is completed or cancelled, and at least one is cancelled, the
+    /// ingestion is `cancelled` (a batch still running keeps it `triggered` until it ends).
     pub fn of(batches: impl IntoIterator<Item = BatchStatus>) -> Self {
-        let (mut any_waiting, mut any_done, mut any_other) = (false, false, false);
+        let (mut waiting, mut done, mut cancelled, mut running) = (false, false, false, false);
         for status in batches {
             match status {
-                BatchStatus::YetToStart => any_waiting = true,
-                BatchStatus::Completed => any_done = true,
-                BatchStatus::Triggered => any_other = true,
+                BatchStatus::YetToStart => waiting = true,
+                BatchStatus::Completed => done = true,
+                BatchStatus::Cancelled => cancelled = true,
+                BatchStatus::Triggered => running = true,
             }
         }
-        match (any_waiting, any_done, any_other) {
-            (_, false, false) => IngestionStatus::YetToStart,
-            (false, true, false) => IngestionStatus::Completed,
+        match (waiting, done, cancelled, running) {
+            (_, false, false, false) => IngestionStatus::YetToStart,
+            (false, true, false, false) => IngestionStatus::Completed,
+            (false, _, true, false) => IngestionStatus::Cancelled,
             _ => IngestionStatus::Triggered,
         }
     }
@@ -104,6 +124,9 @@ pub struct IngestionView {
     /// When the last batch is expected to finish at the fixed pace; null once completed.
     #[serde(default)]
     pub predicted_completion: Option<Timestamp>,
+    /// When the ingestion was cancelled, if it was (its waiting batches show `cancelled`).
+    #[serde(default)]
+    pub cancelled_at: Option<Timestamp>,
 }
 
 /// An ingestion as a list shows it: counts for the whole, and a window of its batches around
@@ -117,10 +140,14 @@ pub struct IngestionSummary {
     pub predicted_completion: Option<Timestamp>,
     /// When the last batch completed, once every batch has.
     pub completed_at: Option<Timestamp>,
+    #[serde(default)]
+    pub cancelled_at: Option<Timestamp>,
     pub id_count: u64,
     pub batch_count: u32,
     pub triggered_batches: u32,
     pub completed_batches: u32,
+    #[serde(default)]
+    pub cancelled_batches: u32,
     /// The position of `batches[0]` in the ingestion.
     pub first_shown: u32,
     pub batches: Vec<BatchView>,
@@ -131,7 +158,11 @@ impl IngestionSummary {
     /// a few finished ones before the first unfinished batch and what follows it.
     pub fn of(view: IngestionView, window: usize) -> Self {
         let count = |s: BatchStatus| view.batches.iter().filter(|b| b.status == s).count() as u32;
-        let (triggered, completed) = (count(BatchStatus::Triggered), count(BatchStatus::Completed));
+        let (triggered, completed, cancelled) = (
+            count(BatchStatus::Triggered),
+            count(BatchStatus::Completed),
+            count(BatchStatus::Cancelled),
+        );
         let total = view.batches.len();
         let frontier = view
             .batches
@@ -153,14 +184,28 @@ impl IngestionSummary {
             created_at: view.created_at,
             predicted_completion: view.predicted_completion,
             completed_at,
+            cancelled_at: view.cancelled_at,
             id_count: view.batches.iter().map(|b| b.ids.len() as u64).sum(),
             batch_count: total as u32,
             triggered_batches: triggered,
             completed_batches: completed,
+            cancelled_batches: cancelled,
             first_shown: first as u32,
             batches: view.batches.into_iter().skip(first).take(window).collect(),
         }
     }
+}
+
+/// What `POST /ingest/{id}/cancel` answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CancelResponse {
+    pub ingestion_id: Uuid,
+    /// Batches cancelled by this request (0 when repeated, or when nothing was waiting).
+    pub cancelled_batches: u32,
+    /// The ingestion's status after the cancel: `cancelled`, or `triggered` while a batch that
+    /// had started is still running, or `completed` if everything had already run.
+    pub status: IngestionStatus,
+    pub cancelled_at: Option<Timestamp>,
 }
 
 /// The newest ingestions, newest first, as the dashboard lists them.
@@ -198,6 +243,7 @@ mod tests {
                 })
                 .collect(),
             predicted_completion: None,
+            cancelled_at: None,
         }
     }
 
@@ -230,7 +276,11 @@ mod tests {
 
     #[test]
     fn an_ingestion_is_as_far_along_as_its_batches_say() {
-        let cases: [(&[BatchStatus], IngestionStatus); 7] = [
+        let cases: [(&[BatchStatus], IngestionStatus); 11] = [
+            (&[Completed, Cancelled], IngestionStatus::Cancelled),
+            (&[Cancelled, Cancelled], IngestionStatus::Cancelled),
+            (&[Triggered, Cancelled], IngestionStatus::Triggered),
+            (&[Completed, Triggered, Cancelled], IngestionStatus::Triggered),
             (&[YetToStart, YetToStart], IngestionStatus::YetToStart),
             (&[Completed, Completed], IngestionStatus::Completed),
             (&[Triggered, YetToStart], IngestionStatus::Triggered),
@@ -262,13 +312,14 @@ mod tests {
             IngestionStatus::YetToStart,
             IngestionStatus::Triggered,
             IngestionStatus::Completed,
+            IngestionStatus::Cancelled,
         ] {
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),
                 format!("\"{}\"", s.as_str())
             );
         }
-        for s in [YetToStart, Triggered, Completed] {
+        for s in [YetToStart, Triggered, Completed, Cancelled] {
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),
                 format!("\"{}\"", s.as_str())

@@ -2,7 +2,7 @@
 //! running server's JSON routes and event stream. IDs are read by the same rules as the
 //! dashboard's form; the server applies its own limits.
 
-use crate::domain::{ids_from_text, Event, EventBody, IngestionStatus, IngestionView, Limits};
+use crate::domain::{ids_from_text, Event, EventBody, IngestionView, Limits};
 use crate::server::config::{Command, IngestArgs, ServerArg, StatusArgs};
 use anyhow::{bail, Context};
 use futures::StreamExt;
@@ -78,7 +78,7 @@ async fn status(http: &reqwest::Client, args: StatusArgs) -> anyhow::Result<bool
         view.status.as_str(),
         view.batches.len()
     );
-    if view.status == IngestionStatus::Completed {
+    if view.status.is_final() {
         return Ok(true);
     }
     // The ingestion's own stream replays from its first event, so nothing is missed; earlier
@@ -101,12 +101,12 @@ async fn status(http: &reqwest::Client, args: StatusArgs) -> anyhow::Result<bool
             };
             let event: Event = serde_json::from_str(data.trim()).context("unexpected event")?;
             println!("{}", describe(&event));
-            if matches!(event.body, EventBody::IngestionCompleted { .. }) {
+            if event.body.is_final() {
                 return Ok(true);
             }
         }
     }
-    bail!("the event stream ended before the ingestion completed")
+    bail!("the event stream ended before the ingestion finished")
 }
 
 fn describe(event: &Event) -> String {
@@ -120,6 +120,10 @@ fn describe(event: &Event) -> String {
             format!("{at} batch {} completed", position + 1)
         }
         EventBody::IngestionCompleted { .. } => format!("{at} completed"),
+        EventBody::BatchesCancelled { batches, .. } => {
+            format!("{at} cancelled ({batches} waiting batches)")
+        }
+        EventBody::IngestionCancelled { .. } => format!("{at} cancelled, nothing left running"),
         other => format!("{at} {}", other.name()),
     }
 }

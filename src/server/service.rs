@@ -3,7 +3,7 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchStatus, BatchView, Depth, DispatchView, Event, IngestRequest, IngestionStatus,
+    BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IngestRequest, IngestionStatus,
     IngestionSummary, IngestionView, Limits, NewIngestion, Pace, Priority, QueueView,
     RecentIngestions, RequestError, Timestamp,
 };
@@ -294,6 +294,26 @@ impl Service {
         })
     }
 
+    /// Cancel the ingestion's batches that have not started (started ones finish). Repeating
+    /// it is harmless: nothing more is cancelled. An unknown or malformed id is `NotFound`.
+    pub async fn cancel(&self, ingestion_id: &str) -> Result<CancelResponse, ServiceError> {
+        let not_found = || ServiceError::NotFound(ingestion_id.to_owned());
+        let id = Uuid::parse_str(ingestion_id).map_err(|_| not_found())?;
+        let cancelled_batches = self
+            .inner
+            .store
+            .cancel(id, self.inner.clock.now())
+            .await?
+            .ok_or_else(not_found)?;
+        let view = self.status(ingestion_id).await?;
+        Ok(CancelResponse {
+            ingestion_id: id,
+            cancelled_batches,
+            status: view.status,
+            cancelled_at: view.cancelled_at,
+        })
+    }
+
     /// Pause dispatch (nothing new starts; the batch in flight finishes). False if it was.
     pub async fn pause(&self) -> Result<bool, ServiceError> {
         Ok(self
@@ -346,10 +366,7 @@ impl Service {
 
     /// The view of a record, with predictions for the work it still has to do.
     async fn predicted(&self, record: IngestionRecord) -> Result<IngestionView, ServiceError> {
-        let unfinished = record
-            .batches
-            .iter()
-            .any(|b| b.status != BatchStatus::Completed);
+        let unfinished = record.batches.iter().any(|b| !b.status.is_final());
         let place = match unfinished {
             true => self.inner.store.queue_place(record.id).await?,
             false => None,
@@ -399,7 +416,7 @@ fn predict(view: &mut IngestionView, place: QueuePlace, pace: Pace, now: Timesta
                 let expected = batch.started_at.map(|s| pace.finish_of(s).max(now));
                 finish = finish.max(expected);
             }
-            BatchStatus::Completed => {}
+            BatchStatus::Completed | BatchStatus::Cancelled => {}
         }
     }
     view.predicted_completion = finish;
@@ -423,6 +440,7 @@ fn view_of(record: IngestionRecord) -> IngestionView {
         status: IngestionStatus::of(record.batches.iter().map(|b| b.status)),
         priority: record.priority,
         created_at: record.created_at,
+        cancelled_at: record.cancelled_at,
         batches: record
             .batches
             .into_iter()

@@ -45,6 +45,7 @@ pub fn router<S>(state: ApiState) -> Router<S> {
             post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
         )
         .route("/status/{ingestion_id}", get(status::status))
+        .route("/ingest/{ingestion_id}/cancel", post(status::cancel))
         .route("/admin/pause", post(admin::pause))
         .route("/admin/resume", post(admin::resume))
         .route("/admin/rate", put(admin::rate))

@@ -1,7 +1,7 @@
-//! `GET /status/{ingestion_id}`.
+//! `GET /status/{ingestion_id}` and `POST /ingest/{ingestion_id}/cancel`.
 
 use super::{ApiError, ApiState};
-use crate::domain::IngestionView;
+use crate::domain::{CancelResponse, IngestionView};
 use axum::{
     extract::{Path, State},
     Json,
@@ -12,4 +12,12 @@ pub(super) async fn status(
     Path(ingestion_id): Path<String>,
 ) -> Result<Json<IngestionView>, ApiError> {
     Ok(Json(state.service.status(&ingestion_id).await?))
+}
+
+/// Cancel the batches that have not started; idempotent (a repeat cancels nothing more).
+pub(super) async fn cancel(
+    State(state): State<ApiState>,
+    Path(ingestion_id): Path<String>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    Ok(Json(state.service.cancel(&ingestion_id).await?))
 }

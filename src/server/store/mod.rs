@@ -70,6 +70,8 @@ pub struct IngestionRecord {
     pub id: Uuid,
     pub priority: Priority,
     pub created_at: Timestamp,
+    /// When it was cancelled, if it was.
+    pub cancelled_at: Option<Timestamp>,
     pub batches: Vec<BatchRecord>,
 }
 
@@ -218,6 +220,12 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
         results: Vec<IdResult>,
     ) -> Result<Completion, StoreError>;
+
+    /// Cancel every batch of the ingestion that has not started, in one transaction with its
+    /// events (`batches_cancelled`, then `ingestion_cancelled` if nothing of it is running);
+    /// returns how many were cancelled now (0 if none was waiting), `None` if it is unknown.
+    /// Started batches run to the end.
+    async fn cancel(&self, ingestion: Uuid, at: Timestamp) -> Result<Option<u32>, StoreError>;
 
     /// Called once when a dispatcher starts. A backend that only one process can use takes
     /// over every batch a dead process left triggered, making it claimable at once (ahead of

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0005_waiting_counter.sql"),
     include_str!("../../../migrations/sqlite/0006_pause.sql"),
     include_str!("../../../migrations/sqlite/0007_rate_override.sql"),
+    include_str!("../../../migrations/sqlite/0008_cancel.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -54,6 +55,7 @@ const READERS: usize = 4;
 const WAITING: i64 = 0;
 const TRIGGERED: i64 = 1;
 const COMPLETED: i64 = 2;
+const CANCELLED: i64 = 3;
 
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn WriteJob>;
@@ -348,25 +350,12 @@ impl Store for SqliteStore {
 
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
         self.read(move |conn| {
-            let head = conn
-                .prepare_cached("SELECT seq, priority, created_at FROM ingestions WHERE id = ?1")
-                .and_then(|mut st| {
-                    st.query_row([id.to_string()], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, i64>(2)?,
-                        ))
-                    })
-                    .optional()
-                })
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let head = tx
+                .prepare_cached(&format!("{HEAD} WHERE id = ?1"))
+                .and_then(|mut st| st.query_row([id.to_string()], Head::of).optional())
                 .map_err(unavailable)?;
-            match head {
-                Some((seq, priority, created_at)) => {
-                    ingestion_of(conn, seq, id, priority, created_at).map(Some)
-                }
-                None => Ok(None),
-            }
+            head.map(|head| ingestion_of(&tx, head)).transpose()
         })
         .await
     }
@@ -441,19 +430,55 @@ impl Store for SqliteStore {
                     position: position as u32,
                 },
             )?;
-            let unfinished: i64 = conn
-                .prepare_cached(
-                    "SELECT COUNT(*) FROM batches WHERE ingestion_seq = ?1 AND status != 2",
-                )
-                .and_then(|mut st| st.query_row([seq], |r| r.get(0)))
-                .map_err(unavailable)?;
-            if unfinished == 0 {
-                append_event(conn, at, &EventBody::IngestionCompleted { ingestion_id })?;
+            if let Some(end) = ending(conn, seq, ingestion_id)? {
+                append_event(conn, at, &end)?;
             }
             conn.prepare_cached("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1")
                 .and_then(|mut st| st.execute([EVENT_RETENTION]))
                 .map_err(unavailable)?;
             Ok(Completion::Completed)
+        })
+        .await
+    }
+
+    async fn cancel(&self, ingestion: Uuid, at: Timestamp) -> Result<Option<u32>, StoreError> {
+        self.write(move |conn| {
+            let seq: Option<i64> = conn
+                .prepare_cached("SELECT seq FROM ingestions WHERE id = ?1")
+                .and_then(|mut st| st.query_row([ingestion.to_string()], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            let Some(seq) = seq else {
+                return Ok(None);
+            };
+            let cancelled = conn
+                .prepare_cached(
+                    "UPDATE batches SET status = 3 WHERE ingestion_seq = ?1 AND status = 0",
+                )
+                .and_then(|mut st| st.execute([seq]))
+                .map_err(unavailable)? as i64;
+            if cancelled == 0 {
+                return Ok(Some(0));
+            }
+            conn.prepare_cached("UPDATE dispatch_slot SET waiting = waiting - ?1 WHERE id = 1")
+                .and_then(|mut st| st.execute([cancelled]))
+                .map_err(unavailable)?;
+            conn.prepare_cached(
+                "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, ?1) WHERE seq = ?2",
+            )
+            .and_then(|mut st| st.execute([at.as_micros(), seq]))
+            .map_err(unavailable)?;
+            append_event(
+                conn,
+                at,
+                &EventBody::BatchesCancelled {
+                    ingestion_id: ingestion,
+                    batches: cancelled as u32,
+                },
+            )?;
+            if let Some(end) = ending(conn, seq, ingestion)? {
+                append_event(conn, at, &end)?;
+            }
+            Ok(Some(cancelled as u32))
         })
         .await
     }
@@ -478,27 +503,15 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
             let heads = tx
-                .prepare_cached(
-                    "SELECT seq, id, priority, created_at FROM ingestions
-                     ORDER BY seq DESC LIMIT ?1",
-                )
+                .prepare_cached(&format!("{HEAD} ORDER BY seq DESC LIMIT ?1"))
                 .and_then(|mut st| {
-                    st.query_map([limit as i64], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, i64>(2)?,
-                            r.get::<_, i64>(3)?,
-                        ))
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
+                    st.query_map([limit as i64], Head::of)?
+                        .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(unavailable)?;
             heads
                 .into_iter()
-                .map(|(seq, id, priority, created_at)| {
-                    ingestion_of(&tx, seq, uuid_of(&id)?, priority, created_at)
-                })
+                .map(|head| ingestion_of(&tx, head))
                 .collect()
         })
         .await
@@ -799,6 +812,22 @@ fn claim(
     }))
 }
 
+/// The ingestion's last event, if nothing of it is left to run: completed, or cancelled.
+fn ending(conn: &Connection, seq: i64, ingestion_id: Uuid) -> Result<Option<EventBody>, StoreError> {
+    let (unfinished, cancelled): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(status NOT IN (2, 3)), 0), COALESCE(SUM(status = 3), 0)
+             FROM batches WHERE ingestion_seq = ?1",
+        )
+        .and_then(|mut st| st.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(unavailable)?;
+    Ok(match (unfinished, cancelled) {
+        (0, 0) => Some(EventBody::IngestionCompleted { ingestion_id }),
+        (0, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
+        _ => None,
+    })
+}
+
 /// Forget expired keys; then answer for a key seen before, or record it for `ingestion`.
 fn remember_key(
     conn: &Connection,
@@ -882,14 +911,31 @@ fn slot(conn: &Connection) -> Result<Slot, StoreError> {
         .map_err(unavailable)
 }
 
-/// An ingestion's record from its head row and its batches.
-fn ingestion_of(
-    conn: &Connection,
+/// An ingestion's own row; `HEAD` selects it.
+struct Head {
     seq: i64,
-    id: Uuid,
+    id: String,
     priority: i64,
     created_at: i64,
-) -> Result<IngestionRecord, StoreError> {
+    cancelled_at: Option<i64>,
+}
+
+const HEAD: &str = "SELECT seq, id, priority, created_at, cancelled_at FROM ingestions";
+
+impl Head {
+    fn of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            priority: r.get(2)?,
+            created_at: r.get(3)?,
+            cancelled_at: r.get(4)?,
+        })
+    }
+}
+
+/// An ingestion's record from its head row and its batches.
+fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRecord, StoreError> {
     let mut st = conn
         .prepare_cached(
             "SELECT id, position, ids, status, attempt, started_at, completed_at, results
@@ -897,7 +943,7 @@ fn ingestion_of(
         )
         .map_err(unavailable)?;
     let rows = st
-        .query_map([seq], |r| {
+        .query_map([head.seq], |r| {
             Ok(BatchRow {
                 id: r.get(0)?,
                 position: r.get(1)?,
@@ -914,9 +960,10 @@ fn ingestion_of(
         .map(|row| row.map_err(unavailable)?.into_record())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(IngestionRecord {
-        id,
-        priority: priority_of(priority)?,
-        created_at: Timestamp::from_micros(created_at),
+        id: uuid_of(&head.id)?,
+        priority: priority_of(head.priority)?,
+        created_at: Timestamp::from_micros(head.created_at),
+        cancelled_at: head.cancelled_at.map(Timestamp::from_micros),
         batches,
     })
 }
@@ -985,6 +1032,7 @@ impl BatchRow {
             WAITING => BatchStatus::YetToStart,
             TRIGGERED => BatchStatus::Triggered,
             COMPLETED => BatchStatus::Completed,
+            CANCELLED => BatchStatus::Cancelled,
             other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
         };
         let results = match self.results {
