@@ -1,6 +1,8 @@
 //! Server functions: how the browser calls the service. They take and return the shared wire
 //! types and answer errors in the JSON routes' `{code, message}` shape with the same status,
-//! because both go through the same service and the same error mapping.
+//! because both go through the same service and the same error mapping. They need the same
+//! tokens as the JSON routes; the browser sends the one kept for its session (see
+//! [`TokenClient`]).
 
 use crate::domain::{
     CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView, QueueView,
@@ -10,9 +12,9 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
 /// Submit IDs with a priority (`POST /api/ingest`, JSON `{"request": {...}}`).
-#[server(prefix = "/api", endpoint = "ingest", input = Json)]
+#[server(prefix = "/api", endpoint = "ingest", input = Json, client = TokenClient)]
 pub async fn submit_ingestion(request: IngestRequest) -> Result<IngestResponse, ErrorDetail> {
-    let service = ssr::service()?;
+    let service = ssr::service(ssr::Access::Write)?;
     let ingestion_id = service
         .ingest_request(request)
         .await
@@ -21,55 +23,121 @@ pub async fn submit_ingestion(request: IngestRequest) -> Result<IngestResponse, 
 }
 
 /// One ingestion's status (`POST /api/status`, JSON `{"ingestion_id": "..."}`).
-#[server(prefix = "/api", endpoint = "status", input = Json)]
+#[server(prefix = "/api", endpoint = "status", input = Json, client = TokenClient)]
 pub async fn ingestion_status(ingestion_id: String) -> Result<IngestionView, ErrorDetail> {
-    let service = ssr::service()?;
+    let service = ssr::service(ssr::Access::Read)?;
     service.status(&ingestion_id).await.map_err(ssr::rejected)
 }
 
 /// Cancel an ingestion's batches that have not started (`POST /api/cancel`).
-#[server(prefix = "/api", endpoint = "cancel", input = Json)]
+#[server(prefix = "/api", endpoint = "cancel", input = Json, client = TokenClient)]
 pub async fn cancel_ingestion(ingestion_id: String) -> Result<CancelResponse, ErrorDetail> {
-    let service = ssr::service()?;
+    let service = ssr::service(ssr::Access::Write)?;
     service.cancel(&ingestion_id).await.map_err(ssr::rejected)
 }
 
 /// The newest ingestions, newest first (`POST /api/ingestions`, JSON `{"limit": n}`).
-#[server(prefix = "/api", endpoint = "ingestions", input = Json)]
+#[server(prefix = "/api", endpoint = "ingestions", input = Json, client = TokenClient)]
 pub async fn list_ingestions(limit: u32) -> Result<RecentIngestions, ErrorDetail> {
-    let service = ssr::service()?;
+    let service = ssr::service(ssr::Access::Read)?;
     service.recent(limit as usize).await.map_err(ssr::rejected)
 }
 
 /// The queue snapshot (`POST /api/queue`).
-#[server(prefix = "/api", endpoint = "queue", input = Json)]
+#[server(prefix = "/api", endpoint = "queue", input = Json, client = TokenClient)]
 pub async fn queue_snapshot() -> Result<QueueView, ErrorDetail> {
-    let service = ssr::service()?;
+    let service = ssr::service(ssr::Access::Read)?;
     service.queue().await.map_err(ssr::rejected)
 }
+
+/// The browser's client for server functions: `fetch`, plus `Authorization: Bearer` with the
+/// token the person entered for this browser session, if any.
+pub struct TokenClient;
+
+impl<E, IS, OS> leptos::server_fn::client::Client<E, IS, OS> for TokenClient
+where
+    E: leptos::server_fn::error::FromServerFnError,
+    IS: leptos::server_fn::error::FromServerFnError,
+    OS: leptos::server_fn::error::FromServerFnError,
+{
+    type Request = leptos::server_fn::request::browser::BrowserRequest;
+    type Response = leptos::server_fn::response::browser::BrowserResponse;
+
+    fn send(
+        request: Self::Request,
+    ) -> impl std::future::Future<Output = Result<Self::Response, E>> + Send {
+        #[cfg(feature = "browser")]
+        if let Some(token) = crate::app::token::session_token() {
+            let _ = request
+                .headers()
+                .set("authorization", &format!("Bearer {token}"));
+        }
+        <Browser as leptos::server_fn::client::Client<E, IS, OS>>::send(request)
+    }
+
+    fn open_websocket(
+        path: &str,
+    ) -> impl std::future::Future<
+        Output = Result<
+            (
+                impl futures::Stream<Item = Result<bytes::Bytes, bytes::Bytes>> + Send + 'static,
+                impl futures::Sink<bytes::Bytes> + Send + 'static,
+            ),
+            E,
+        >,
+    > + Send {
+        <Browser as leptos::server_fn::client::Client<E, IS, OS>>::open_websocket(path)
+    }
+
+    fn spawn(future: impl std::future::Future<Output = ()> + Send + 'static) {
+        <Browser as leptos::server_fn::client::Client<E, IS, OS>>::spawn(future)
+    }
+}
+
+type Browser = leptos::server_fn::client::browser::BrowserClient;
 
 #[cfg(feature = "ssr")]
 mod ssr {
     use crate::domain::ErrorDetail;
-    use crate::server::{http::ApiError, service::Service, service::ServiceError};
+    pub use crate::server::auth::Access;
+    use crate::server::{
+        auth::Tokens, http::bearer, http::ApiError, service::Service, service::ServiceError,
+    };
     use leptos::prelude::*;
 
-    pub fn service() -> Result<Service, ErrorDetail> {
-        use_context::<Service>().ok_or_else(|| {
-            tracing::error!("server function called without the service in context");
+    /// The service, if the request's token allows `access` (the JSON routes' rule and answer).
+    pub fn service(access: Access) -> Result<Service, ErrorDetail> {
+        let missing = |what: &str| {
+            tracing::error!("server function called without {what} in context");
             ErrorDetail {
                 code: "internal".into(),
                 message: "internal error".into(),
             }
-        })
+        };
+        let tokens = use_context::<Tokens>().ok_or_else(|| missing("the tokens"))?;
+        let parts = use_context::<axum::http::request::Parts>();
+        let token = parts.as_ref().and_then(|p| bearer(&p.headers));
+        if let Err(denied) = tokens.check(access, token) {
+            return Err(refused(ApiError::Denied(denied)));
+        }
+        use_context::<Service>().ok_or_else(|| missing("the service"))
+    }
+
+    /// The error for the caller; a server-function call also answers with its status. A page
+    /// render (which has a `RequestUrl`) keeps its 200: the page shows the error itself.
+    fn refused(error: ApiError) -> ErrorDetail {
+        let (status, detail) = error.into_detail();
+        let rendering_page = use_context::<leptos_router::location::RequestUrl>().is_some();
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            if !rendering_page {
+                response.set_status(status);
+            }
+        }
+        detail
     }
 
     /// Same status and body as the JSON route would answer.
     pub fn rejected(e: ServiceError) -> ErrorDetail {
-        let (status, detail) = ApiError::from(e).into_detail();
-        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(status);
-        }
-        detail
+        refused(ApiError::from(e))
     }
 }

@@ -7,9 +7,16 @@ use std::process::Output;
 use tokio::process::Command;
 
 async fn sluice(args: &[&str], stdin: Option<&str>) -> Output {
+    sluice_with_token(args, stdin, None).await
+}
+
+async fn sluice_with_token(args: &[&str], stdin: Option<&str>, token: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.args(args).env_remove("SLUICE_TOKEN");
+    if let Some(token) = token {
+        command.env("SLUICE_TOKEN", token);
+    }
     command
-        .args(args)
         .env_remove("SLUICE_SERVER")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -114,4 +121,26 @@ async fn refusals_exit_with_failure_and_say_why() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn the_client_sends_the_token_from_the_environment_and_can_cancel() {
+    let token = "cli-test-token-0123456789";
+    let app = spawn_app(&["--api-tokens", token, "--rate-interval", "1h"]).await;
+    let refused = sluice(&["ingest", "--server", &app.base, "1-9"], None).await;
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("unauthorized"), "{}", text(&refused.stderr));
+    assert!(!text(&refused.stderr).contains(token));
+
+    let out = sluice_with_token(&["ingest", "--server", &app.base, "1-9"], None, Some(token)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    let out = sluice_with_token(&["cancel", "--server", &app.base, &id], None, Some(token)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["cancelled_batches"], 2, "{answer}");
+    // Reads stay open without a read token.
+    let out = sluice(&["status", "--server", &app.base, &id, "--watch"], None).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("cancelled"), "{}", text(&out.stdout));
 }

@@ -5,6 +5,7 @@ use super::{
     live::{Connection, Live},
     queue::QueuePanel,
     submit::SubmitForm,
+    token::{session_token, TokenPrompt},
 };
 use crate::api::{list_ingestions, queue_snapshot};
 use crate::domain::{ErrorDetail, Limits, QueueView, RecentIngestions, Timestamp};
@@ -27,16 +28,25 @@ pub fn Dashboard() -> impl IntoView {
     // Every snapshot corrects the clock; the first one also starts the live parts.
     let started = StoredValue::new(false);
     Effect::new(move |_| {
-        if let Some(Ok(q)) = queue.get() {
-            live.observe_server_time(q.now);
-            live.limits.set(Limits {
-                max_ids: q.max_ids as usize,
-            });
-            live.batch_size.set(q.batch_size.max(1));
+        match queue.get() {
+            Some(Ok(q)) => {
+                live.observe_server_time(q.now);
+                live.limits.set(Limits {
+                    max_ids: q.max_ids as usize,
+                });
+                live.batch_size.set(q.batch_size.max(1));
+            }
+            Some(Err(e)) => live.note_refusal(&e),
+            None => {}
         }
         let Some(first) = recent.get() else { return };
         if !started.get_value() {
             started.set_value(true);
+            // The server rendered the page without the session's token (a page load carries
+            // none): read again with it.
+            if first.is_err() && session_token().is_some() {
+                live.refresh_soon();
+            }
             live.start(first.ok().map(|r| r.last_event_id));
         }
     });
@@ -49,6 +59,7 @@ pub fn Dashboard() -> impl IntoView {
             </div>
             <ConnectionBadge connection=live.connection/>
         </header>
+        <TokenPrompt/>
         <div class="layout">
             <div class="column">
                 <SubmitForm/>

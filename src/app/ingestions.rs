@@ -86,7 +86,13 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
         - ingestion.cancelled_batches;
     let id = ingestion.ingestion_id;
     // The card is redrawn from the next snapshot, which the cancel's event brings.
-    let cancel = Action::new(move |_: &()| async move { cancel_ingestion(id.to_string()).await });
+    let cancel = Action::new(move |_: &()| async move {
+        let outcome = cancel_ingestion(id.to_string()).await;
+        if let Err(e) = &outcome {
+            live.note_refusal(e);
+        }
+        outcome
+    });
     let cancel_error = move || {
         cancel
             .value()

@@ -5,7 +5,7 @@
 //! burst of events costs one read). The clock ticks locally, corrected by the server's time in
 //! each snapshot, so countdowns move between events without asking the server anything.
 
-use crate::domain::{Limits, Timestamp};
+use crate::domain::{ErrorDetail, Limits, Timestamp};
 use leptos::prelude::*;
 
 /// How long events are gathered before one refresh (a triggered and a completed event of a
@@ -50,6 +50,8 @@ pub struct Live {
     /// The server's limits and batch size, from the latest queue snapshot.
     pub limits: RwSignal<Limits>,
     pub batch_size: RwSignal<u64>,
+    /// The server refused a request for the lack of a (valid, or writing) token.
+    pub token_needed: RwSignal<bool>,
     refresh_pending: RwSignal<bool>,
 }
 
@@ -62,7 +64,15 @@ impl Live {
             connection: RwSignal::new(Connection::Connecting),
             limits: RwSignal::new(Limits::default()),
             batch_size: RwSignal::new(3),
+            token_needed: RwSignal::new(false),
             refresh_pending: RwSignal::new(false),
+        }
+    }
+
+    /// Take note of a refusal: one for want of a token asks the person for one.
+    pub fn note_refusal(self, error: &ErrorDetail) {
+        if matches!(error.code.as_str(), "unauthorized" | "forbidden") {
+            self.token_needed.set(true);
         }
     }
 
@@ -126,10 +136,15 @@ mod stream {
         // The server functions' root: empty for a page the server rendered, the configured
         // server for the client-side build.
         let root = leptos::server_fn::client::get_server_url();
-        let url = match after {
-            Some(id) => format!("{root}/events?after={id}"),
-            None => format!("{root}/events"),
-        };
+        let query = web_sys::UrlSearchParams::new()?;
+        if let Some(id) = after {
+            query.append("after", &id.to_string());
+        }
+        // EventSource cannot send headers: a read token travels in the query.
+        if let Some(token) = crate::app::token::session_token() {
+            query.append("access_token", &token);
+        }
+        let url = format!("{root}/events?{}", String::from(query.to_string()));
         let source = web_sys::EventSource::new(&url)?;
         let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| {
             live.refresh_soon();

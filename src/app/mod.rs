@@ -9,6 +9,7 @@ mod ingestions;
 mod live;
 mod queue;
 mod submit;
+pub(crate) mod token;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

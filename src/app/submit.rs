@@ -33,10 +33,13 @@ pub fn SubmitForm() -> impl IntoView {
     let last: RwSignal<Option<Result<IngestResponse, ErrorDetail>>> = RwSignal::new(None);
     Effect::new(move |_| {
         if let Some(outcome) = submit.value().get() {
-            if outcome.is_ok() {
-                text.set(String::new());
-                touched.set(false);
-                live.refresh_soon();
+            match &outcome {
+                Ok(_) => {
+                    text.set(String::new());
+                    touched.set(false);
+                    live.refresh_soon();
+                }
+                Err(e) => live.note_refusal(e),
             }
             last.set(Some(outcome));
         }

@@ -3,6 +3,7 @@
 use crate::app::{shell, App};
 use crate::domain::{Limits, Pace};
 use crate::server::{
+    auth::Tokens,
     clock::Clock,
     config::Settings,
     http::{self, ApiState},
@@ -97,6 +98,7 @@ impl Core {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let tokens = settings.tokens().map_err(anyhow::Error::msg)?;
         let store = store::open(&settings.database_url)
             .await
             .with_context(|| format!("opening the store at {}", settings.database_url))?;
@@ -113,6 +115,7 @@ impl Application {
         );
         let router = router(
             core.service.clone(),
+            tokens.clone(),
             &settings,
             listener.local_addr()?,
             shutdown.clone(),
@@ -120,6 +123,7 @@ impl Application {
         tracing::info!(
             addr = %listener.local_addr()?, store = %settings.database_url,
             interval = %settings.rate_interval, batch_size = settings.batch_size,
+            writes_need_token = tokens.writes_guarded(), reads_need_token = tokens.reads_guarded(),
             "sluice is serving"
         );
         Ok(Self {
@@ -170,7 +174,13 @@ impl Application {
     }
 }
 
-fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shutdown) -> Router {
+fn router(
+    service: Service,
+    tokens: Tokens,
+    settings: &Settings,
+    addr: SocketAddr,
+    shutdown: Shutdown,
+) -> Router {
     // Built here rather than by `get_configuration`: sluice's own settings are the one source
     // of truth, with cargo-leptos' defaults for the rest (`pkg/sluice.js`, reload port 3001).
     let conf = LeptosOptions::builder()
@@ -183,14 +193,23 @@ fn router(service: Service, settings: &Settings, addr: SocketAddr, shutdown: Shu
         service: service.clone(),
         max_body_bytes: settings.max_body_bytes as usize,
         shutdown,
+        tokens: tokens.clone(),
     });
     let router = Router::new()
         .merge(api)
-        // Server functions and pages get the same service the JSON routes use.
-        .leptos_routes_with_context(&conf, routes, move || provide_context(service.clone()), {
-            let conf = conf.clone();
-            move || shell(conf.clone())
-        })
+        // Server functions and pages get the same service and tokens the JSON routes use.
+        .leptos_routes_with_context(
+            &conf,
+            routes,
+            move || {
+                provide_context(service.clone());
+                provide_context(tokens.clone());
+            },
+            {
+                let conf = conf.clone();
+                move || shell(conf.clone())
+            },
+        )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .layer(axum::middleware::from_fn(
             http::undecodable_arguments_are_bad_requests,

@@ -1,5 +1,5 @@
-//! The client commands of the `sluice` binary: `ingest`, `status [--watch]`, `queue`, against a
-//! running server's JSON routes and event stream. IDs are read by the same rules as the
+//! The client commands of the `sluice` binary: `ingest`, `status [--watch]`, `queue`, `cancel`,
+//! against a running server's JSON routes and event stream, with the token in `SLUICE_TOKEN`. IDs are read by the same rules as the
 //! dashboard's form; the server applies its own limits.
 
 use crate::domain::{ids_from_text, Event, EventBody, IngestionView, Limits};
@@ -9,15 +9,41 @@ use futures::StreamExt;
 use serde_json::Value;
 use std::io::Read;
 
+/// The environment variable holding the token the client commands send.
+pub const TOKEN_ENV: &str = "SLUICE_TOKEN";
+
 /// Run a client command; `Ok(false)` when the server refused it (already reported).
 pub async fn run(command: Command) -> anyhow::Result<bool> {
-    let http = reqwest::Client::new();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .with_context(|| format!("{TOKEN_ENV} is not a valid token"))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .context("building the HTTP client")?;
     match command {
         Command::Ingest(args) => ingest(&http, args).await,
         Command::Status(args) => status(&http, args).await,
         Command::Queue(ServerArg { server }) => {
             let body = get(&http, &format!("{}/queue", base(&server))).await?;
             print_json(&body)
+        }
+        Command::Cancel(args) => {
+            let server = base(&args.server.server);
+            let response = http
+                .post(format!("{server}/ingest/{}/cancel", args.ingestion_id))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {server}"))?;
+            let (ok, body) = read(response).await?;
+            if ok {
+                print_json(&body)?;
+            }
+            Ok(ok)
         }
         Command::Serve(_) => bail!("serve is not a client command"),
     }

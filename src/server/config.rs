@@ -1,6 +1,7 @@
 //! Configuration: every setting has a flag and an environment variable (flags win), and is
 //! validated before anything starts, with a message that names the setting.
 
+use crate::server::auth::{read_token_file, Secret, Tokens};
 use crate::server::scheduler::{MAX_RATE_INTERVAL, MIN_RATE_INTERVAL};
 use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -31,12 +32,15 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the queue: depth per priority, the batch in flight, the next slot.
     Queue(ServerArg),
+    /// Cancel an ingestion's batches that have not started.
+    Cancel(CancelArgs),
 }
 
 /// Where the server is, for the client commands.
 #[derive(Clone, Debug, Args)]
 pub struct ServerArg {
-    /// Base URL of a running sluice server.
+    /// Base URL of a running sluice server. A token for a server that needs one is read from
+    /// the environment variable SLUICE_TOKEN (never from the command line).
     #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:3000")]
     pub server: String,
 }
@@ -60,6 +64,13 @@ pub struct StatusArgs {
     /// Follow the ingestion's events and print each change until it completes.
     #[arg(long, short)]
     pub watch: bool,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    pub ingestion_id: String,
 }
 
 /// What the command line asks for.
@@ -158,6 +169,24 @@ pub struct Settings {
     #[arg(long, env = "SLUICE_CORS_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Vec<String>,
 
+    /// API tokens, comma-separated (16+ visible characters each, e.g. `openssl rand -hex 24`).
+    /// When any is set, writes (ingest, cancel, admin) need `Authorization: Bearer <token>`.
+    /// Never logged.
+    #[arg(long, env = "SLUICE_API_TOKENS", value_delimiter = ',', hide_env_values = true,
+          value_parser = crate::server::auth::secret_arg)]
+    pub api_tokens: Vec<Secret>,
+
+    /// A file of API tokens, one per line (`#` comments), added to `--api-tokens`; read at
+    /// start-up.
+    #[arg(long, env = "SLUICE_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+
+    /// Read-only tokens, comma-separated. When any is set, reads (status, lists, queue, events,
+    /// metrics) need a read token or an API token too. Needs API tokens.
+    #[arg(long, env = "SLUICE_READ_TOKENS", value_delimiter = ',', hide_env_values = true,
+          value_parser = crate::server::auth::secret_arg)]
+    pub read_tokens: Vec<Secret>,
+
     /// Directory holding the built dashboard (`cargo leptos build` writes `target/site`).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -242,6 +271,15 @@ fn duration_between(
 impl Settings {
     pub fn rate_interval(&self) -> Duration {
         *self.rate_interval
+    }
+
+    /// The API and read tokens, the token file included.
+    pub fn tokens(&self) -> Result<Tokens, String> {
+        let mut write = self.api_tokens.clone();
+        if let Some(file) = &self.api_tokens_file {
+            write.extend(read_token_file(file)?);
+        }
+        Tokens::new(&write, &self.read_tokens)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Everything that runs only on the server (feature `ssr`).
 
 pub mod application;
+pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;

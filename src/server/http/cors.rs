@@ -19,10 +19,12 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::PUT])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::ACCEPT,
+                header::AUTHORIZATION,
+                HeaderName::from_static("idempotency-key"),
                 HeaderName::from_static("last-event-id"),
             ])
             .max_age(Duration::from_secs(3600)),

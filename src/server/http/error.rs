@@ -1,7 +1,7 @@
 //! One error type for the JSON routes, answered in the one error shape.
 
 use crate::domain::{ErrorBody, ErrorDetail, RequestError, RequestErrorKind};
-use crate::server::service::ServiceError;
+use crate::server::{auth::Denied, service::ServiceError};
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -34,6 +34,8 @@ pub enum ApiError {
     InvalidRate(String),
     #[error("the request was not answered within {}", humantime::format_duration(*limit))]
     Timeout { limit: std::time::Duration },
+    #[error(transparent)]
+    Denied(Denied),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// Details are logged, never sent.
@@ -101,6 +103,8 @@ impl ApiError {
             ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::InvalidRate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rate_interval"),
             ApiError::Timeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Denied(Denied::ReadOnly) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Denied(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -109,16 +113,21 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry_after = match &self {
-            ApiError::QueueFull { retry_after_secs } => Some(*retry_after_secs),
+        use axum::http::{header, HeaderValue};
+        let extra = match &self {
+            ApiError::QueueFull { retry_after_secs } => {
+                Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)))
+            }
+            ApiError::Denied(Denied::Missing | Denied::Invalid) => Some((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sluice\""),
+            )),
             _ => None,
         };
         let (status, error) = self.into_detail();
         let mut response = (status, Json(ErrorBody { error })).into_response();
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        if let Some((name, value)) = extra {
+            response.headers_mut().insert(name, value);
         }
         response
     }

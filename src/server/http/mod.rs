@@ -2,6 +2,7 @@
 //! in the service and the domain.
 
 mod admin;
+mod auth;
 mod cors;
 mod error;
 mod events;
@@ -13,14 +14,20 @@ mod server_fns;
 mod status;
 mod timeout;
 
+pub use auth::bearer;
 pub use cors::cors;
 pub use error::ApiError;
 pub use server_fns::undecodable_arguments_are_bad_requests;
 pub use timeout::request_timeout;
 
-use crate::server::{service::Service, shutdown::Shutdown};
+use crate::server::{
+    auth::{Access, Tokens},
+    service::Service,
+    shutdown::Shutdown,
+};
 use axum::{
     extract::DefaultBodyLimit,
+    middleware::from_fn_with_state,
     routing::{get, post, put},
     Router,
 };
@@ -32,29 +39,38 @@ pub struct ApiState {
     pub max_body_bytes: usize,
     /// Ends event streams, so a graceful shutdown does not wait on them forever.
     pub shutdown: Shutdown,
+    pub tokens: Tokens,
 }
 
-/// `POST /ingest`, `GET /status/{ingestion_id}`, `GET /ingestions`, `GET /queue` and the event
-/// streams, with the body limit
+/// The JSON routes, grouped by the access they need (see `server::auth`), with the body limit
 /// and JSON 405s.
 pub fn router<S>(state: ApiState) -> Router<S> {
     let body_limit = state.max_body_bytes;
-    Router::new()
+    let guard = |access| from_fn_with_state((state.tokens.clone(), access), auth::require);
+    let writes = Router::new()
         .route(
             "/ingest",
             post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
         )
-        .route("/status/{ingestion_id}", get(status::status))
         .route("/ingest/{ingestion_id}/cancel", post(status::cancel))
         .route("/admin/pause", post(admin::pause))
         .route("/admin/resume", post(admin::resume))
         .route("/admin/rate", put(admin::rate))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+        .route_layer(guard(Access::Write));
+    let reads = Router::new()
+        .route("/status/{ingestion_id}", get(status::status))
         .route("/ingestions", get(queue::recent))
         .route("/queue", get(queue::queue))
         .route("/events", get(events::all))
         .route("/status/{ingestion_id}/events", get(events::one_ingestion))
+        .route_layer(guard(Access::Read));
+    let open = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    Router::new()
+        .merge(writes)
+        .merge(reads)
+        .merge(open)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }

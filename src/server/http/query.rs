@@ -3,16 +3,43 @@
 
 use super::ApiError;
 
-/// The value of `name` in a raw query string as a non-negative integer, if present.
-pub(super) fn number(query: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
-    let Some(query) = query else {
-        return Ok(None);
-    };
-    let Some(value) = query
+/// The raw value of `name` in a raw query string, if present.
+fn raw<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?
         .split('&')
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
         .find_map(|(key, value)| (key == name).then_some(value))
-    else {
+}
+
+/// The value of `name`, percent-decoded (`+` is a space), if present and valid UTF-8.
+pub(super) fn text(query: Option<&str>, name: &str) -> Option<String> {
+    let raw = raw(query, name)?.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => {
+                match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of `name` in a raw query string as a non-negative integer, if present.
+pub(super) fn number(query: Option<&str>, name: &str) -> Result<Option<u64>, ApiError> {
+    let Some(value) = raw(query, name) else {
         return Ok(None);
     };
     value
@@ -24,6 +51,15 @@ pub(super) fn number(query: Option<&str>, name: &str) -> Result<Option<u64>, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_text_parameter_is_percent_decoded() {
+        assert_eq!(text(Some("access_token=a%2Bb%3D%3D&x=1"), "access_token").unwrap(), "a+b==");
+        assert_eq!(text(Some("t=a+b"), "t").unwrap(), "a b");
+        assert_eq!(text(Some("t=100%"), "t").unwrap(), "100%");
+        assert_eq!(text(Some("t=%zz"), "t").unwrap(), "%zz");
+        assert_eq!(text(Some("x=1"), "t"), None);
+    }
 
     #[test]
     fn a_numeric_parameter_is_read_from_anywhere_in_the_query() {
