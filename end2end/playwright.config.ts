@@ -12,7 +12,15 @@ const baseURL = `http://127.0.0.1:${port}`;
 // The client-side (Trunk) build, served from another origin that the server allows.
 const csrPort = port + 1;
 export const csrURL = `http://127.0.0.1:${csrPort}`;
-const database = join(mkdtempSync(join(tmpdir(), "sluice-e2e-")), "sluice.db");
+const dataDir = mkdtempSync(join(tmpdir(), "sluice-e2e-"));
+const database = join(dataDir, "sluice.db");
+// A third server that needs API tokens for writes and reads.
+const guardedPort = port + 2;
+export const guardedURL = `http://127.0.0.1:${guardedPort}`;
+export const writeToken = "e2e-write-token-0123456789";
+export const readToken = "e2e-read-token-0123456789";
+const server = process.env.SLUICE_BIN ?? join(root, "target/debug/sluice");
+const siteRoot = process.env.LEPTOS_SITE_ROOT ?? join(root, "target/site");
 
 export default defineConfig({
   testDir: "./tests",
@@ -28,7 +36,7 @@ export default defineConfig({
     trace: "retain-on-failure",
   },
   webServer: [{
-    command: `${process.env.SLUICE_BIN ?? join(root, "target/debug/sluice")} serve`,
+    command: `${server} serve`,
     cwd: root,
     url: `${baseURL}/`,
     reuseExistingServer: false,
@@ -40,8 +48,26 @@ export default defineConfig({
       DATABASE_URL: `sqlite://${database}`,
       SLUICE_RATE_INTERVAL: "500ms",
       SLUICE_SIMULATED_WORK: "200ms",
-      LEPTOS_SITE_ROOT: process.env.LEPTOS_SITE_ROOT ?? join(root, "target/site"),
+      LEPTOS_SITE_ROOT: siteRoot,
       SLUICE_CORS_ORIGINS: csrURL,
+      RUST_LOG: "warn",
+    },
+  }, {
+    command: `${server} serve`,
+    cwd: root,
+    url: `${guardedURL}/healthz`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: {
+      SLUICE_ADDR: `127.0.0.1:${guardedPort}`,
+      DATABASE_URL: `sqlite://${join(dataDir, "guarded.db")}`,
+      SLUICE_RATE_INTERVAL: "500ms",
+      SLUICE_SIMULATED_WORK: "200ms",
+      LEPTOS_SITE_ROOT: siteRoot,
+      SLUICE_API_TOKENS: writeToken,
+      SLUICE_READ_TOKENS: readToken,
       RUST_LOG: "warn",
     },
   }, {

@@ -616,7 +616,10 @@ async fn cancelling_an_ingestion_stops_its_waiting_batches_and_the_started_one_f
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["ingestion_id"], id.as_str());
     assert_eq!(body["cancelled_batches"], 2);
-    assert_eq!(body["status"], "triggered", "the started batch is still running");
+    assert_eq!(
+        body["status"], "triggered",
+        "the started batch is still running"
+    );
     assert!(body["cancelled_at"].is_string());
 
     let done = app
@@ -733,7 +736,11 @@ const READER: &str = "reader-token-0123456789abcdef";
 
 #[tokio::test]
 async fn with_api_tokens_writes_need_a_bearer_token_and_reads_stay_open() {
-    let app = spawn_app(&["--api-tokens", &format!("{WRITER},another-token-0123456789")]).await;
+    let app = spawn_app(&[
+        "--api-tokens",
+        &format!("{WRITER},another-token-0123456789"),
+    ])
+    .await;
     let body = r#"{"ids": [1, 2, 3], "priority": "HIGH"}"#;
     let post = |path: &'static str, token: Option<&'static str>| {
         let mut request = app
@@ -814,8 +821,14 @@ async fn with_read_tokens_reads_need_a_token_and_a_read_token_cannot_write() {
     let res = get("/queue".into(), None).await.unwrap();
     assert_eq!(res.status(), 401);
     assert_error(&res.json().await.unwrap(), "unauthorized");
-    assert_eq!(get("/queue".into(), Some(READER)).await.unwrap().status(), 200);
-    assert_eq!(get("/queue".into(), Some(WRITER)).await.unwrap().status(), 200);
+    assert_eq!(
+        get("/queue".into(), Some(READER)).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get("/queue".into(), Some(WRITER)).await.unwrap().status(),
+        200
+    );
     // Probes stay open for load balancers.
     assert_eq!(get("/healthz".into(), None).await.unwrap().status(), 200);
     assert_eq!(get("/readyz".into(), None).await.unwrap().status(), 200);
@@ -849,15 +862,148 @@ async fn read_tokens_without_api_tokens_or_a_weak_token_stop_the_start() {
     use clap::Parser;
     use sluice::server::{application::Application, config::Cli};
     let settings = |args: &[&str]| {
-        let mut all = vec!["sluice", "--addr", "127.0.0.1:0", "--database-url", "sqlite::memory:"];
+        let mut all = vec![
+            "sluice",
+            "--addr",
+            "127.0.0.1:0",
+            "--database-url",
+            "sqlite::memory:",
+        ];
         all.extend_from_slice(args);
         Cli::try_parse_from(all).map(|cli| cli.into_settings().unwrap())
     };
     let only_read = settings(&["--read-tokens", READER]).unwrap();
-    let error = Application::build(only_read).await.err().unwrap().to_string();
+    let error = Application::build(only_read)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(error.contains("no API token"), "{error}");
     let weak = settings(&["--api-tokens", "short-token"]).unwrap();
     let error = Application::build(weak).await.err().unwrap().to_string();
     assert!(error.contains("16 to 512"), "{error}");
-    assert!(!error.contains("short-token"), "the token itself is not echoed: {error}");
+    assert!(
+        !error.contains("short-token"),
+        "the token itself is not echoed: {error}"
+    );
+}
+
+/// Scrape `/metrics` and parse it as Prometheus does.
+async fn scrape(app: &common::TestApp) -> prometheus_parse::Scrape {
+    let res = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = res.text().await.unwrap();
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+}
+
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)));
+    match found.map(|s| &s.value) {
+        Some(prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v)) => *v,
+        Some(prometheus_parse::Value::Untyped(v)) => *v,
+        Some(prometheus_parse::Value::Histogram(buckets)) => {
+            buckets.last().map(|b| b.count).unwrap_or(0.0)
+        }
+        other => panic!(
+            "{name} {labels:?}: {other:?} in {:#?}",
+            scrape
+                .samples
+                .iter()
+                .filter(|s| s.metric == name)
+                .collect::<Vec<_>>()
+        ),
+    }
+}
+
+#[tokio::test]
+async fn metrics_move_when_work_flows() {
+    let app = spawn_app(&["--rate-interval", "100ms"]).await;
+    let before = scrape(&app).await;
+    assert_eq!(sample(&before, "sluice_batches_dispatched_total", &[]), 0.0);
+    assert_eq!(
+        sample(
+            &before,
+            "sluice_queue_waiting_batches",
+            &[("priority", "HIGH")]
+        ),
+        0.0
+    );
+
+    // Pause, so the queue holds still while it is measured.
+    let pause = app.post_json("/admin/pause", "").await;
+    assert_eq!(pause.status(), 200);
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "HIGH"}"#)
+        .await;
+    app.ingest(r#"{"ids": [8], "priority": "LOW"}"#).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let held = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &held,
+            "sluice_queue_waiting_batches",
+            &[("priority", "HIGH")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &held,
+            "sluice_queue_waiting_batches",
+            &[("priority", "LOW")]
+        ),
+        1.0
+    );
+    assert_eq!(sample(&held, "sluice_dispatch_paused", &[]), 1.0);
+    assert!(sample(&held, "sluice_queue_oldest_waiting_age_seconds", &[]) >= 0.05);
+    assert_eq!(sample(&held, "sluice_ingestions_accepted_total", &[]), 2.0);
+    assert_eq!(sample(&held, "sluice_ids_accepted_total", &[]), 8.0);
+    assert_eq!(sample(&held, "sluice_rate_interval_seconds", &[]), 0.1);
+
+    app.post_json("/admin/resume", "").await;
+    app.wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
+        .await;
+    let after = scrape(&app).await;
+    assert!(sample(&after, "sluice_batches_dispatched_total", &[]) >= 3.0);
+    assert!(sample(&after, "sluice_batches_completed_total", &[]) >= 3.0);
+    // Starts after the first waited for their slot: their lateness was measured.
+    assert!(sample(&after, "sluice_dispatch_lateness_seconds", &[]) >= 2.0);
+    assert!(
+        sample(
+            &after,
+            "sluice_http_requests_total",
+            &[("route", "/ingest"), ("method", "POST"), ("status", "200")]
+        ) == 2.0
+    );
+    // Requests are labelled by route template, never by the id in the path.
+    assert!(
+        sample(
+            &after,
+            "sluice_http_requests_total",
+            &[("route", "/status/:ingestion_id"), ("status", "200")]
+        ) >= 1.0
+    );
+    assert!(!after
+        .samples
+        .iter()
+        .any(|s| s.labels.get("route").is_some_and(|r| r.contains(&id))));
+    assert!(
+        sample(
+            &after,
+            "sluice_http_request_duration_seconds",
+            &[("route", "/ingest"), ("method", "POST")]
+        ) >= 2.0
+    );
 }

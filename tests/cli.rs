@@ -129,7 +129,11 @@ async fn the_client_sends_the_token_from_the_environment_and_can_cancel() {
     let app = spawn_app(&["--api-tokens", token, "--rate-interval", "1h"]).await;
     let refused = sluice(&["ingest", "--server", &app.base, "1-9"], None).await;
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("unauthorized"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("unauthorized"),
+        "{}",
+        text(&refused.stderr)
+    );
     assert!(!text(&refused.stderr).contains(token));
 
     let out = sluice_with_token(&["ingest", "--server", &app.base, "1-9"], None, Some(token)).await;
@@ -142,5 +146,9 @@ async fn the_client_sends_the_token_from_the_environment_and_can_cancel() {
     // Reads stay open without a read token.
     let out = sluice(&["status", "--server", &app.base, &id, "--watch"], None).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("cancelled"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -238,9 +238,12 @@ mod cases {
         assert_eq!(empty.waiting, [0, 0, 0]);
         assert!(empty.in_flight.is_empty() && empty.recent.is_empty());
         assert_eq!(empty.last_start, None);
+        assert_eq!(empty.oldest_waiting, None);
 
         let low = ingest(&store, Priority::Low, at(0), &[&[1], &[2]]).await;
-        ingest(&store, Priority::High, at(0), &[&[3], &[4], &[5]]).await;
+        ingest(&store, Priority::High, at(1), &[&[3], &[4], &[5]]).await;
+        // The oldest waiting work is the LOW ingestion's, though HIGH goes first.
+        assert_eq!(store.queue(5).await.unwrap().oldest_waiting, Some(at(0)));
         let first = claimed(&store, at(1)).await;
         let queue = store.queue(5).await.unwrap();
         assert_eq!(queue.waiting, [2, 0, 2]);
@@ -492,9 +495,7 @@ mod cases {
         let _ = a;
     }
 
-    pub async fn cancelling_stops_waiting_batches_and_lets_the_started_one_finish(
-        store: DynStore,
-    ) {
+    pub async fn cancelling_stops_waiting_batches_and_lets_the_started_one_finish(store: DynStore) {
         let id = ingest(&store, Priority::High, at(0), &[&[1], &[2], &[3]]).await;
         let other = ingest(&store, Priority::Low, at(1), &[&[4]]).await;
         let running = claimed(&store, at(0)).await;
@@ -548,7 +549,11 @@ mod cases {
         let names: Vec<_> = events.iter().map(|e| e.body.name()).collect();
         assert_eq!(
             names,
-            ["ingestion_created", "batches_cancelled", "ingestion_cancelled"]
+            [
+                "ingestion_created",
+                "batches_cancelled",
+                "ingestion_cancelled"
+            ]
         );
         assert_eq!(claim(&store, at(2)).await, Claim::Idle);
         assert_eq!(store.cancel(Uuid::new_v4(), at(3)).await.unwrap(), None);
@@ -557,7 +562,10 @@ mod cases {
         let batch = claimed(&store, at(5)).await;
         finish(&store, &batch, at(6)).await;
         assert_eq!(store.cancel(done, at(7)).await.unwrap(), Some(0));
-        assert_eq!(store.ingestion(done).await.unwrap().unwrap().cancelled_at, None);
+        assert_eq!(
+            store.ingestion(done).await.unwrap().unwrap().cancelled_at,
+            None
+        );
     }
 
     /// Cases that need to reopen the same database.

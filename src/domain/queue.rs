@@ -87,6 +87,9 @@ pub struct QueueView {
     pub max_ids: u64,
     /// Waiting batches per priority, HIGH first.
     pub waiting: Vec<Depth>,
+    /// When the oldest waiting batch was submitted (null when none waits).
+    #[serde(default)]
+    pub oldest_waiting: Option<Timestamp>,
     pub in_flight: Option<DispatchView>,
     pub last_start: Option<Timestamp>,
     /// The earliest the next waiting batch can start (`now` if it could start at once).

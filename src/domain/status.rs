@@ -54,7 +54,10 @@ impl IngestionStatus {
 
     /// Nothing more will happen to the ingestion.
     pub fn is_final(self) -> bool {
-        matches!(self, IngestionStatus::Completed | IngestionStatus::Cancelled)
+        matches!(
+            self,
+            IngestionStatus::Completed | IngestionStatus::Cancelled
+        )
     }
 
     /// SPEC §2: `yet_to_start` if every batch is, `completed` if every batch is, otherwise
@@ -280,7 +283,10 @@ mod tests {
             (&[Completed, Cancelled], IngestionStatus::Cancelled),
             (&[Cancelled, Cancelled], IngestionStatus::Cancelled),
             (&[Triggered, Cancelled], IngestionStatus::Triggered),
-            (&[Completed, Triggered, Cancelled], IngestionStatus::Triggered),
+            (
+                &[Completed, Triggered, Cancelled],
+                IngestionStatus::Triggered,
+            ),
             (&[YetToStart, YetToStart], IngestionStatus::YetToStart),
             (&[Completed, Completed], IngestionStatus::Completed),
             (&[Triggered, YetToStart], IngestionStatus::Triggered),

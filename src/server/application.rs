@@ -7,6 +7,7 @@ use crate::server::{
     clock::Clock,
     config::Settings,
     http::{self, ApiState},
+    metrics::Metrics,
     processor::{Processor, SimulatedProcessor},
     scheduler::{Scheduler, SchedulerConfig, Wake},
     service::Service,
@@ -29,7 +30,8 @@ pub struct Application {
     shutdown: Shutdown,
 }
 
-/// The core without HTTP: a service and its running scheduler over one store.
+/// The core without HTTP: a service and its running scheduler over one store, sharing one
+/// set of metrics.
 pub struct Core {
     pub service: Service,
     pub scheduler: JoinHandle<()>,
@@ -75,6 +77,7 @@ impl Core {
         shutdown: Shutdown,
     ) -> Self {
         let wake = Wake::default();
+        let metrics = Metrics::new();
         let (service, alive) = Service::new(
             store.clone(),
             clock,
@@ -86,8 +89,9 @@ impl Core {
             },
             config.max_waiting_batches,
             wake.clone(),
+            metrics.clone(),
         );
-        let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler);
+        let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler, metrics);
         let scheduler = tokio::spawn(async move {
             let _alive = alive;
             scheduler.run(shutdown).await
@@ -189,6 +193,7 @@ fn router(
         .site_addr(addr)
         .build();
     let routes = generate_route_list(App);
+    let metrics = service.clone();
     let api = http::router(ApiState {
         service: service.clone(),
         max_body_bytes: settings.max_body_bytes as usize,
@@ -218,6 +223,7 @@ fn router(
             *settings.request_timeout,
             http::request_timeout,
         ))
+        .layer(axum::middleware::from_fn_with_state(metrics, http::track))
         .with_state(conf);
     match http::cors(&settings.cors_origins) {
         Some(cors) => router.layer(cors),

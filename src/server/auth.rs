@@ -52,7 +52,9 @@ pub fn secret_arg(raw: &str) -> Result<Secret, String> {
 /// characters, no commas (they separate tokens). The error does not repeat the token.
 pub fn parse_token(raw: &str) -> Result<Secret, String> {
     let token = raw.trim();
-    let visible = token.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',');
+    let visible = token
+        .bytes()
+        .all(|b| (0x21..=0x7e).contains(&b) && b != b',');
     if !(MIN_TOKEN_LEN..=MAX_TOKEN_LEN).contains(&token.len()) || !visible {
         return Err(format!(
             "a token must be {MIN_TOKEN_LEN} to {MAX_TOKEN_LEN} visible ASCII characters without \
@@ -69,7 +71,9 @@ pub fn read_token_file(path: &Path) -> Result<Vec<Secret>, String> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-        .map(|(n, line)| parse_token(line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1)))
+        .map(|(n, line)| {
+            parse_token(line).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))
+        })
         .collect()
 }
 
@@ -125,9 +129,11 @@ impl Tokens {
             }
         }
         if write.is_empty() && !read.is_empty() {
-            return Err("read tokens are set but no API token: writes would be open to anyone; \
+            return Err(
+                "read tokens are set but no API token: writes would be open to anyone; \
                         set SLUICE_API_TOKENS too"
-                .into());
+                    .into(),
+            );
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -190,9 +196,15 @@ mod tests {
     fn api_tokens_guard_writes_and_leave_reads_open() {
         let tokens = Tokens::new(&secrets(&[WRITER, "second-writer-token-xyz"]), &[]).unwrap();
         assert_eq!(tokens.check(Access::Write, None), Err(Denied::Missing));
-        assert_eq!(tokens.check(Access::Write, Some("wrong")), Err(Denied::Invalid));
+        assert_eq!(
+            tokens.check(Access::Write, Some("wrong")),
+            Err(Denied::Invalid)
+        );
         assert_eq!(tokens.check(Access::Write, Some(WRITER)), Ok(()));
-        assert_eq!(tokens.check(Access::Write, Some("second-writer-token-xyz")), Ok(()));
+        assert_eq!(
+            tokens.check(Access::Write, Some("second-writer-token-xyz")),
+            Ok(())
+        );
         assert_eq!(tokens.check(Access::Read, None), Ok(()));
     }
 
@@ -202,8 +214,14 @@ mod tests {
         assert_eq!(tokens.check(Access::Read, None), Err(Denied::Missing));
         assert_eq!(tokens.check(Access::Read, Some(READER)), Ok(()));
         assert_eq!(tokens.check(Access::Read, Some(WRITER)), Ok(()));
-        assert_eq!(tokens.check(Access::Write, Some(READER)), Err(Denied::ReadOnly));
-        assert_eq!(tokens.check(Access::Read, Some("nope")), Err(Denied::Invalid));
+        assert_eq!(
+            tokens.check(Access::Write, Some(READER)),
+            Err(Denied::ReadOnly)
+        );
+        assert_eq!(
+            tokens.check(Access::Read, Some("nope")),
+            Err(Denied::Invalid)
+        );
     }
 
     #[test]
@@ -221,7 +239,12 @@ mod tests {
 
     #[test]
     fn weak_or_malformed_tokens_are_refused_and_never_shown() {
-        for bad in ["short", "has space inside 0123456789", "comma,inside-0123456789", ""] {
+        for bad in [
+            "short",
+            "has space inside 0123456789",
+            "comma,inside-0123456789",
+            "",
+        ] {
             assert!(parse_token(bad).is_err(), "{bad:?}");
         }
         let secret = parse_token(WRITER).unwrap();

@@ -15,7 +15,10 @@ pub const TOKEN_ENV: &str = "SLUICE_TOKEN";
 /// Run a client command; `Ok(false)` when the server refused it (already reported).
 pub async fn run(command: Command) -> anyhow::Result<bool> {
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+    if let Some(token) = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
             .with_context(|| format!("{TOKEN_ENV} is not a valid token"))?;
         value.set_sensitive(true);

@@ -11,6 +11,7 @@
 
 use crate::server::{
     clock::Clock,
+    metrics::Metrics,
     processor::Processor,
     shutdown::Shutdown,
     store::{Claim, ClaimedBatch, Completion, DynStore},
@@ -40,6 +41,7 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     pace: Arc<Notify>,
     config: SchedulerConfig,
+    metrics: Metrics,
 }
 
 /// How the scheduler is told to look again.
@@ -58,6 +60,7 @@ impl Scheduler {
         clock: Clock,
         wake: Wake,
         config: SchedulerConfig,
+        metrics: Metrics,
     ) -> Self {
         Self {
             store,
@@ -66,6 +69,7 @@ impl Scheduler {
             wake: wake.work,
             pace: wake.pace,
             config,
+            metrics,
         }
     }
 
@@ -79,17 +83,26 @@ impl Scheduler {
             ),
             Err(e) => tracing::error!(error = %e, "could not recover abandoned batches"),
         }
+        // The slot the loop last slept until, for the lateness of the start that follows.
+        let mut awaited_slot = None;
         while !shutdown.is_triggered() {
             let claim = self
                 .store
                 .claim_next(self.clock.now(), self.config.interval, self.config.lease)
                 .await;
+            // Only the wait just before this claim counts.
+            let slot_waited_for = awaited_slot.take();
             let wait_until = match claim {
                 Ok(Claim::Claimed(batch)) => {
+                    let lateness = slot_waited_for.map(|slot| batch.started_at.since(slot));
+                    self.metrics.batch_dispatched(lateness);
                     self.dispatch(batch, &mut shutdown).await;
                     continue;
                 }
-                Ok(Claim::NotBefore(slot)) => Some(self.clock.instant_at(slot)),
+                Ok(Claim::NotBefore(slot)) => {
+                    awaited_slot = Some(slot);
+                    Some(self.clock.instant_at(slot))
+                }
                 Ok(Claim::InFlight(lease_until)) => Some(self.clock.instant_at(lease_until)),
                 // Resuming wakes the scheduler like new work does.
                 Ok(Claim::Idle | Claim::Paused) => None,
@@ -143,10 +156,12 @@ impl Scheduler {
                 .await
             {
                 Ok(Completion::Completed) => {
+                    self.metrics.batch_completed();
                     tracing::info!(batch = %batch.batch_id, "batch completed");
                     return;
                 }
                 Ok(Completion::Fenced) => {
+                    self.metrics.completion_fenced();
                     tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, "completion rejected: the batch was taken over");
                     return;
                 }

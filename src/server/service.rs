@@ -3,12 +3,13 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IngestRequest, IngestionStatus,
-    IngestionSummary, IngestionView, Limits, NewIngestion, Pace, Priority, QueueView,
-    RecentIngestions, RequestError, Timestamp,
+    BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IngestRequest,
+    IngestionStatus, IngestionSummary, IngestionView, Limits, NewIngestion, Pace, Priority,
+    QueueView, RecentIngestions, RequestError, Timestamp,
 };
 use crate::server::{
     clock::Clock,
+    metrics::Metrics,
     scheduler::{Wake, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL},
     store::{
         Admission, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted,
@@ -89,6 +90,7 @@ struct Inner {
     wake: Wake,
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
+    metrics: Metrics,
 }
 
 /// Held by the running scheduler task; dropping it (the task ended) makes the service unready.
@@ -125,6 +127,7 @@ impl Service {
         pace: Pace,
         max_waiting: Option<u64>,
         wake: Wake,
+        metrics: Metrics,
     ) -> (Self, SchedulerAlive) {
         let (alive, scheduler) = watch::channel(());
         let service = Self {
@@ -137,6 +140,7 @@ impl Service {
                 max_waiting,
                 wake,
                 scheduler,
+                metrics,
             }),
         };
         (service, SchedulerAlive(alive))
@@ -202,6 +206,7 @@ impl Service {
         };
         let id = record.id;
         let new_batches = record.batches.len() as u64;
+        let ids = ingestion.ids().len();
         let admission = Admission {
             key,
             max_waiting: self.inner.max_waiting,
@@ -209,6 +214,7 @@ impl Service {
         match self.inner.store.insert_ingestion(record, admission).await? {
             Inserted::Created => {
                 self.inner.wake.work.notify_one();
+                self.inner.metrics.ingestion_accepted(ids);
                 Ok(Accepted::Created(id))
             }
             Inserted::Replayed(first) => Ok(Accepted::Replayed(first)),
@@ -286,6 +292,7 @@ impl Service {
                     batches: queue.waiting[priority.rank() as usize],
                 })
                 .collect(),
+            oldest_waiting: queue.oldest_waiting,
             in_flight,
             last_start: queue.last_start,
             next_slot,
@@ -312,6 +319,18 @@ impl Service {
             status: view.status,
             cancelled_at: view.cancelled_at,
         })
+    }
+
+    /// The metrics, with the queue's gauges read now, in the Prometheus text format.
+    pub async fn metrics_text(&self) -> Result<String, ServiceError> {
+        let queue = self.queue().await?;
+        self.inner.metrics.observe_queue(&queue);
+        Ok(self.inner.metrics.encode())
+    }
+
+    /// Where the HTTP layer records requests.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Pause dispatch (nothing new starts; the batch in flight finishes). False if it was.

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod health;
 mod ingest;
+mod metrics;
 mod query;
 mod queue;
 mod server_fns;
@@ -17,6 +18,7 @@ mod timeout;
 pub use auth::bearer;
 pub use cors::cors;
 pub use error::ApiError;
+pub use metrics::track;
 pub use server_fns::undecodable_arguments_are_bad_requests;
 pub use timeout::request_timeout;
 
@@ -63,6 +65,7 @@ pub fn router<S>(state: ApiState) -> Router<S> {
         .route("/queue", get(queue::queue))
         .route("/events", get(events::all))
         .route("/status/{ingestion_id}/events", get(events::one_ingestion))
+        .route("/metrics", get(metrics::metrics))
         .route_layer(guard(Access::Read));
     let open = Router::new()
         .route("/healthz", get(health::healthz))

@@ -19,16 +19,14 @@ pub(super) fn text(query: Option<&str>, name: &str) -> Option<String> {
     while i < raw.len() {
         let hex = |b: u8| (b as char).to_digit(16);
         match raw[i] {
-            b'%' if i + 2 < raw.len() => {
-                match (hex(raw[i + 1]), hex(raw[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < raw.len() => match (hex(raw[i + 1]), hex(raw[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' => out.push(b' '),
             b => out.push(b),
         }
@@ -54,7 +52,10 @@ mod tests {
 
     #[test]
     fn a_text_parameter_is_percent_decoded() {
-        assert_eq!(text(Some("access_token=a%2Bb%3D%3D&x=1"), "access_token").unwrap(), "a+b==");
+        assert_eq!(
+            text(Some("access_token=a%2Bb%3D%3D&x=1"), "access_token").unwrap(),
+            "a+b=="
+        );
         assert_eq!(text(Some("t=a+b"), "t").unwrap(), "a b");
         assert_eq!(text(Some("t=100%"), "t").unwrap(), "100%");
         assert_eq!(text(Some("t=%zz"), "t").unwrap(), "%zz");

@@ -131,6 +131,8 @@ pub struct QueueRecord {
     pub paused: bool,
     /// The rate interval set at run time, if any (it overrides the configured one).
     pub rate_interval: Option<Duration>,
+    /// When the oldest waiting batch was submitted, if any waits.
+    pub oldest_waiting: Option<Timestamp>,
 }
 
 /// Where one ingestion's waiting work stands in the queue.

@@ -445,7 +445,10 @@ impl Store for SqliteStore {
         self.write(move |conn| {
             let seq: Option<i64> = conn
                 .prepare_cached("SELECT seq FROM ingestions WHERE id = ?1")
-                .and_then(|mut st| st.query_row([ingestion.to_string()], |r| r.get(0)).optional())
+                .and_then(|mut st| {
+                    st.query_row([ingestion.to_string()], |r| r.get(0))
+                        .optional()
+                })
                 .map_err(unavailable)?;
             let Some(seq) = seq else {
                 return Ok(None);
@@ -547,6 +550,16 @@ impl Store for SqliteStore {
                 "WHERE b.started_at IS NOT NULL ORDER BY b.started_at DESC",
                 recent as i64,
             )?;
+            // The first waiting batch of each priority (three index seeks) holds the oldest.
+            let oldest_waiting: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
+                       SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
+                               ORDER BY priority, ingestion_seq, position LIMIT 1)
+                       FROM (SELECT 0 AS p UNION ALL SELECT 1 UNION ALL SELECT 2))",
+                )
+                .and_then(|mut st| st.query_row([], |r| r.get(0)))
+                .map_err(unavailable)?;
             let slot = slot(&tx)?;
             Ok(QueueRecord {
                 waiting,
@@ -555,6 +568,7 @@ impl Store for SqliteStore {
                 last_start: slot.last_start,
                 paused: slot.paused,
                 rate_interval: slot.rate_interval,
+                oldest_waiting: oldest_waiting.map(Timestamp::from_micros),
             })
         })
         .await
@@ -813,7 +827,11 @@ fn claim(
 }
 
 /// The ingestion's last event, if nothing of it is left to run: completed, or cancelled.
-fn ending(conn: &Connection, seq: i64, ingestion_id: Uuid) -> Result<Option<EventBody>, StoreError> {
+fn ending(
+    conn: &Connection,
+    seq: i64,
+    ingestion_id: Uuid,
+) -> Result<Option<EventBody>, StoreError> {
     let (unfinished, cancelled): (i64, i64) = conn
         .prepare_cached(
             "SELECT COALESCE(SUM(status NOT IN (2, 3)), 0), COALESCE(SUM(status = 3), 0)
