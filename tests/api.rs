@@ -1007,3 +1007,79 @@ async fn metrics_move_when_work_flows() {
         ) >= 2.0
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_each_answers_as_documented() {
+    let app = spawn_app(&[]).await;
+    let id = app.ingest(r#"{"ids": [1, 2], "priority": "LOW"}"#).await;
+    let doc = app.get_json("/openapi.json").await;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+
+    // Every server function Leptos registered is described.
+    let mut server_fns = 0;
+    for (path, method) in leptos::server_fn::axum::server_fn_paths() {
+        let method = method.as_str().to_ascii_lowercase();
+        assert!(
+            paths.get(path).and_then(|p| p.get(&method)).is_some(),
+            "server function {method} {path} is missing from the document"
+        );
+        server_fns += 1;
+    }
+    assert_eq!(server_fns, 5);
+
+    // Every documented route exists and answers as documented (no route-level 404 or 405).
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let url = format!("{}{}", app.base, path.replace("{ingestion_id}", &id));
+            let body = match path.as_str() {
+                "/ingest" => json!({"ids": [3], "priority": "HIGH"}),
+                "/admin/rate" => json!({"rate_interval": null}),
+                "/api/ingest" => json!({"request": {"ids": [4], "priority": "LOW"}}),
+                "/api/status" | "/api/cancel" => json!({"ingestion_id": id}),
+                "/api/ingestions" => json!({"limit": 5}),
+                _ => json!({}),
+            };
+            let request = match method.as_str() {
+                "get" => app.client.get(&url),
+                "post" => app.client.post(&url).json(&body),
+                "put" => app.client.put(&url).json(&body),
+                other => panic!("unexpected method {other} for {path}"),
+            };
+            let res = request.send().await.unwrap();
+            let status = res.status().as_u16().to_string();
+            assert!(
+                op["responses"].get(&status).is_some(),
+                "{method} {path} answered {status}, which the document does not list"
+            );
+            assert!(res.status().is_success(), "{method} {path}: {status}");
+        }
+    }
+    assert!(operations >= 20, "{operations}");
+
+    // The page for people shows every path, from sluice itself.
+    let res = app
+        .client
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    for path in paths.keys() {
+        assert!(
+            html.contains(&format!("<code>{path}</code>")),
+            "{path} not on /docs"
+        );
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+}

@@ -55,6 +55,7 @@ impl Pace {
 
 /// Waiting batches of one priority.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct Depth {
     pub priority: Priority,
     pub batches: u64,
@@ -62,6 +63,7 @@ pub struct Depth {
 
 /// A batch that has started.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct DispatchView {
     pub batch_id: Uuid,
     pub ingestion_id: Uuid,
@@ -75,6 +77,7 @@ pub struct DispatchView {
 
 /// The queue snapshot: what waits, what runs, when the next batch may start.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct QueueView {
     /// The server's time when the snapshot was taken (clients correct their clock by it).
     pub now: Timestamp,

@@ -13,6 +13,7 @@ pub const MAX_ID: u64 = 1_000_000_007;
 
 /// Dispatch priority. The derived order is dispatch order: `High < Medium < Low`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Priority {
     High,
@@ -48,6 +49,7 @@ impl Priority {
 
 /// What a well-behaved client sends to `POST /ingest`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IngestRequest {
     pub ids: Vec<u64>,
     pub priority: Priority,
@@ -55,6 +57,7 @@ pub struct IngestRequest {
 
 /// The answer to an accepted ingestion.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IngestResponse {
     pub ingestion_id: Uuid,
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 /// Where one batch is in its life: `yet_to_start` → `triggered` → `completed`, or
 /// `yet_to_start` → `cancelled` when its ingestion is cancelled before the batch starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BatchStatus {
     YetToStart,
@@ -17,6 +18,7 @@ pub enum BatchStatus {
 
 /// The overall status of an ingestion, derived from its batches (never stored).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum IngestionStatus {
     YetToStart,
@@ -85,6 +87,7 @@ impl IngestionStatus {
 
 /// What processing one ID produced, e.g. `{"id": 7, "data": "processed"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IdResult {
     pub id: u64,
     pub data: serde_json::Value,
@@ -103,6 +106,7 @@ impl IdResult {
 /// One batch as `GET /status/{id}` shows it. The reference's fields come first and are never
 /// renamed; `results` is sluice's addition (empty until the batch completes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BatchView {
     pub batch_id: Uuid,
     pub ids: Vec<u64>,
@@ -118,6 +122,7 @@ pub struct BatchView {
 
 /// An ingestion as `GET /status/{id}` shows it; `batches` in split order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IngestionView {
     pub ingestion_id: Uuid,
     pub status: IngestionStatus,
@@ -135,6 +140,7 @@ pub struct IngestionView {
 /// An ingestion as a list shows it: counts for the whole, and a window of its batches around
 /// the work in progress (an ingestion can have tens of thousands of batches).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IngestionSummary {
     pub ingestion_id: Uuid,
     pub status: IngestionStatus,
@@ -201,6 +207,7 @@ impl IngestionSummary {
 
 /// What `POST /ingest/{id}/cancel` answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CancelResponse {
     pub ingestion_id: Uuid,
     /// Batches cancelled by this request (0 when repeated, or when nothing was waiting).
@@ -213,6 +220,7 @@ pub struct CancelResponse {
 
 /// The newest ingestions, newest first, as the dashboard lists them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct RecentIngestions {
     /// The server's time when the list was read (countdowns start from it).
     pub now: Timestamp,

@@ -2,25 +2,87 @@
 //! idempotent and answer the resulting state; each change is durable and recorded as an event.
 
 use super::{ApiError, ApiState};
+use crate::domain::ErrorBody;
 use axum::{body::Bytes, extract::State, Json};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-pub(super) async fn pause(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+/// Whether dispatch is paused now, and whether this request changed it.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PauseState {
+    pub paused: bool,
+    pub changed: bool,
+}
+
+/// `PUT /admin/rate`: a humantime duration (`250ms`, `5s`, `1m`; 1ms..=1day), or null for the
+/// configured interval.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RateRequest {
+    #[schema(examples("2s"))]
+    pub rate_interval: Option<String>,
+}
+
+/// The interval in force after the change.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RateState {
+    pub rate_interval_ms: u64,
+    /// Whether a run-time interval overrides the configured one.
+    pub overridden: bool,
+}
+
+#[utoipa::path(
+    post, path = "/admin/pause", tag = "operations",
+    summary = "Pause dispatch (the batch in flight finishes; submissions are still accepted)",
+    responses(
+        (status = 200, body = PauseState),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn pause(State(state): State<ApiState>) -> Result<Json<PauseState>, ApiError> {
     let changed = state.service.pause().await?;
-    Ok(Json(json!({"paused": true, "changed": changed})))
+    Ok(Json(PauseState {
+        paused: true,
+        changed,
+    }))
 }
 
-pub(super) async fn resume(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    post, path = "/admin/resume", tag = "operations",
+    summary = "Resume dispatch, under the rate limit",
+    responses(
+        (status = 200, body = PauseState),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn resume(State(state): State<ApiState>) -> Result<Json<PauseState>, ApiError> {
     let changed = state.service.resume().await?;
-    Ok(Json(json!({"paused": false, "changed": changed})))
+    Ok(Json(PauseState {
+        paused: false,
+        changed,
+    }))
 }
 
-/// `{"rate_interval": "2s"}` sets the interval (humantime: `250ms`, `5s`, `1m`);
-/// `{"rate_interval": null}` returns to the configured one.
+#[utoipa::path(
+    put, path = "/admin/rate", tag = "operations",
+    summary = "Change the rate interval at run time (durable), or go back to the configured one",
+    request_body(content = RateRequest, content_type = "application/json"),
+    responses(
+        (status = 200, body = RateState),
+        (status = 400, description = "Not JSON (`bad_body`)", body = ErrorBody),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 422, description = "Not a duration in 1ms..=1day (`invalid_rate_interval`)", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn rate(
     State(state): State<ApiState>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RateState>, ApiError> {
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
     let interval = match body.get("rate_interval") {
@@ -37,8 +99,8 @@ pub(super) async fn rate(
         }
     };
     let effective = state.service.set_rate_interval(interval).await?;
-    Ok(Json(json!({
-        "rate_interval_ms": u64::try_from(effective.as_millis()).unwrap_or(u64::MAX),
-        "overridden": interval.is_some(),
-    })))
+    Ok(Json(RateState {
+        rate_interval_ms: u64::try_from(effective.as_millis()).unwrap_or(u64::MAX),
+        overridden: interval.is_some(),
+    }))
 }

@@ -10,7 +10,7 @@
 //! every 15 s keep idle connections open through proxies.
 
 use super::{query, ApiError, ApiState};
-use crate::domain::Event;
+use crate::domain::{ErrorBody, Event};
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
     extract::{Path, RawQuery, State},
@@ -28,6 +28,25 @@ const RETRY: Duration = Duration::from_secs(1);
 
 type EventStream = Sse<KeepAliveStream<BoxStream<'static, Result<SseEvent, Infallible>>>>;
 
+#[utoipa::path(
+    get, path = "/events", tag = "events",
+    summary = "Every change, as Server-Sent Events",
+    description = "Each message: `id` (the event's id), `event` (its `type`), `data` (the Event \
+        as JSON). Resume with `Last-Event-ID`; a first connection may start after `?after=`. \
+        A read token may come as `?access_token=` (EventSource cannot send headers).",
+    params(
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
+        ("after" = Option<u64>, Query, description = "Start after this event (default: from now)"),
+        ("access_token" = Option<String>, Query, description = "A read token, when reads need one"),
+    ),
+    responses(
+        (status = 200, description = "An endless event stream", body = Event,
+         content_type = "text/event-stream"),
+        (status = 400, description = "`Last-Event-ID` or `after` is not a number", body = ErrorBody),
+        (status = 401, description = "A read token is needed", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn all(
     State(state): State<ApiState>,
     RawQuery(raw): RawQuery,
@@ -44,6 +63,24 @@ pub(super) async fn all(
     Ok(sse(state.service, after, None, state.shutdown))
 }
 
+#[utoipa::path(
+    get, path = "/status/{ingestion_id}/events", tag = "events",
+    summary = "One ingestion's changes, from its first event, as Server-Sent Events",
+    params(
+        ("ingestion_id" = String, Path, description = "The id `POST /ingest` answered"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
+        ("after" = Option<u64>, Query, description = "Start after this event"),
+        ("access_token" = Option<String>, Query, description = "A read token, when reads need one"),
+    ),
+    responses(
+        (status = 200, description = "An endless event stream of that ingestion's events", body = Event,
+         content_type = "text/event-stream"),
+        (status = 400, description = "`Last-Event-ID` or `after` is not a number", body = ErrorBody),
+        (status = 401, description = "A read token is needed", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn one_ingestion(
     State(state): State<ApiState>,
     Path(ingestion_id): Path<String>,

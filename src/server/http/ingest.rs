@@ -1,7 +1,7 @@
 //! `POST /ingest`, with an optional `Idempotency-Key` header.
 
 use super::{ApiError, ApiState};
-use crate::domain::IngestResponse;
+use crate::domain::{ErrorBody, IngestRequest, IngestResponse};
 use crate::server::service::Accepted;
 use axum::{
     body::Bytes,
@@ -13,6 +13,31 @@ use axum::{
 
 /// Checks run cheapest first, before the body is read: content type (415), declared length
 /// (413); then the body is read up to the limit (413 past it) and handed to the service.
+#[utoipa::path(
+    post, path = "/ingest", tag = "ingestions",
+    summary = "Submit IDs with a priority",
+    description = "Splits the IDs into batches in order and stores the ingestion and all its \
+        batches durably before answering. With an `Idempotency-Key`, a retry of the same request \
+        within 24 h answers the first ingestion's id (200, `Idempotent-Replayed: true`) and \
+        stores nothing.",
+    request_body(content = IngestRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "1 to 255 visible ASCII characters")),
+    responses(
+        (status = 200, description = "Accepted and durably stored", body = IngestResponse,
+         headers(("Idempotent-Replayed" = String, description = "`true` on a replay"))),
+        (status = 400, description = "Not JSON (`malformed_json`), or a bad `Idempotency-Key`", body = ErrorBody),
+        (status = 401, description = "A token is needed (`unauthorized`)", body = ErrorBody),
+        (status = 403, description = "A read-only token (`forbidden`)", body = ErrorBody),
+        (status = 408, description = "Not received in time (`request_timeout`)", body = ErrorBody),
+        (status = 413, description = "Too many IDs or too large a body", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "JSON that breaks a rule, or a reused `Idempotency-Key`", body = ErrorBody),
+        (status = 429, description = "The queue is full (`queue_full`); see `Retry-After`", body = ErrorBody,
+         headers(("Retry-After" = u64, description = "Seconds until the request would fit"))),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn ingest(
     State(state): State<ApiState>,
     request: Request,

@@ -1,6 +1,7 @@
 //! `GET /metrics` (Prometheus text format) and the layer that counts and times every request.
 
 use super::{ApiError, ApiState};
+use crate::domain::ErrorBody;
 use crate::server::service::Service;
 use axum::{
     extract::{MatchedPath, Request, State},
@@ -10,6 +11,16 @@ use axum::{
 };
 use std::time::Instant;
 
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    summary = "Metrics in the Prometheus text format",
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String,
+         content_type = "application/openmetrics-text"),
+        (status = 401, description = "A read token is needed", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let text = state.service.metrics_text().await?;
     Ok((

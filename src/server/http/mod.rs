@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod ingest;
 mod metrics;
+mod openapi;
 mod query;
 mod queue;
 mod server_fns;
@@ -27,12 +28,9 @@ use crate::server::{
     service::Service,
     shutdown::Shutdown,
 };
-use axum::{
-    extract::DefaultBodyLimit,
-    middleware::from_fn_with_state,
-    routing::{get, post, put},
-    Router,
-};
+use axum::{extract::DefaultBodyLimit, middleware::from_fn_with_state, Extension, Router};
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// State shared by the JSON handlers.
 #[derive(Clone)]
@@ -44,36 +42,42 @@ pub struct ApiState {
     pub tokens: Tokens,
 }
 
-/// The JSON routes, grouped by the access they need (see `server::auth`), with the body limit
-/// and JSON 405s.
-pub fn router<S>(state: ApiState) -> Router<S> {
+/// The JSON routes, grouped by the access they need (see `server::auth`), with the body limit,
+/// JSON 405s and the OpenAPI document built from the same registrations.
+pub fn router<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
     let body_limit = state.max_body_bytes;
     let guard = |access| from_fn_with_state((state.tokens.clone(), access), auth::require);
-    let writes = Router::new()
-        .route(
-            "/ingest",
-            post(ingest::ingest).layer(DefaultBodyLimit::max(body_limit)),
-        )
-        .route("/ingest/{ingestion_id}/cancel", post(status::cancel))
-        .route("/admin/pause", post(admin::pause))
-        .route("/admin/resume", post(admin::resume))
-        .route("/admin/rate", put(admin::rate))
-        .route_layer(guard(Access::Write));
-    let reads = Router::new()
-        .route("/status/{ingestion_id}", get(status::status))
-        .route("/ingestions", get(queue::recent))
-        .route("/queue", get(queue::queue))
-        .route("/events", get(events::all))
-        .route("/status/{ingestion_id}/events", get(events::one_ingestion))
-        .route("/metrics", get(metrics::metrics))
+    let writes = OpenApiRouter::new()
+        .routes(routes!(ingest::ingest))
+        .routes(routes!(status::cancel))
+        .routes(routes!(admin::pause))
+        .routes(routes!(admin::resume))
+        .routes(routes!(admin::rate))
+        .route_layer(guard(Access::Write))
+        // Only `POST /ingest` takes a large body; the limit is checked by the handler too.
+        .layer(DefaultBodyLimit::max(body_limit));
+    let reads = OpenApiRouter::new()
+        .routes(routes!(status::status))
+        .routes(routes!(queue::recent))
+        .routes(routes!(queue::queue))
+        .routes(routes!(events::all))
+        .routes(routes!(events::one_ingestion))
+        .routes(routes!(metrics::metrics))
         .route_layer(guard(Access::Read));
-    let open = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    Router::new()
+    let open = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(openapi::docs_page));
+    let (router, spec) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(writes)
         .merge(reads)
         .merge(open)
+        .split_for_parts();
+    let mut spec = spec;
+    spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    router
+        .layer(Extension(openapi::Document::new(&spec)))
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state)
 }

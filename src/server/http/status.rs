@@ -1,12 +1,23 @@
 //! `GET /status/{ingestion_id}` and `POST /ingest/{ingestion_id}/cancel`.
 
 use super::{ApiError, ApiState};
-use crate::domain::{CancelResponse, IngestionView};
+use crate::domain::{CancelResponse, ErrorBody, IngestionView};
 use axum::{
     extract::{Path, State},
     Json,
 };
 
+#[utoipa::path(
+    get, path = "/status/{ingestion_id}", tag = "ingestions",
+    summary = "An ingestion's status, batches and predictions",
+    params(("ingestion_id" = String, Path, description = "The id `POST /ingest` answered")),
+    responses(
+        (status = 200, body = IngestionView),
+        (status = 401, description = "A read token is needed", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id (`not_found`)", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn status(
     State(state): State<ApiState>,
     Path(ingestion_id): Path<String>,
@@ -15,6 +26,20 @@ pub(super) async fn status(
 }
 
 /// Cancel the batches that have not started; idempotent (a repeat cancels nothing more).
+#[utoipa::path(
+    post, path = "/ingest/{ingestion_id}/cancel", tag = "ingestions",
+    summary = "Cancel the batches that have not started",
+    description = "Waiting batches become `cancelled` and never run; a started batch finishes. \
+        Repeating it cancels nothing more.",
+    params(("ingestion_id" = String, Path, description = "The id `POST /ingest` answered")),
+    responses(
+        (status = 200, body = CancelResponse),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(ingestion_id): Path<String>,
