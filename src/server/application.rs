@@ -10,7 +10,7 @@ use crate::server::{
     metrics::Metrics,
     processor::{Processor, SimulatedProcessor},
     scheduler::{Scheduler, SchedulerConfig, Wake},
-    service::Service,
+    service::{Service, ServiceConfig},
     shutdown::{self, Shutdown, ShutdownTrigger},
     store::{self, DynStore},
 };
@@ -81,13 +81,15 @@ impl Core {
         let (service, alive) = Service::new(
             store.clone(),
             clock,
-            config.batch_size,
-            config.limits,
-            Pace {
-                interval: config.scheduler.interval,
-                work: config.expected_work,
+            ServiceConfig {
+                batch_size: config.batch_size,
+                limits: config.limits,
+                pace: Pace {
+                    interval: config.scheduler.interval,
+                    work: config.expected_work,
+                },
+                max_waiting: config.max_waiting_batches,
             },
-            config.max_waiting_batches,
             wake.clone(),
             metrics.clone(),
         );

@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the JSON API and the dashboard (the default).
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Submit IDs to a running server; prints the ingestion id.
     Ingest(IngestArgs),
     /// Show an ingestion's status; with --watch, follow it until it completes.
@@ -82,7 +82,7 @@ pub enum Run {
 impl Cli {
     pub fn into_run(self) -> Run {
         match self.command {
-            Some(Command::Serve(settings)) => Run::Serve(Box::new(settings)),
+            Some(Command::Serve(settings)) => Run::Serve(settings),
             Some(client) => Run::Client(Box::new(client)),
             None => Run::Serve(Box::new(self.serve)),
         }

@@ -93,6 +93,17 @@ struct Inner {
     metrics: Metrics,
 }
 
+/// The service's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceConfig {
+    pub batch_size: usize,
+    pub limits: Limits,
+    /// The configured pace, for predictions and `Retry-After`.
+    pub pace: Pace,
+    /// Most batches allowed to wait (backpressure); `None`: no bound.
+    pub max_waiting: Option<u64>,
+}
+
 /// Held by the running scheduler task; dropping it (the task ended) makes the service unready.
 pub struct SchedulerAlive(#[allow(dead_code)] watch::Sender<()>);
 
@@ -122,13 +133,16 @@ impl Service {
     pub fn new(
         store: DynStore,
         clock: Clock,
-        batch_size: usize,
-        limits: Limits,
-        pace: Pace,
-        max_waiting: Option<u64>,
+        config: ServiceConfig,
         wake: Wake,
         metrics: Metrics,
     ) -> (Self, SchedulerAlive) {
+        let ServiceConfig {
+            batch_size,
+            limits,
+            pace,
+            max_waiting,
+        } = config;
         let (alive, scheduler) = watch::channel(());
         let service = Self {
             inner: Arc::new(Inner {
