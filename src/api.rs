@@ -68,7 +68,7 @@ where
     ) -> impl std::future::Future<Output = Result<Self::Response, E>> + Send {
         #[cfg(feature = "browser")]
         if let Some(token) = crate::app::token::session_token() {
-            let _ = request
+            request
                 .headers()
                 .set("authorization", &format!("Bearer {token}"));
         }
