@@ -28,26 +28,29 @@ pub fn Dashboard() -> impl IntoView {
     // Every snapshot corrects the clock; the first one also starts the live parts.
     let started = StoredValue::new(false);
     Effect::new(move |_| {
+        let first = !started.get_value();
+        // The server rendered the page without the session's token (a page load carries
+        // none): its refusal is not this browser's; read again with the token.
+        let rendered_without_token = first && session_token().is_some();
         match queue.get() {
             Some(Ok(q)) => {
+                live.note_outcome(false, None);
                 live.observe_server_time(q.now);
                 live.limits.set(Limits {
                     max_ids: q.max_ids as usize,
                 });
                 live.batch_size.set(q.batch_size.max(1));
             }
-            Some(Err(e)) => live.note_refusal(&e),
-            None => {}
+            Some(Err(e)) if !rendered_without_token => live.note_outcome(false, Some(&e)),
+            _ => {}
         }
-        let Some(first) = recent.get() else { return };
-        if !started.get_value() {
+        let Some(listed) = recent.get() else { return };
+        if first {
             started.set_value(true);
-            // The server rendered the page without the session's token (a page load carries
-            // none): read again with it.
-            if first.is_err() && session_token().is_some() {
+            if listed.is_err() && rendered_without_token {
                 live.refresh_soon();
             }
-            live.start(first.ok().map(|r| r.last_event_id));
+            live.start(listed.ok().map(|r| r.last_event_id));
         }
     });
 

@@ -88,9 +88,7 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
     // The card is redrawn from the next snapshot, which the cancel's event brings.
     let cancel = Action::new(move |_: &()| async move {
         let outcome = cancel_ingestion(id.to_string()).await;
-        if let Err(e) = &outcome {
-            live.note_refusal(e);
-        }
+        live.note_outcome(true, outcome.as_ref().err());
         outcome
     });
     let cancel_error = move || {

@@ -50,8 +50,10 @@ pub struct Live {
     /// The server's limits and batch size, from the latest queue snapshot.
     pub limits: RwSignal<Limits>,
     pub batch_size: RwSignal<u64>,
-    /// The server refused a request for the lack of a (valid, or writing) token.
-    pub token_needed: RwSignal<bool>,
+    /// The last read was refused for the lack of a (valid) token.
+    pub reads_refused: RwSignal<bool>,
+    /// The last write was refused for the lack of a (valid, writing) token.
+    pub writes_refused: RwSignal<bool>,
     refresh_pending: RwSignal<bool>,
 }
 
@@ -64,16 +66,30 @@ impl Live {
             connection: RwSignal::new(Connection::Connecting),
             limits: RwSignal::new(Limits::default()),
             batch_size: RwSignal::new(3),
-            token_needed: RwSignal::new(false),
+            reads_refused: RwSignal::new(false),
+            writes_refused: RwSignal::new(false),
             refresh_pending: RwSignal::new(false),
         }
     }
 
-    /// Take note of a refusal: one for want of a token asks the person for one.
-    pub fn note_refusal(self, error: &ErrorDetail) {
-        if matches!(error.code.as_str(), "unauthorized" | "forbidden") {
-            self.token_needed.set(true);
+    /// Take note of how a read (`write: false`) or a write went: a refusal for want of a token
+    /// asks the person for one, until the same kind of call succeeds.
+    pub fn note_outcome(self, write: bool, error: Option<&ErrorDetail>) {
+        let refused =
+            error.is_some_and(|e| matches!(e.code.as_str(), "unauthorized" | "forbidden"));
+        let signal = if write {
+            self.writes_refused
+        } else {
+            self.reads_refused
+        };
+        if signal.get_untracked() != refused {
+            signal.set(refused);
         }
+    }
+
+    /// A token is needed for what the person is doing.
+    pub fn token_needed(self) -> bool {
+        self.reads_refused.get() || self.writes_refused.get()
     }
 
     /// Read the snapshot again soon, once for however many calls arrive meanwhile.

@@ -35,11 +35,12 @@ pub fn SubmitForm() -> impl IntoView {
         if let Some(outcome) = submit.value().get() {
             match &outcome {
                 Ok(_) => {
+                    live.note_outcome(true, None);
                     text.set(String::new());
                     touched.set(false);
                     live.refresh_soon();
                 }
-                Err(e) => live.note_refusal(e),
+                Err(e) => live.note_outcome(true, Some(e)),
             }
             last.set(Some(outcome));
         }

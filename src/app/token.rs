@@ -47,7 +47,7 @@ pub fn TokenPrompt() -> impl IntoView {
     let entered = RwSignal::new(String::new());
     let has_token = session_token().is_some();
     view! {
-        <Show when=move || live.token_needed.get()>
+        <Show when=move || live.token_needed()>
             <form
                 class="card token"
                 data-testid="token-form"
