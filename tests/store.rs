@@ -1,10 +1,14 @@
 //! The store conformance suite: one set of cases over the `Store` trait, run against every
-//! backend (SQLite in memory and on disk here; further backends add one line each).
+//! backend: SQLite in memory and on disk, and PostgreSQL (a fresh database per test on the
+//! server in `SLUICE_TEST_POSTGRES`; see `support/postgres.rs`).
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, Timestamp};
 use sluice::server::store::{
     Admission, Claim, ClaimedBatch, Completion, DynStore, IdempotencyKey, Inserted, NewBatchRecord,
-    NewIngestionRecord, SqliteStore,
+    NewIngestionRecord, PostgresStore, SlotClock, SqliteStore,
 };
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use uuid::Uuid;
@@ -174,11 +178,11 @@ mod cases {
             .unwrap();
         assert_eq!(late, Completion::Fenced);
         assert!(!store
-            .renew_lease(first.batch_id, first.attempt, at(99))
+            .renew_lease(first.batch_id, first.attempt, at(60), LEASE)
             .await
             .unwrap());
         assert!(store
-            .renew_lease(again.batch_id, again.attempt, at(99))
+            .renew_lease(again.batch_id, again.attempt, at(60), LEASE)
             .await
             .unwrap());
         finish(&store, &again, at(40)).await;
@@ -652,27 +656,89 @@ macro_rules! conformance {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let (store, _guard) = $fresh.await;
+                let Some((store, _guard)) = $fresh.await else { return };
                 cases::$case(store).await;
             }
         )*
     };
 }
 
-async fn sqlite_memory() -> (DynStore, ()) {
-    (Arc::new(SqliteStore::open_memory().await.unwrap()), ())
+async fn sqlite_memory() -> Option<(DynStore, ())> {
+    Some((Arc::new(SqliteStore::open_memory().await.unwrap()), ()))
 }
 
-async fn sqlite_file() -> (DynStore, tempfile::TempDir) {
+async fn sqlite_file() -> Option<(DynStore, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_file(&dir.path().join("nested/dir/sluice.db"))
         .await
         .unwrap();
-    (Arc::new(store), dir)
+    Some((Arc::new(store), dir))
+}
+
+/// The tests drive time: slots on the caller's clock.
+async fn open_postgres(url: &str) -> DynStore {
+    Arc::new(
+        PostgresStore::open(url, SlotClock::Caller, 4)
+            .await
+            .unwrap(),
+    )
+}
+
+async fn postgres_fresh() -> Option<(DynStore, postgres::TestDb)> {
+    let db = postgres::fresh_database().await?;
+    Some((open_postgres(&db.url).await, db))
 }
 
 conformance!(sqlite_in_memory, sqlite_memory());
 conformance!(sqlite_on_disk, sqlite_file());
+conformance!(on_postgres, postgres_fresh());
+
+fn reopenable_postgres(db: &postgres::TestDb) -> Open {
+    let url = db.url.clone();
+    Arc::new(move || {
+        let url = url.clone();
+        Box::pin(async move { open_postgres(&url).await })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keeps_the_last_start_and_the_event_log_across_a_restart() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    cases::the_last_start_survives_a_restart(reopenable_postgres(&db)).await;
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    cases::the_event_log_survives_a_restart(reopenable_postgres(&db)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stores_on_one_database_see_each_others_events_and_share_one_slot() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    let (a, b) = (open_postgres(&db.url).await, open_postgres(&db.url).await);
+    let mut feed_b = b.event_feed();
+    let id = ingest(&a, Priority::High, at(0), &[&[1], &[2]]).await;
+    // B hears of A's event through LISTEN/NOTIFY.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        feed_b.wait_for(|&latest| latest > 0),
+    )
+    .await
+    .expect("the other store heard of the event")
+    .unwrap();
+    let first = claimed(&a, at(0)).await;
+    assert_eq!(first.ingestion_id, id);
+    // The slot and the lease are the cluster's: B may not start anything yet.
+    assert_eq!(claim(&b, at(1)).await, Claim::NotBefore(at(5)));
+    assert_eq!(claim(&b, at(6)).await, Claim::InFlight(first.lease_until));
+    finish(&a, &first, at(6)).await;
+    let second = claimed(&b, at(7)).await;
+    assert_eq!(second.ids, vec![2]);
+    assert_eq!(a.last_start().await.unwrap(), Some(at(7)));
+}
 
 fn reopenable_sqlite_file() -> (Open, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();

@@ -105,7 +105,7 @@ impl Core {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let tokens = settings.tokens().map_err(anyhow::Error::msg)?;
-        let store = store::open(&settings.database_url)
+        let store = store::open(&settings.database_url, settings.database_pool_size as usize)
             .await
             .with_context(|| format!("opening the store at {}", settings.database_url))?;
         let listener = TcpListener::bind(settings.addr)

@@ -104,8 +104,9 @@ pub struct Settings {
     #[arg(long, env = "SLUICE_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// Where state is kept: `sqlite://path/to/file.db` (created if missing) or
-    /// `sqlite::memory:` for a throw-away store.
+    /// Where state is kept: `sqlite://path/to/file.db` (created if missing), `sqlite::memory:`
+    /// for a throw-away store, or `postgres://user@host/db` to share one queue between many
+    /// sluice processes.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -113,6 +114,11 @@ pub struct Settings {
         value_parser = parse_database_url
     )]
     pub database_url: DatabaseUrl,
+
+    /// Connections to PostgreSQL per process (2..=256); ignored for SQLite.
+    #[arg(long, env = "SLUICE_DATABASE_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub database_pool_size: u32,
 
     /// IDs per batch (1..=10000).
     #[arg(long, env = "SLUICE_BATCH_SIZE", default_value_t = 3,
@@ -197,6 +203,37 @@ pub struct Settings {
 pub enum DatabaseUrl {
     SqliteFile(PathBuf),
     SqliteMemory,
+    Postgres(PostgresUrl),
+}
+
+/// A `postgres://` URL. It may carry a password: `Display` and `Debug` show it as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl(String);
+
+impl PostgresUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // scheme://user:password@host/...: the password becomes ***.
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("postgres", &self.0));
+        match rest.rsplit_once('@') {
+            Some((user, host)) => match user.split_once(':') {
+                Some((name, _)) => write!(f, "{scheme}://{name}:***@{host}"),
+                None => write!(f, "{scheme}://{user}@{host}"),
+            },
+            None => write!(f, "{scheme}://{rest}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
 }
 
 impl std::fmt::Display for DatabaseUrl {
@@ -204,6 +241,7 @@ impl std::fmt::Display for DatabaseUrl {
         match self {
             DatabaseUrl::SqliteFile(path) => write!(f, "sqlite://{}", path.display()),
             DatabaseUrl::SqliteMemory => f.write_str("sqlite::memory:"),
+            DatabaseUrl::Postgres(url) => url.fmt(f),
         }
     }
 }
@@ -221,10 +259,14 @@ pub fn parse_database_url(raw: &str) -> Result<DatabaseUrl, String> {
         return Ok(DatabaseUrl::SqliteFile(PathBuf::from(path)));
     }
     if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-        return Err("PostgreSQL is not supported by this build yet; use a sqlite:// URL".into());
+        raw.parse::<tokio_postgres::Config>()
+            .map_err(|e| format!("not a valid PostgreSQL URL: {e}"))?;
+        return Ok(DatabaseUrl::Postgres(PostgresUrl(raw.to_owned())));
     }
     Err(format!(
-        "unsupported database URL {raw:?}: expected sqlite://PATH or sqlite::memory:"
+        "unsupported database URL {}: expected sqlite://PATH, sqlite::memory: or \
+         postgres://USER@HOST/DB",
+        raw.split('@').next_back().unwrap_or_default()
     ))
 }
 
@@ -291,6 +333,19 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_postgres_url_is_accepted_and_its_password_never_shown() {
+        let url = parse_database_url("postgres://app:s3cret@db.internal:5432/sluice").unwrap();
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@db.internal:5432/sluice"
+        );
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let plain = parse_database_url("postgresql://root@127.0.0.1/test").unwrap();
+        assert_eq!(plain.to_string(), "postgresql://root@127.0.0.1/test");
+        assert!(parse_database_url("postgres://host:notaport/db").is_err());
     }
 
     #[test]

@@ -85,7 +85,12 @@ impl Scheduler {
         }
         // The slot the loop last slept until, for the lateness of the start that follows.
         let mut awaited_slot = None;
+        // Committed events, from this process or (on a shared store) any other: new work
+        // submitted elsewhere, or dispatch resumed elsewhere, must wake an idle loop too.
+        let mut events = self.store.event_feed();
         while !shutdown.is_triggered() {
+            // Before the claim: an event committed while it runs wakes the wait below at once.
+            events.mark_unchanged();
             let claim = self
                 .store
                 .claim_next(self.clock.now(), self.config.interval, self.config.lease)
@@ -117,6 +122,7 @@ impl Scheduler {
                 _ = shutdown.triggered() => break,
                 _ = repaced => {}
                 _ = woken, if wait_until.is_none() => {}
+                Ok(()) = events.changed(), if wait_until.is_none() => {}
                 _ = sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if wait_until.is_some() => {}
             }
         }
@@ -188,8 +194,11 @@ impl Scheduler {
             tokio::select! {
                 results = &mut work => return results,
                 _ = renew.tick() => {
-                    let until = self.clock.now().plus(self.config.lease);
-                    match self.store.renew_lease(batch.batch_id, batch.attempt, until).await {
+                    let renewed = self
+                        .store
+                        .renew_lease(batch.batch_id, batch.attempt, self.clock.now(), self.config.lease)
+                        .await;
+                    match renewed {
                         Ok(true) => {}
                         Ok(false) => tracing::warn!(batch = %batch.batch_id, "lease lost: another dispatcher took the batch over"),
                         Err(e) => tracing::error!(error = %e, batch = %batch.batch_id, "renewing the lease failed"),

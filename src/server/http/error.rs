@@ -1,7 +1,7 @@
 //! One error type for the JSON routes, answered in the one error shape.
 
 use crate::domain::{ErrorBody, ErrorDetail, RequestError, RequestErrorKind};
-use crate::server::{auth::Denied, service::ServiceError};
+use crate::server::{auth::Denied, service::ServiceError, store::StoreError};
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
@@ -38,6 +38,10 @@ pub enum ApiError {
     Denied(Denied),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// The store cannot be reached (a database outage or failover): retry shortly. Details
+    /// are logged, never sent.
+    #[error("the store is unavailable; retry shortly")]
+    Unavailable(String),
     /// Details are logged, never sent.
     #[error("internal error")]
     Internal(String),
@@ -48,6 +52,9 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Request(e) => ApiError::Request(e),
             ServiceError::NotFound(id) => ApiError::NotFound(id),
+            ServiceError::Store(e @ StoreError::Unavailable(_)) => {
+                ApiError::Unavailable(e.to_string())
+            }
             ServiceError::Store(e) => ApiError::Internal(e.to_string()),
             ServiceError::InvalidIdempotencyKey => ApiError::InvalidIdempotencyKey,
             ServiceError::IdempotencyConflict => ApiError::IdempotencyConflict,
@@ -63,7 +70,7 @@ impl ApiError {
     /// The error as the body's `error` field (and as server functions answer it), with the
     /// status it is sent with. Internal details are logged here and never sent.
     pub fn into_detail(self) -> (StatusCode, ErrorDetail) {
-        if let ApiError::Internal(detail) = &self {
+        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &self {
             tracing::error!(error = %detail, "request failed");
         }
         let (status, code) = self.status_and_code();
@@ -106,6 +113,7 @@ impl ApiError {
             ApiError::Denied(Denied::ReadOnly) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Denied(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -118,6 +126,7 @@ impl IntoResponse for ApiError {
             ApiError::QueueFull { retry_after_secs } => {
                 Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)))
             }
+            ApiError::Unavailable(_) => Some((header::RETRY_AFTER, HeaderValue::from(1))),
             ApiError::Denied(Denied::Missing | Denied::Invalid) => Some((
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"sluice\""),

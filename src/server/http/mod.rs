@@ -76,6 +76,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
         .split_for_parts();
     let mut spec = spec;
     spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    openapi::add_store_outage(&mut spec);
     router
         .layer(Extension(openapi::Document::new(&spec)))
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -76,6 +76,38 @@ impl Modify for Bearer {
     }
 }
 
+/// Every operation that reads or writes the store may meet an outage: 503 `store_unavailable`
+/// (added here rather than to each annotation).
+pub fn add_store_outage(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{schema::Ref, ContentBuilder, ResponseBuilder};
+    let outage = ResponseBuilder::new()
+        .description("The store is unreachable (`store_unavailable`); see `Retry-After`")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        if matches!(
+            path.as_str(),
+            "/healthz" | "/readyz" | "/openapi.json" | "/docs"
+        ) {
+            continue;
+        }
+        for op in [&mut item.get, &mut item.post, &mut item.put]
+            .into_iter()
+            .flatten()
+        {
+            op.responses
+                .responses
+                .entry("503".into())
+                .or_insert_with(|| outage.clone().into());
+        }
+    }
+}
+
 /// `submit_ingestion`'s arguments.
 #[derive(Serialize, ToSchema)]
 pub struct SubmitArgs {

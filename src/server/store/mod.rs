@@ -7,8 +7,10 @@
 //! lease and fencing token, and advances the slot, all in one transaction. Each backend keeps
 //! its row types private; only the records below cross this boundary.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{BatchStatus, Event, IdResult, Priority, Timestamp};
@@ -206,12 +208,14 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Claim, StoreError>;
 
-    /// Extend the lease of a batch still held under `attempt`; false if it was taken over.
+    /// Extend the lease of a batch still held under `attempt` to `lease` from now (the
+    /// store's now, where the store keeps the time); false if it was taken over.
     async fn renew_lease(
         &self,
         batch_id: Uuid,
         attempt: u32,
-        until: Timestamp,
+        now: Timestamp,
+        lease: Duration,
     ) -> Result<bool, StoreError>;
 
     /// Record a batch's results and mark it completed, if `attempt` is still current.
@@ -277,10 +281,16 @@ pub trait Store: Send + Sync + 'static {
 pub type DynStore = Arc<dyn Store>;
 
 /// Open the store a URL names, creating and migrating it if needed.
-pub async fn open(url: &crate::server::config::DatabaseUrl) -> Result<DynStore, StoreError> {
+pub async fn open(
+    url: &crate::server::config::DatabaseUrl,
+    pool_size: usize,
+) -> Result<DynStore, StoreError> {
     use crate::server::config::DatabaseUrl;
     Ok(match url {
         DatabaseUrl::SqliteFile(path) => Arc::new(SqliteStore::open_file(path).await?),
         DatabaseUrl::SqliteMemory => Arc::new(SqliteStore::open_memory().await?),
+        DatabaseUrl::Postgres(url) => {
+            Arc::new(PostgresStore::open(url.expose(), SlotClock::Database, pool_size).await?)
+        }
     })
 }

@@ -374,8 +374,10 @@ impl Store for SqliteStore {
         &self,
         batch_id: Uuid,
         attempt: u32,
-        until: Timestamp,
+        now: Timestamp,
+        lease: Duration,
     ) -> Result<bool, StoreError> {
+        let until = now.plus(lease);
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(

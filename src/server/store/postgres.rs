@@ -1,0 +1,1052 @@
+//! PostgreSQL backend: any number of sluice processes, one queue, one rate limit.
+//!
+//! - Every claim locks the one `dispatch_slot` row (`FOR UPDATE`) for its transaction, then
+//!   picks the batch with `FOR UPDATE SKIP LOCKED` and advances the slot before committing:
+//!   claims are serialized cluster-wide, so start-to-start spacing and "at most one in flight"
+//!   hold across replicas, with no leader.
+//! - Slots are read on the database's clock (`SlotClock::Database`): replicas' clocks need not
+//!   agree. (The conformance suite drives the store with given times, `SlotClock::Caller`.)
+//! - A dead replica's batch is rescued when its lease runs out: the next claim takes an expired
+//!   triggered batch first (by dispatch order) under a new attempt, and the dead replica's late
+//!   completion is fenced by the attempt number.
+//! - Events get ids from `event_seq` under a row lock held to commit, so they become visible in
+//!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
+
+use super::{
+    Admission, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IdempotencyKey,
+    IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
+    IDEMPOTENCY_RETENTION,
+};
+use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool, Runtime};
+use futures::StreamExt;
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
+use uuid::Uuid;
+
+/// Migrations in order; `sluice_schema` records how many are applied.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+
+/// Events kept in the log (as on SQLite).
+const EVENT_RETENTION: i64 = 100_000;
+
+/// The channel every replica listens on; the payload is the new event's id.
+const CHANNEL: &str = "sluice_events";
+
+/// Whose clock decides the rate slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotClock {
+    /// The database's (`clock_timestamp()`): replicas' clocks need not agree. The default.
+    Database,
+    /// The `now` each call passes: deterministic tests.
+    Caller,
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    clock: SlotClock,
+    events: watch::Receiver<u64>,
+    feed: Arc<watch::Sender<u64>>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The driver's client behind a pooled connection (the pool's own wrappers have their own
+/// transaction types; the helpers here take the driver's).
+fn raw(object: &mut Object) -> &mut tokio_postgres::Client {
+    object
+}
+
+/// The database's time in µs since the epoch.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl PostgresStore {
+    /// Connect, bring the schema up to date (one process at a time, under an advisory lock),
+    /// and start listening for other replicas' events.
+    pub async fn open(url: &str, clock: SlotClock, pool_size: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let manager = deadpool_postgres::Manager::from_config(
+            config.clone(),
+            NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        migrate(raw(&mut client)).await?;
+        let latest = latest_event(&**client).await?;
+        drop(client);
+        let (feed, events) = watch::channel(latest);
+        let feed = Arc::new(feed);
+        let listener = tokio::spawn(listen(config, feed.clone()));
+        Ok(Self {
+            pool,
+            clock,
+            events,
+            feed,
+            listener,
+        })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// Tell this process's listeners at once (other replicas hear the NOTIFY).
+    fn published(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            advance(&self.feed, id);
+        }
+    }
+
+    async fn now_in<C: GenericClient>(
+        &self,
+        client: &C,
+        given: Timestamp,
+    ) -> Result<Timestamp, StoreError> {
+        match self.clock {
+            SlotClock::Caller => Ok(given),
+            SlotClock::Database => {
+                let row = client
+                    .query_one(&format!("SELECT {DB_NOW}"), &[])
+                    .await
+                    .map_err(pg)?;
+                Ok(Timestamp::from_micros(row.get(0)))
+            }
+        }
+    }
+}
+
+/// Keep the feed current with every replica's events; reconnect when the connection drops.
+async fn listen(config: tokio_postgres::Config, feed: Arc<watch::Sender<u64>>) {
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(AsyncMessage::Notification(n)) => {
+                                if let Ok(id) = n.payload().parse() {
+                                    let _ = tx.send(id);
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                let caught_up = async {
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+                    // Whatever was committed before LISTEN took effect.
+                    let row = client
+                        .query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])
+                        .await?;
+                    Ok::<u64, tokio_postgres::Error>(row.get::<_, i64>(0) as u64)
+                };
+                match caught_up.await {
+                    Ok(latest) => {
+                        advance(&feed, latest);
+                        while let Some(id) = rx.recv().await {
+                            advance(&feed, id);
+                        }
+                        tracing::warn!("the event listener's connection closed; reconnecting");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not listen for events"),
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::warn!(error = %e, "event listener cannot connect; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Move the feed forward to `id` (never back).
+fn advance(feed: &watch::Sender<u64>, id: u64) {
+    feed.send_if_modified(|seen| {
+        let newer = id > *seen;
+        if newer {
+            *seen = id;
+        }
+        newer
+    });
+}
+
+async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    let err = |e: tokio_postgres::Error| StoreError::Migration(e.to_string());
+    let tx = client.transaction().await.map_err(err)?;
+    // One replica migrates at a time; the others wait here, then find nothing to do.
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7368273);
+         CREATE TABLE IF NOT EXISTS sluice_schema (version INTEGER NOT NULL);",
+    )
+    .await
+    .map_err(err)?;
+    let applied: Option<i32> = tx
+        .query_opt("SELECT version FROM sluice_schema", &[])
+        .await
+        .map_err(err)?
+        .map(|r| r.get(0));
+    let applied = applied.unwrap_or(0) as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Migration(format!(
+            "the database is at schema version {applied}, newer than this build knows ({}); \
+             run a newer sluice",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| StoreError::Migration(format!("migration {}: {e}", i + 1)))?;
+    }
+    tx.execute("DELETE FROM sluice_schema", &[])
+        .await
+        .map_err(err)?;
+    tx.execute(
+        "INSERT INTO sluice_schema (version) VALUES ($1)",
+        &[&(MIGRATIONS.len() as i32)],
+    )
+    .await
+    .map_err(err)?;
+    tx.commit().await.map_err(err)
+}
+
+async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
+    let row = client
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])
+        .await
+        .map_err(pg)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Append an event with the next id (locking `event_seq` to commit) and notify every replica
+/// on commit. Returns its id.
+async fn append_event<C: GenericClient>(
+    client: &C,
+    at: Timestamp,
+    body: &EventBody,
+) -> Result<u64, StoreError> {
+    let json =
+        serde_json::to_string(body).map_err(|e| StoreError::Corrupt(format!("event: {e}")))?;
+    let ingestion = body
+        .ingestion_id()
+        .map(|id| id.to_string())
+        .unwrap_or_default();
+    let row = client
+        .query_one(
+            "WITH next AS (UPDATE event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
+             INSERT INTO events (id, at, ingestion_id, body)
+             SELECT last, $1, $2, $3 FROM next
+             RETURNING id",
+            &[&at.as_micros(), &ingestion, &json],
+        )
+        .await
+        .map_err(pg)?;
+    let id: i64 = row.get(0);
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
+        .await
+        .map_err(pg)?;
+    Ok(id as u64)
+}
+
+const WAITING: i16 = 0;
+const TRIGGERED: i16 = 1;
+const COMPLETED: i16 = 2;
+const CANCELLED: i16 = 3;
+
+fn ids_of(ids: Vec<i64>) -> Vec<u64> {
+    ids.into_iter().map(|id| id as u64).collect()
+}
+
+fn priority_of(rank: i16) -> Result<Priority, StoreError> {
+    Priority::from_rank(i64::from(rank))
+        .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
+}
+
+fn results_of(json: Option<serde_json::Value>) -> Result<Vec<IdResult>, StoreError> {
+    match json {
+        Some(v) => serde_json::from_value(v)
+            .map_err(|e| StoreError::Corrupt(format!("batch results: {e}"))),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The one row beside the queue, locked (`FOR UPDATE`) or not.
+struct Slot {
+    last_start: Option<Timestamp>,
+    paused: bool,
+    rate_interval: Option<Duration>,
+    waiting: i64,
+}
+
+async fn slot<C: GenericClient>(client: &C, lock: bool) -> Result<Slot, StoreError> {
+    let sql = format!(
+        "SELECT last_start, paused, rate_interval, waiting FROM dispatch_slot WHERE id = 1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = client.query_one(&sql, &[]).await.map_err(pg)?;
+    Ok(Slot {
+        last_start: row.get::<_, Option<i64>>(0).map(Timestamp::from_micros),
+        paused: row.get(1),
+        rate_interval: row
+            .get::<_, Option<i64>>(2)
+            .map(|us| Duration::from_micros(us.max(0) as u64)),
+        waiting: row.get(3),
+    })
+}
+
+const HEAD: &str = "SELECT seq, id, priority, created_at, cancelled_at FROM ingestions";
+
+async fn ingestion_of<C: GenericClient>(
+    client: &C,
+    head: &Row,
+) -> Result<IngestionRecord, StoreError> {
+    let seq: i64 = head.get(0);
+    let rows = client
+        .query(
+            "SELECT id, position, ids, status, attempt, started_at, completed_at, results
+             FROM batches WHERE ingestion_seq = $1 ORDER BY position",
+            &[&seq],
+        )
+        .await
+        .map_err(pg)?;
+    let batches = rows
+        .into_iter()
+        .map(|r| {
+            let status = match r.get::<_, i16>(3) {
+                WAITING => BatchStatus::YetToStart,
+                TRIGGERED => BatchStatus::Triggered,
+                COMPLETED => BatchStatus::Completed,
+                CANCELLED => BatchStatus::Cancelled,
+                other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
+            };
+            Ok(BatchRecord {
+                id: r.get(0),
+                position: r.get::<_, i32>(1) as u32,
+                ids: ids_of(r.get(2)),
+                status,
+                attempt: r.get::<_, i32>(4) as u32,
+                started_at: r.get::<_, Option<i64>>(5).map(Timestamp::from_micros),
+                completed_at: r.get::<_, Option<i64>>(6).map(Timestamp::from_micros),
+                results: results_of(r.get(7))?,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IngestionRecord {
+        id: head.get(1),
+        priority: priority_of(head.get(2))?,
+        created_at: Timestamp::from_micros(head.get(3)),
+        cancelled_at: head.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
+        batches,
+    })
+}
+
+/// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
+async fn dispatches<C: GenericClient>(
+    client: &C,
+    filter: &str,
+    limit: i64,
+) -> Result<Vec<DispatchRecord>, StoreError> {
+    let sql = format!(
+        "SELECT b.id, i.id, b.priority, b.position, b.ids, b.attempt, b.started_at, b.completed_at
+         FROM batches b JOIN ingestions i ON i.seq = b.ingestion_seq {filter} LIMIT $1"
+    );
+    let rows = client.query(&sql, &[&limit]).await.map_err(pg)?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(DispatchRecord {
+                batch_id: r.get(0),
+                ingestion_id: r.get(1),
+                priority: priority_of(r.get(2))?,
+                position: r.get::<_, i32>(3) as u32,
+                ids: ids_of(r.get(4)),
+                attempt: r.get::<_, i32>(5) as u32,
+                started_at: Timestamp::from_micros(r.get(6)),
+                completed_at: r.get::<_, Option<i64>>(7).map(Timestamp::from_micros),
+            })
+        })
+        .collect()
+}
+
+/// The ingestion's last event, if nothing of it is left to run: completed, or cancelled.
+async fn ending<C: GenericClient>(
+    client: &C,
+    seq: i64,
+    ingestion_id: Uuid,
+) -> Result<Option<EventBody>, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT COUNT(*) FILTER (WHERE status NOT IN (2, 3)),
+                    COUNT(*) FILTER (WHERE status = 3)
+             FROM batches WHERE ingestion_seq = $1",
+            &[&seq],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
+        (0, 0) => Some(EventBody::IngestionCompleted { ingestion_id }),
+        (0, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
+        _ => None,
+    })
+}
+
+/// How a key seen within the retention window answers, if it was seen.
+async fn seen_key<C: GenericClient>(
+    client: &C,
+    key: &IdempotencyKey,
+    now: Timestamp,
+) -> Result<Option<Inserted>, StoreError> {
+    let horizon = now
+        .as_micros()
+        .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+    let row = client
+        .query_opt(
+            "SELECT fingerprint, ingestion_id FROM idempotency_keys
+             WHERE key = $1 AND created_at >= $2",
+            &[&key.key, &horizon],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(row.map(|r| {
+        if r.get::<_, String>(0) == key.fingerprint {
+            Inserted::Replayed(r.get(1))
+        } else {
+            Inserted::KeyConflict
+        }
+    }))
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_ingestion(
+        &self,
+        ingestion: NewIngestionRecord,
+        admission: Admission,
+    ) -> Result<Inserted, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let new = ingestion.batches.len() as i64;
+        if let Some(key) = &admission.key {
+            // Two requests with one key wait for each other here: one stores, one replays.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&key.key],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let now = ingestion.created_at;
+        if let Some(max) = admission.max_waiting {
+            let waiting = slot(&tx, false).await?.waiting;
+            if waiting.saturating_add(new) > max as i64 {
+                let replay = match &admission.key {
+                    Some(key) => seen_key(&tx, key, now).await?,
+                    None => None,
+                };
+                return Ok(replay.unwrap_or(Inserted::QueueFull {
+                    waiting: waiting.max(0) as u64,
+                }));
+            }
+        }
+        if let Some(key) = &admission.key {
+            let horizon = now
+                .as_micros()
+                .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[&horizon],
+            )
+            .await
+            .map_err(pg)?;
+            if let Some(seen) = seen_key(&tx, key, now).await? {
+                return Ok(seen);
+            }
+            tx.execute(
+                "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
+                 VALUES ($1, $2, $3, $4)",
+                &[&key.key, &key.fingerprint, &ingestion.id, &now.as_micros()],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let rank = ingestion.priority.rank() as i16;
+        let row = tx
+            .query_one(
+                "INSERT INTO ingestions (id, priority, created_at) VALUES ($1, $2, $3)
+                 RETURNING seq",
+                &[&ingestion.id, &rank, &now.as_micros()],
+            )
+            .await
+            .map_err(pg)?;
+        let seq: i64 = row.get(0);
+        // All batches in one statement: ids and their arrays as parallel arrays.
+        let batch_ids: Vec<Uuid> = ingestion.batches.iter().map(|b| b.id).collect();
+        let id_lists: Vec<String> = ingestion
+            .batches
+            .iter()
+            .map(|b| {
+                let ids: Vec<String> = b.ids.iter().map(u64::to_string).collect();
+                format!("{{{}}}", ids.join(","))
+            })
+            .collect();
+        tx.execute(
+            "INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+             SELECT b.id, $2::bigint, b.position - 1, $3::smallint, b.ids::bigint[]
+             FROM unnest($1::uuid[], $4::text[]) WITH ORDINALITY AS b(id, ids, position)",
+            &[&batch_ids, &seq, &rank, &id_lists],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE dispatch_slot SET waiting = waiting + $1 WHERE id = 1",
+            &[&new],
+        )
+        .await
+        .map_err(pg)?;
+        let event = append_event(
+            &tx,
+            now,
+            &EventBody::IngestionCreated {
+                ingestion_id: ingestion.id,
+                priority: ingestion.priority,
+                batches: ingestion.batches.len() as u32,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(event));
+        Ok(Inserted::Created)
+    }
+
+    async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let head = tx
+            .query_opt(&format!("{HEAD} WHERE id = $1"), &[&id])
+            .await
+            .map_err(pg)?;
+        match head {
+            Some(head) => Ok(Some(ingestion_of(&tx, &head).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn claim_next(
+        &self,
+        now: Timestamp,
+        interval: Duration,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        // Every claimer in the cluster queues here: one claim at a time.
+        let Slot {
+            last_start,
+            paused,
+            rate_interval,
+            ..
+        } = slot(&tx, true).await?;
+        let now = self.now_in(&tx, now).await?;
+        if paused {
+            return Ok(Claim::Paused);
+        }
+        let interval = rate_interval.unwrap_or(interval);
+        if let Some(last) = last_start {
+            let slot = last.plus(interval);
+            if now < slot {
+                return Ok(Claim::NotBefore(slot));
+            }
+        }
+        let live: Option<i64> = tx
+            .query_one("SELECT MAX(lease_until) FROM batches WHERE status = 1", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if let Some(until) = live.filter(|&until| until > now.as_micros()) {
+            return Ok(Claim::InFlight(Timestamp::from_micros(until)));
+        }
+        type Key = (i16, i64, i32);
+        let first = |status: i16| {
+            let tx = &tx;
+            async move {
+                tx.query_opt(
+                    "SELECT priority, ingestion_seq, position FROM batches WHERE status = $1
+                     ORDER BY priority, ingestion_seq, position LIMIT 1
+                     FOR UPDATE SKIP LOCKED",
+                    &[&status],
+                )
+                .await
+                .map_err(pg)
+                .map(|row| row.map(|r| -> Key { (r.get(0), r.get(1), r.get(2)) }))
+            }
+        };
+        // The first abandoned batch (triggered, lease run out) and the first waiting one.
+        let abandoned = first(TRIGGERED).await?;
+        let waiting = first(WAITING).await?;
+        let Some(chosen) = abandoned.into_iter().chain(waiting).min() else {
+            return Ok(Claim::Idle);
+        };
+        let (_, seq, position) = chosen;
+        let from_waiting = i64::from(waiting == Some(chosen));
+        let lease_until = now.plus(lease);
+        let row = tx
+            .query_one(
+                "UPDATE batches b
+                 SET status = 1, attempt = attempt + 1, started_at = $1, lease_until = $2,
+                     completed_at = NULL, results = NULL
+                 FROM ingestions i
+                 WHERE b.ingestion_seq = $3 AND b.position = $4 AND i.seq = b.ingestion_seq
+                 RETURNING b.id, b.ids, b.attempt, b.priority, i.id",
+                &[&now.as_micros(), &lease_until.as_micros(), &seq, &position],
+            )
+            .await
+            .map_err(pg)?;
+        let (batch_id, ids, attempt, priority, ingestion_id): (Uuid, Vec<i64>, i32, i16, Uuid) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        tx.execute(
+            "UPDATE dispatch_slot SET last_start = $1, waiting = waiting - $2 WHERE id = 1",
+            &[&now.as_micros(), &from_waiting],
+        )
+        .await
+        .map_err(pg)?;
+        let event = append_event(
+            &tx,
+            now,
+            &EventBody::BatchTriggered {
+                ingestion_id,
+                batch_id,
+                position: position as u32,
+                attempt: attempt as u32,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(event));
+        Ok(Claim::Claimed(ClaimedBatch {
+            batch_id,
+            ingestion_id,
+            priority: priority_of(priority)?,
+            position: position as u32,
+            ids: ids_of(ids),
+            attempt: attempt as u32,
+            started_at: now,
+            lease_until,
+        }))
+    }
+
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let until = match self.clock {
+            SlotClock::Caller => format!("{}", now.plus(lease).as_micros()),
+            SlotClock::Database => format!("{DB_NOW} + {}", micros(lease)),
+        };
+        let changed = client
+            .execute(
+                &format!(
+                    "UPDATE batches SET lease_until = {until}
+                     WHERE id = $1 AND attempt = $2 AND status = 1"
+                ),
+                &[&batch_id, &(attempt as i32)],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(changed == 1)
+    }
+
+    async fn complete(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        results: Vec<IdResult>,
+    ) -> Result<Completion, StoreError> {
+        let results = serde_json::to_value(&results)
+            .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let done = tx
+            .query_opt(
+                "UPDATE batches b
+                 SET status = 2, completed_at = $1, results = $2, lease_until = NULL
+                 FROM ingestions i
+                 WHERE b.id = $3 AND b.attempt = $4 AND b.status = 1 AND i.seq = b.ingestion_seq
+                 RETURNING b.ingestion_seq, b.position, i.id",
+                &[&at.as_micros(), &results, &batch_id, &(attempt as i32)],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(done) = done else {
+            return Ok(Completion::Fenced);
+        };
+        let (seq, position, ingestion_id): (i64, i32, Uuid) =
+            (done.get(0), done.get(1), done.get(2));
+        let mut last = append_event(
+            &tx,
+            at,
+            &EventBody::BatchCompleted {
+                ingestion_id,
+                batch_id,
+                position: position as u32,
+            },
+        )
+        .await?;
+        if let Some(end) = ending(&tx, seq, ingestion_id).await? {
+            last = append_event(&tx, at, &end).await?;
+        }
+        tx.execute(
+            "DELETE FROM events WHERE id <= $1",
+            &[&(last as i64 - EVENT_RETENTION)],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Completion::Completed)
+    }
+
+    async fn cancel(&self, ingestion: Uuid, at: Timestamp) -> Result<Option<u32>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let Some(row) = tx
+            .query_opt("SELECT seq FROM ingestions WHERE id = $1", &[&ingestion])
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = row.get(0);
+        let cancelled = tx
+            .execute(
+                "UPDATE batches SET status = 3 WHERE ingestion_seq = $1 AND status = 0",
+                &[&seq],
+            )
+            .await
+            .map_err(pg)? as i64;
+        if cancelled == 0 {
+            return Ok(Some(0));
+        }
+        tx.execute(
+            "UPDATE dispatch_slot SET waiting = waiting - $1 WHERE id = 1",
+            &[&cancelled],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, $1) WHERE seq = $2",
+            &[&at.as_micros(), &seq],
+        )
+        .await
+        .map_err(pg)?;
+        let mut last = append_event(
+            &tx,
+            at,
+            &EventBody::BatchesCancelled {
+                ingestion_id: ingestion,
+                batches: cancelled as u32,
+            },
+        )
+        .await?;
+        if let Some(end) = ending(&tx, seq, ingestion).await? {
+            last = append_event(&tx, at, &end).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Some(cancelled as u32))
+    }
+
+    async fn recover_abandoned(&self) -> Result<u64, StoreError> {
+        // Shared by many processes: a triggered batch may be another replica's, alive. Leases
+        // decide; an expired one is rescued by the next claim.
+        Ok(0)
+    }
+
+    async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
+        let client = self.client().await?;
+        Ok(slot(&**client, false).await?.last_start)
+    }
+
+    async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let heads = tx
+            .query(
+                &format!("{HEAD} ORDER BY seq DESC LIMIT $1"),
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        let mut out = Vec::with_capacity(heads.len());
+        for head in &heads {
+            out.push(ingestion_of(&tx, head).await?);
+        }
+        Ok(out)
+    }
+
+    async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let mut waiting = [0u64; 3];
+        for row in tx
+            .query(
+                "SELECT priority, COUNT(*) FROM batches WHERE status = 0 GROUP BY priority",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+        {
+            let rank: i16 = row.get(0);
+            let slot = waiting
+                .get_mut(rank as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
+            *slot = row.get::<_, i64>(1) as u64;
+        }
+        let in_flight = dispatches(
+            &tx,
+            "WHERE b.status = 1 ORDER BY b.priority, b.ingestion_seq, b.position",
+            i64::MAX,
+        )
+        .await?;
+        let recent = dispatches(
+            &tx,
+            "WHERE b.started_at IS NOT NULL ORDER BY b.started_at DESC",
+            recent as i64,
+        )
+        .await?;
+        let oldest: Option<i64> = tx
+            .query_one(
+                "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
+                   SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
+                           ORDER BY priority, ingestion_seq, position LIMIT 1)
+                   FROM (VALUES (0::smallint), (1::smallint), (2::smallint)) AS v(p))",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let slot = slot(&tx, false).await?;
+        Ok(QueueRecord {
+            waiting,
+            in_flight,
+            recent,
+            last_start: slot.last_start,
+            paused: slot.paused,
+            rate_interval: slot.rate_interval,
+            oldest_waiting: oldest.map(Timestamp::from_micros),
+        })
+    }
+
+    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let Some(head) = tx
+            .query_opt(
+                "SELECT seq, priority FROM ingestions WHERE id = $1",
+                &[&ingestion],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
+        let ahead: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM batches WHERE status = 0
+                 AND (priority < $1 OR (priority = $1 AND ingestion_seq < $2))",
+                &[&priority, &seq],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let in_flight_since: Option<i64> = tx
+            .query_one("SELECT MAX(started_at) FROM batches WHERE status = 1", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let slot = slot(&tx, false).await?;
+        Ok(Some(QueuePlace {
+            ahead: ahead as u64,
+            paused: slot.paused,
+            rate_interval: slot.rate_interval,
+            last_start: slot.last_start,
+            in_flight_since: in_flight_since.map(Timestamp::from_micros),
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        after: u64,
+        ingestion: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let client = self.client().await?;
+        let (after, limit) = (after as i64, limit as i64);
+        let rows = match ingestion {
+            None => {
+                client
+                    .query(
+                        "SELECT id, at, body FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                        &[&after, &limit],
+                    )
+                    .await
+            }
+            Some(id) => {
+                client
+                    .query(
+                        "SELECT id, at, body FROM events WHERE ingestion_id = $1 AND id > $2
+                         ORDER BY id LIMIT $3",
+                        &[&id.to_string(), &after, &limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(pg)?;
+        rows.into_iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                Ok(Event {
+                    id: id as u64,
+                    at: Timestamp::from_micros(r.get(1)),
+                    body: serde_json::from_str(r.get::<_, &str>(2))
+                        .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    fn event_feed(&self) -> watch::Receiver<u64> {
+        self.events.clone()
+    }
+
+    async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let changed = tx
+            .execute(
+                "UPDATE dispatch_slot SET paused = $1 WHERE id = 1 AND paused != $1",
+                &[&paused],
+            )
+            .await
+            .map_err(pg)?
+            > 0;
+        let mut event = None;
+        if changed {
+            let body = match paused {
+                true => EventBody::DispatchPaused {},
+                false => EventBody::DispatchResumed {},
+            };
+            event = Some(append_event(&tx, at, &body).await?);
+        }
+        tx.commit().await.map_err(pg)?;
+        self.published(event);
+        Ok(changed)
+    }
+
+    async fn set_rate_interval(
+        &self,
+        interval: Option<Duration>,
+        effective_ms: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        tx.execute(
+            "UPDATE dispatch_slot SET rate_interval = $1 WHERE id = 1",
+            &[&interval.map(micros)],
+        )
+        .await
+        .map_err(pg)?;
+        let event = append_event(
+            &tx,
+            at,
+            &EventBody::RateChanged {
+                rate_interval_ms: effective_ms,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(event));
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let version: i32 = client
+            .query_one("SELECT version FROM sluice_schema", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if version as usize != MIGRATIONS.len() {
+            return Err(StoreError::Migration(format!(
+                "schema version {version}, this build expects {}",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(())
+    }
+}

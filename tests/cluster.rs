@@ -1,0 +1,355 @@
+//! Three real `sluice` processes on one fresh PostgreSQL database: one queue, one rate limit,
+//! events across replicas, and a batch rescued after its replica is killed with SIGKILL.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use common::SseReader;
+use serde_json::{json, Value};
+use std::{
+    collections::{HashMap, HashSet},
+    net::TcpListener,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const INTERVAL_MS: i64 = 200;
+
+struct Replica {
+    child: Child,
+    base: String,
+    /// Its log lines, as they come.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(url: &str, extra: &[&str]) -> Replica {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("serve")
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", url])
+        .args(["--database-pool-size", "4"])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the sluice binary starts");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..500 {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status() == 200 {
+                return Replica { child, base, log };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "replica on {base} never became ready: {:?}",
+        log.lock().unwrap()
+    );
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    res.json().await.unwrap()
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let res = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200, "{url}");
+    res.json().await.unwrap()
+}
+
+/// Wait until every listed ingestion has completed; their final views.
+async fn all_completed(client: &reqwest::Client, base: &str, ids: &[String]) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut views = Vec::new();
+    for id in ids {
+        loop {
+            let view = get(client, format!("{base}/status/{id}")).await;
+            if view["status"] == "completed" {
+                views.push(view);
+                break;
+            }
+            assert!(Instant::now() < deadline, "never completed: {view}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    views
+}
+
+fn started_at(batch: &Value) -> i64 {
+    let at = batch["started_at"].as_str().unwrap();
+    chrono::DateTime::parse_from_rfc3339(at)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn rank(priority: &str) -> u8 {
+    match priority {
+        "HIGH" => 0,
+        "MEDIUM" => 1,
+        _ => 2,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_replicas_batch() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let interval = format!("{INTERVAL_MS}ms");
+    let flags = [
+        "--rate-interval",
+        &interval,
+        "--simulated-work",
+        "20ms",
+        "--lease",
+        "1s",
+    ];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start(&db.url, &flags).await);
+    }
+
+    // Hold dispatch while everything is submitted, so the expected order is exact.
+    post(
+        &client,
+        format!("{}/admin/pause", replicas[0].base),
+        json!({}),
+    )
+    .await;
+    let watcher = client
+        .get(format!("{}/events", replicas[2].base))
+        .send()
+        .await
+        .unwrap();
+    let mut watcher = SseReader::new(watcher);
+
+    let priorities = ["LOW", "HIGH", "MEDIUM"];
+    let mut submissions = Vec::new();
+    for round in 0..4u64 {
+        for (r, replica) in replicas.iter().enumerate() {
+            let priority = priorities[(round as usize + r) % 3];
+            let first = 1 + round * 100 + r as u64 * 10;
+            let ids: Vec<u64> = (first..first + 2 + (round + r as u64) % 4).collect();
+            let url = format!("{}/ingest", replica.base);
+            let body = json!({"ids": ids, "priority": priority});
+            let client = client.clone();
+            submissions.push(tokio::spawn(async move { post(&client, url, body).await }));
+        }
+    }
+    let mut ids = Vec::new();
+    for submission in submissions {
+        ids.push(
+            submission.await.unwrap()["ingestion_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Acceptance order, oldest first, as any replica lists it.
+    let listed = get(
+        &client,
+        format!("{}/ingestions?limit=100", replicas[1].base),
+    )
+    .await;
+    let accepted: Vec<String> = listed["ingestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|i| i["ingestion_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(accepted.len(), 12);
+
+    post(
+        &client,
+        format!("{}/admin/resume", replicas[1].base),
+        json!({}),
+    )
+    .await;
+    let views = all_completed(&client, &replicas[2].base, &accepted).await;
+
+    // Every batch started exactly once, and starts are at least the interval apart.
+    let mut starts = Vec::new();
+    for (order, view) in views.iter().enumerate() {
+        let priority = view["priority"].as_str().unwrap();
+        for (position, batch) in view["batches"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(batch["status"], "completed");
+            starts.push((
+                started_at(batch),
+                (rank(priority), order, position),
+                batch["batch_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    starts.sort();
+    let distinct: HashSet<&i64> = starts.iter().map(|(at, _, _)| at).collect();
+    assert_eq!(distinct.len(), starts.len(), "two batches started at once");
+    for pair in starts.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= INTERVAL_MS, "starts {gap} ms apart: {pair:?}");
+    }
+    // Global priority, then acceptance order, then position: the order they started in.
+    let keys: Vec<_> = starts.iter().map(|(_, key, _)| *key).collect();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(keys, expected, "dispatch order");
+
+    // Each start was made by exactly one replica (whichever's claim came first), and the
+    // watcher on replica 2 saw each batch start, whichever replica started it.
+    let mut starters: HashMap<usize, usize> = HashMap::new();
+    for (_, _, batch) in &starts {
+        for (i, replica) in replicas.iter().enumerate() {
+            let log = replica.log.lock().unwrap();
+            if log
+                .iter()
+                .any(|l| l.contains("batch triggered") && l.contains(batch.as_str()))
+            {
+                *starters.entry(i).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        starters.values().sum::<usize>(),
+        starts.len(),
+        "each start made by one replica: {starters:?}"
+    );
+    let mut seen = HashSet::new();
+    let mut messages = Vec::new();
+    while seen.len() < starts.len() {
+        let message = watcher.next().await;
+        if message.event == "batch_triggered" {
+            seen.insert(message.data["batch_id"].as_str().unwrap().to_owned());
+        }
+        messages.push(message);
+    }
+    // A client that saw part of the stream on replica 2 resumes on replica 0 where it left off.
+    let resume_after = messages[messages.len() / 2].id;
+    let resumed = client
+        .get(format!("{}/events", replicas[0].base))
+        .header("last-event-id", resume_after.to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut resumed = SseReader::new(resumed);
+    for expected in &messages[messages.len() / 2 + 1..] {
+        let message = resumed.next().await;
+        assert_eq!((message.id, &message.event), (expected.id, &expected.event));
+    }
+
+    // Kill the replica holding a batch mid-flight; another takes it over after the lease.
+    for replica in &mut replicas {
+        replica.child.kill().await.unwrap();
+    }
+    let slow = [
+        "--rate-interval",
+        &interval,
+        "--simulated-work",
+        "4s",
+        "--lease",
+        "1s",
+    ];
+    let mut replicas = vec![
+        start(&db.url, &slow).await,
+        start(&db.url, &slow).await,
+        start(&db.url, &slow).await,
+    ];
+    let id = post(
+        &client,
+        format!("{}/ingest", replicas[0].base),
+        json!({"ids": [7, 8, 9], "priority": "HIGH"}),
+    )
+    .await["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status_url = |base: &str| format!("{base}/status/{id}");
+    let batch = loop {
+        let view = get(&client, status_url(&replicas[0].base)).await;
+        if view["batches"][0]["status"] == "triggered" {
+            break view["batches"][0]["batch_id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let holder = loop {
+        let found = replicas.iter().position(|r| {
+            r.log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("batch triggered") && l.contains(batch.as_str()))
+        });
+        if let Some(i) = found {
+            break i;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut dead = replicas.remove(holder);
+    dead.child.kill().await.unwrap();
+    let killed = Instant::now();
+    let killed_at = chrono::Utc::now().timestamp_millis();
+
+    let survivor = &replicas[0].base;
+    let rescued = loop {
+        let view = get(&client, status_url(survivor)).await;
+        if view["batches"][0]["status"] == "completed" {
+            break view;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "the batch was not rescued: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Started again within the lease (1 s, renewed every third of it) plus scheduling noise.
+    let rescued_in = started_at(&rescued["batches"][0]) - killed_at;
+    assert!(
+        (0..=1_500).contains(&rescued_in),
+        "rescued {rescued_in} ms after the kill"
+    );
+    let rescuer = replicas
+        .iter()
+        .position(|r| {
+            r.log.lock().unwrap().iter().any(|l| {
+                l.contains("batch triggered")
+                    && l.contains(batch.as_str())
+                    && l.contains("attempt=2")
+            })
+        })
+        .expect("a surviving replica dispatched the batch again");
+    assert!(rescued["batches"][0]["results"].as_array().unwrap().len() == 3);
+    let _ = rescuer;
+    for replica in &mut replicas {
+        replica.child.kill().await.unwrap();
+    }
+}
