@@ -1,4 +1,5 @@
 import { defineConfig, devices } from "@playwright/test";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -21,6 +22,43 @@ export const writeToken = "e2e-write-token-0123456789";
 export const readToken = "e2e-read-token-0123456789";
 const server = process.env.SLUICE_BIN ?? join(root, "target/debug/sluice");
 const siteRoot = process.env.LEPTOS_SITE_ROOT ?? join(root, "target/site");
+
+// Two replicas on one fresh PostgreSQL database (SLUICE_TEST_POSTGRES, as for the Rust tests).
+// The runner creates the database once; workers, which load this file again, inherit its name.
+export const replicaURLs = [port + 3, port + 4].map((p) => `http://127.0.0.1:${p}`);
+const postgres = process.env.SLUICE_TEST_POSTGRES;
+if (postgres && !process.env.SLUICE_E2E_DATABASE) {
+  const psql = (sql: string) =>
+    execFileSync("psql", [postgres, "-qAtc", sql], { encoding: "utf8" }).trim();
+  // Earlier runs' databases (one e2e run at a time on a machine).
+  for (const stale of psql("SELECT datname FROM pg_database WHERE datname LIKE 'sluice_e2e_%'").split("\n")) {
+    if (stale) psql(`DROP DATABASE IF EXISTS ${stale} WITH (FORCE)`);
+  }
+  const name = `sluice_e2e_${Date.now()}`;
+  psql(`CREATE DATABASE ${name}`);
+  const url = new URL(postgres);
+  url.pathname = `/${name}`;
+  process.env.SLUICE_E2E_DATABASE = url.toString();
+}
+const replicaServers = process.env.SLUICE_E2E_DATABASE
+  ? replicaURLs.map((url) => ({
+      command: `${server} serve`,
+      cwd: root,
+      url: `${url}/readyz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "pipe" as const,
+      stderr: "pipe" as const,
+      env: {
+        SLUICE_ADDR: url.replace("http://", ""),
+        DATABASE_URL: process.env.SLUICE_E2E_DATABASE!,
+        SLUICE_RATE_INTERVAL: "500ms",
+        SLUICE_SIMULATED_WORK: "200ms",
+        LEPTOS_SITE_ROOT: siteRoot,
+        RUST_LOG: "warn",
+      },
+    }))
+  : [];
 
 export default defineConfig({
   testDir: "./tests",
@@ -75,7 +113,7 @@ export default defineConfig({
     url: `${csrURL}/index.html`,
     reuseExistingServer: false,
     timeout: 10_000,
-  }],
+  }, ...replicaServers],
   projects: [
     {
       name: "chromium",
