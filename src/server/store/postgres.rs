@@ -472,7 +472,8 @@ impl Store for PostgresStore {
         }
         let now = ingestion.created_at;
         if let Some(max) = admission.max_waiting {
-            let waiting = slot(&tx, false).await?.waiting;
+            // Locked to commit, so two submissions cannot both squeeze under the bound.
+            let waiting = slot(&tx, true).await?.waiting;
             if waiting.saturating_add(new) > max as i64 {
                 let replay = match &admission.key {
                     Some(key) => seen_key(&tx, key, now).await?,
