@@ -219,6 +219,13 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
         let gap = pair[1].0 - pair[0].0;
         assert!(gap >= INTERVAL_MS, "starts {gap} ms apart: {pair:?}");
     }
+    let gaps: Vec<i64> = starts.windows(2).map(|p| p[1].0 - p[0].0).collect();
+    eprintln!(
+        "{} starts over 3 replicas; gaps min {} ms, max {} ms (interval {INTERVAL_MS} ms)",
+        starts.len(),
+        gaps.iter().min().unwrap(),
+        gaps.iter().max().unwrap()
+    );
     // Global priority, then acceptance order, then position: the order they started in.
     let keys: Vec<_> = starts.iter().map(|(_, key, _)| *key).collect();
     let mut expected = keys.clone();
@@ -336,6 +343,9 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
     assert!(
         (0..=1_500).contains(&rescued_in),
         "rescued {rescued_in} ms after the kill"
+    );
+    eprintln!(
+        "the killed replica's batch started again {rescued_in} ms after the kill (lease 1 s)"
     );
     let rescuer = replicas
         .iter()
