@@ -39,7 +39,7 @@ test.describe("the dashboard", () => {
     await openDashboard(page);
     const sent: string[] = [];
     page.on("request", (r) => {
-      if (r.method() === "POST" && r.url().includes("/api/ingest")) sent.push(r.url());
+      if (r.method() === "POST" && new URL(r.url()).pathname === "/api/ingest") sent.push(r.url());
     });
     const input = page.getByTestId("ids-input");
     const error = page.getByTestId("form-error");
