@@ -10,7 +10,7 @@ use sluice::domain::{
 use sluice::server::{
     application::{Core, CoreConfig},
     clock::Clock,
-    processor::{Processor, SimulatedProcessor},
+    processor::{ProcessError, Processor, RetryPolicy, SimulatedProcessor},
     scheduler::SchedulerConfig,
     service::Service,
     shutdown::{self, ShutdownTrigger},
@@ -54,6 +54,7 @@ impl Harness {
                 interval,
                 lease: Duration::from_secs(15),
                 shutdown_grace,
+                retry: RetryPolicy::default(),
             },
             expected_work: Duration::from_secs(1),
             max_waiting_batches: None,
@@ -109,18 +110,18 @@ struct Slow(HashMap<u64, Duration>);
 
 #[async_trait]
 impl Processor for Slow {
-    async fn process(&self, batch: &ClaimedBatch) -> Vec<IdResult> {
+    async fn process(&self, batch: &ClaimedBatch) -> Result<Vec<IdResult>, ProcessError> {
         let work = self
             .0
             .get(&batch.ids[0])
             .copied()
             .unwrap_or(Duration::from_secs(1));
         tokio::time::sleep(work).await;
-        batch
+        Ok(batch
             .ids
             .iter()
             .map(|&id| IdResult::processed(id))
-            .collect()
+            .collect())
     }
 }
 

@@ -572,6 +572,85 @@ mod cases {
         );
     }
 
+    pub async fn a_failed_attempt_waits_for_its_retry_then_fails_for_good_and_can_be_requeued(
+        store: DynStore,
+    ) {
+        let id = ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let first = claimed(&store, at(0)).await;
+        let retry_at = at(20);
+        let outcome = store
+            .fail(
+                first.batch_id,
+                first.attempt,
+                at(1),
+                "503".into(),
+                Some(retry_at),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, Completion::Completed);
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        assert_eq!(record.batches[0].status, BatchStatus::YetToStart);
+        assert_eq!(record.batches[0].error.as_deref(), Some("503"));
+        assert_eq!(record.batches[0].retry_at, Some(retry_at));
+        assert_eq!(store.queue(5).await.unwrap().waiting, [2, 0, 0]);
+        // Backing off: the next batch goes first, then nothing until the retry time.
+        let second = claimed(&store, at(5)).await;
+        assert_eq!(second.ids, vec![2]);
+        finish(&store, &second, at(6)).await;
+        assert_eq!(claim(&store, at(10)).await, Claim::NotBefore(retry_at));
+        let again = claimed(&store, retry_at).await;
+        assert_eq!((again.batch_id, again.attempt), (first.batch_id, 2));
+        // A stale attempt's failure is fenced like its completion.
+        let stale = store
+            .fail(first.batch_id, first.attempt, at(21), "late".into(), None)
+            .await
+            .unwrap();
+        assert_eq!(stale, Completion::Fenced);
+        store
+            .fail(
+                again.batch_id,
+                again.attempt,
+                at(22),
+                "gave up".into(),
+                None,
+            )
+            .await
+            .unwrap();
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        assert_eq!(record.batches[0].status, BatchStatus::Failed);
+        assert_eq!(record.batches[0].error.as_deref(), Some("gave up"));
+        let names: Vec<_> = store
+            .events_after(0, Some(id), 20)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.body.name())
+            .collect();
+        assert_eq!(
+            &names[names.len() - 2..],
+            ["batch_failed", "ingestion_failed"]
+        );
+        assert_eq!(store.queue(5).await.unwrap().waiting, [0, 0, 0]);
+
+        assert_eq!(
+            store.requeue(second.batch_id, at(23)).await.unwrap(),
+            Some(false)
+        );
+        assert_eq!(store.requeue(Uuid::new_v4(), at(23)).await.unwrap(), None);
+        assert_eq!(
+            store.requeue(first.batch_id, at(23)).await.unwrap(),
+            Some(true)
+        );
+        assert_eq!(store.queue(5).await.unwrap().waiting, [1, 0, 0]);
+        let third = claimed(&store, at(30)).await;
+        assert_eq!((third.batch_id, third.attempt), (first.batch_id, 3));
+        finish(&store, &third, at(31)).await;
+        let record = store.ingestion(id).await.unwrap().unwrap();
+        assert_eq!(record.batches[0].status, BatchStatus::Completed);
+        assert_eq!(record.batches[0].error, None);
+    }
+
     /// Cases that need to reopen the same database.
     pub async fn the_last_start_survives_a_restart(open: Open) {
         let store = open().await;
@@ -649,6 +728,7 @@ macro_rules! conformance {
                 a_rate_interval_set_at_run_time_overrides_the_configured_one,
                 cancelling_stops_waiting_batches_and_lets_the_started_one_finish,
                 cancelling_an_idle_ingestion_ends_it_at_once_and_an_unknown_one_is_not_found,
+                a_failed_attempt_waits_for_its_retry_then_fails_for_good_and_can_be_requeued,
             );
         }
     };

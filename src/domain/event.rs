@@ -41,6 +41,33 @@ pub enum EventBody {
     IngestionCompleted {
         ingestion_id: Uuid,
     },
+    /// An attempt failed and the batch waits for another, not before `retry_at`.
+    BatchRetrying {
+        ingestion_id: Uuid,
+        batch_id: Uuid,
+        position: u32,
+        attempt: u32,
+        error: String,
+        retry_at: Timestamp,
+    },
+    /// The last attempt failed: the batch is `failed`, with its error.
+    BatchFailed {
+        ingestion_id: Uuid,
+        batch_id: Uuid,
+        position: u32,
+        attempt: u32,
+        error: String,
+    },
+    /// An operator put a failed batch back in the queue.
+    BatchRequeued {
+        ingestion_id: Uuid,
+        batch_id: Uuid,
+        position: u32,
+    },
+    /// Every batch has finished and at least one failed (a third way an ingestion ends).
+    IngestionFailed {
+        ingestion_id: Uuid,
+    },
     /// A client cancelled the ingestion: its `batches` waiting batches will never start.
     BatchesCancelled {
         ingestion_id: Uuid,
@@ -62,13 +89,17 @@ pub enum EventBody {
 
 impl EventBody {
     /// Every event name, for clients that subscribe to each by name.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 13] = [
         "ingestion_created",
         "batch_triggered",
         "batch_completed",
         "ingestion_completed",
         "batches_cancelled",
         "ingestion_cancelled",
+        "batch_retrying",
+        "batch_failed",
+        "batch_requeued",
+        "ingestion_failed",
         "dispatch_paused",
         "dispatch_resumed",
         "rate_changed",
@@ -81,6 +112,10 @@ impl EventBody {
             EventBody::BatchCompleted { .. } => "batch_completed",
             EventBody::IngestionCompleted { .. } => "ingestion_completed",
             EventBody::BatchesCancelled { .. } => "batches_cancelled",
+            EventBody::BatchRetrying { .. } => "batch_retrying",
+            EventBody::BatchFailed { .. } => "batch_failed",
+            EventBody::BatchRequeued { .. } => "batch_requeued",
+            EventBody::IngestionFailed { .. } => "ingestion_failed",
             EventBody::IngestionCancelled { .. } => "ingestion_cancelled",
             EventBody::DispatchPaused {} => "dispatch_paused",
             EventBody::DispatchResumed {} => "dispatch_resumed",
@@ -92,7 +127,9 @@ impl EventBody {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            EventBody::IngestionCompleted { .. } | EventBody::IngestionCancelled { .. }
+            EventBody::IngestionCompleted { .. }
+                | EventBody::IngestionCancelled { .. }
+                | EventBody::IngestionFailed { .. }
         )
     }
 
@@ -104,6 +141,10 @@ impl EventBody {
             | EventBody::BatchCompleted { ingestion_id, .. }
             | EventBody::IngestionCompleted { ingestion_id }
             | EventBody::BatchesCancelled { ingestion_id, .. }
+            | EventBody::BatchRetrying { ingestion_id, .. }
+            | EventBody::BatchFailed { ingestion_id, .. }
+            | EventBody::BatchRequeued { ingestion_id, .. }
+            | EventBody::IngestionFailed { ingestion_id }
             | EventBody::IngestionCancelled { ingestion_id } => Some(*ingestion_id),
             EventBody::DispatchPaused {}
             | EventBody::DispatchResumed {}

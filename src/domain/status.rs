@@ -4,8 +4,10 @@ use super::{Priority, Timestamp};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Where one batch is in its life: `yet_to_start` → `triggered` → `completed`, or
-/// `yet_to_start` → `cancelled` when its ingestion is cancelled before the batch starts.
+/// Where one batch is in its life: `yet_to_start` → `triggered` → `completed`;
+/// `yet_to_start` → `cancelled` when its ingestion is cancelled before the batch starts;
+/// `triggered` → `failed` when the downstream refused it on every attempt (a failed attempt
+/// with attempts left goes back to `yet_to_start` until its retry time).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -14,6 +16,7 @@ pub enum BatchStatus {
     Triggered,
     Completed,
     Cancelled,
+    Failed,
 }
 
 /// The overall status of an ingestion, derived from its batches (never stored).
@@ -26,6 +29,8 @@ pub enum IngestionStatus {
     Completed,
     /// Cancelled, and every batch that had started has finished.
     Cancelled,
+    /// Every batch has finished and at least one failed.
+    Failed,
 }
 
 impl BatchStatus {
@@ -35,12 +40,16 @@ impl BatchStatus {
             BatchStatus::Triggered => "triggered",
             BatchStatus::Completed => "completed",
             BatchStatus::Cancelled => "cancelled",
+            BatchStatus::Failed => "failed",
         }
     }
 
-    /// Nothing more will happen to the batch.
+    /// Nothing more will happen to the batch (an operator may still retry a failed one).
     pub fn is_final(self) -> bool {
-        matches!(self, BatchStatus::Completed | BatchStatus::Cancelled)
+        matches!(
+            self,
+            BatchStatus::Completed | BatchStatus::Cancelled | BatchStatus::Failed
+        )
     }
 }
 
@@ -51,6 +60,7 @@ impl IngestionStatus {
             IngestionStatus::Triggered => "triggered",
             IngestionStatus::Completed => "completed",
             IngestionStatus::Cancelled => "cancelled",
+            IngestionStatus::Failed => "failed",
         }
     }
 
@@ -58,7 +68,7 @@ impl IngestionStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            IngestionStatus::Completed | IngestionStatus::Cancelled
+            IngestionStatus::Completed | IngestionStatus::Cancelled | IngestionStatus::Failed
         )
     }
 
@@ -66,20 +76,24 @@ impl IngestionStatus {
     /// `triggered` (so `[completed, yet_to_start]` is `triggered`). Cancelling adds one rule:
     /// once every batch is completed or cancelled, and at least one is cancelled, the
     /// ingestion is `cancelled` (a batch still running keeps it `triggered` until it ends).
+    /// Failures add another: once every batch is final and at least one failed, `failed`.
     pub fn of(batches: impl IntoIterator<Item = BatchStatus>) -> Self {
-        let (mut waiting, mut done, mut cancelled, mut running) = (false, false, false, false);
+        let (mut waiting, mut done, mut cancelled, mut running, mut failed) =
+            (false, false, false, false, false);
         for status in batches {
             match status {
                 BatchStatus::YetToStart => waiting = true,
                 BatchStatus::Completed => done = true,
                 BatchStatus::Cancelled => cancelled = true,
                 BatchStatus::Triggered => running = true,
+                BatchStatus::Failed => failed = true,
             }
         }
-        match (waiting, done, cancelled, running) {
-            (_, false, false, false) => IngestionStatus::YetToStart,
-            (false, true, false, false) => IngestionStatus::Completed,
-            (false, _, true, false) => IngestionStatus::Cancelled,
+        match (waiting, done, cancelled, running, failed) {
+            (_, false, false, false, false) => IngestionStatus::YetToStart,
+            (false, _, _, false, true) => IngestionStatus::Failed,
+            (false, true, false, false, false) => IngestionStatus::Completed,
+            (false, _, true, false, false) => IngestionStatus::Cancelled,
             _ => IngestionStatus::Triggered,
         }
     }
@@ -91,6 +105,9 @@ impl IngestionStatus {
 pub struct IdResult {
     pub id: u64,
     pub data: serde_json::Value,
+    /// What the downstream said went wrong for this ID, if it reported a per-ID error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl IdResult {
@@ -99,6 +116,7 @@ impl IdResult {
         Self {
             id,
             data: serde_json::Value::from("processed"),
+            error: None,
         }
     }
 }
@@ -118,6 +136,15 @@ pub struct BatchView {
     /// For a waiting batch, when it is expected to start at the fixed pace; otherwise null.
     #[serde(default)]
     pub predicted_start: Option<Timestamp>,
+    /// Times the batch was dispatched (retries and rescues count).
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last failed attempt's error (kept on a failed batch, and while a retry waits).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// A waiting retry's earliest start (backoff), if the last attempt failed.
+    #[serde(default)]
+    pub retry_at: Option<Timestamp>,
 }
 
 /// An ingestion as `GET /status/{id}` shows it; `batches` in split order.
@@ -157,6 +184,8 @@ pub struct IngestionSummary {
     pub completed_batches: u32,
     #[serde(default)]
     pub cancelled_batches: u32,
+    #[serde(default)]
+    pub failed_batches: u32,
     /// The position of `batches[0]` in the ingestion.
     pub first_shown: u32,
     pub batches: Vec<BatchView>,
@@ -167,10 +196,11 @@ impl IngestionSummary {
     /// a few finished ones before the first unfinished batch and what follows it.
     pub fn of(view: IngestionView, window: usize) -> Self {
         let count = |s: BatchStatus| view.batches.iter().filter(|b| b.status == s).count() as u32;
-        let (triggered, completed, cancelled) = (
+        let (triggered, completed, cancelled, failed) = (
             count(BatchStatus::Triggered),
             count(BatchStatus::Completed),
             count(BatchStatus::Cancelled),
+            count(BatchStatus::Failed),
         );
         let total = view.batches.len();
         let frontier = view
@@ -199,6 +229,7 @@ impl IngestionSummary {
             triggered_batches: triggered,
             completed_batches: completed,
             cancelled_batches: cancelled,
+            failed_batches: failed,
             first_shown: first as u32,
             batches: view.batches.into_iter().skip(first).take(window).collect(),
         }
@@ -251,6 +282,9 @@ mod tests {
                     completed_at: (status == Completed).then(|| Timestamp::from_micros(i as i64)),
                     results: vec![],
                     predicted_start: None,
+                    attempts: 0,
+                    error: None,
+                    retry_at: None,
                 })
                 .collect(),
             predicted_completion: None,
@@ -287,7 +321,10 @@ mod tests {
 
     #[test]
     fn an_ingestion_is_as_far_along_as_its_batches_say() {
-        let cases: [(&[BatchStatus], IngestionStatus); 11] = [
+        let cases: [(&[BatchStatus], IngestionStatus); 14] = [
+            (&[Completed, Failed], IngestionStatus::Failed),
+            (&[Cancelled, Failed], IngestionStatus::Failed),
+            (&[Triggered, Failed], IngestionStatus::Triggered),
             (&[Completed, Cancelled], IngestionStatus::Cancelled),
             (&[Cancelled, Cancelled], IngestionStatus::Cancelled),
             (&[Triggered, Cancelled], IngestionStatus::Triggered),
@@ -327,13 +364,14 @@ mod tests {
             IngestionStatus::Triggered,
             IngestionStatus::Completed,
             IngestionStatus::Cancelled,
+            IngestionStatus::Failed,
         ] {
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),
                 format!("\"{}\"", s.as_str())
             );
         }
-        for s in [YetToStart, Triggered, Completed, Cancelled] {
+        for s in [YetToStart, Triggered, Completed, Cancelled, Failed] {
             assert_eq!(
                 serde_json::to_string(&s).unwrap(),
                 format!("\"{}\"", s.as_str())

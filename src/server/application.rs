@@ -5,10 +5,11 @@ use crate::domain::{Limits, Pace};
 use crate::server::{
     auth::Tokens,
     clock::Clock,
+    config::ProcessorKind,
     config::Settings,
     http::{self, ApiState},
     metrics::Metrics,
-    processor::{Processor, SimulatedProcessor},
+    processor::{HttpProcessor, Processor, RetryPolicy, SimulatedProcessor},
     scheduler::{Scheduler, SchedulerConfig, Wake},
     service::{Service, ServiceConfig},
     shutdown::{self, Shutdown, ShutdownTrigger},
@@ -18,7 +19,7 @@ use anyhow::Context;
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 /// A bound, ready-to-run sluice server. Tests bind port 0 and read `local_addr()`.
@@ -60,6 +61,11 @@ impl CoreConfig {
                 interval: settings.rate_interval(),
                 lease: *settings.lease,
                 shutdown_grace: *settings.shutdown_grace,
+                retry: RetryPolicy {
+                    max_attempts: settings.processor_attempts,
+                    base: *settings.processor_backoff,
+                    cap: Duration::from_secs(300).max(*settings.processor_backoff),
+                },
             },
             expected_work: *settings.simulated_work,
             max_waiting_batches: settings.max_waiting_batches,
@@ -112,9 +118,26 @@ impl Application {
             .await
             .with_context(|| format!("listening on {}", settings.addr))?;
         let (trigger, shutdown) = shutdown::channel();
+        let processor: Arc<dyn Processor> = match settings.processor {
+            ProcessorKind::Simulated => Arc::new(SimulatedProcessor::new(*settings.simulated_work)),
+            ProcessorKind::Http => {
+                let url = settings
+                    .processor_url
+                    .as_deref()
+                    .context("--processor http needs --processor-url (SLUICE_PROCESSOR_URL)")?;
+                Arc::new(
+                    HttpProcessor::new(
+                        url,
+                        *settings.processor_timeout,
+                        settings.processor_header.as_deref(),
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                )
+            }
+        };
         let core = Core::start(
             store,
-            Arc::new(SimulatedProcessor::new(*settings.simulated_work)),
+            processor,
             CoreConfig::from_settings(&settings),
             Clock::system(),
             shutdown.clone(),

@@ -135,6 +135,36 @@ pub struct Settings {
           value_parser = duration_between(Duration::ZERO, Duration::from_secs(3_600)))]
     pub simulated_work: humantime::Duration,
 
+    /// What processes a dispatched batch: `simulated` (a fixed delay per batch, SPEC §2) or
+    /// `http` (POST it to --processor-url).
+    #[arg(long, env = "SLUICE_PROCESSOR", value_enum, default_value_t = ProcessorKind::Simulated)]
+    pub processor: ProcessorKind,
+
+    /// The downstream URL the `http` processor POSTs each batch to.
+    #[arg(long, env = "SLUICE_PROCESSOR_URL")]
+    pub processor_url: Option<String>,
+
+    /// A header sent with every downstream request, `Name: value` (e.g. `Authorization: Bearer
+    /// …`). Never logged.
+    #[arg(long, env = "SLUICE_PROCESSOR_HEADER", hide_env_values = true)]
+    pub processor_header: Option<String>,
+
+    /// How long one downstream request may take (100ms..=10m); past it the attempt failed.
+    #[arg(long, env = "SLUICE_PROCESSOR_TIMEOUT", default_value = "10s",
+          value_parser = duration_between(Duration::from_millis(100), Duration::from_secs(600)))]
+    pub processor_timeout: humantime::Duration,
+
+    /// Attempts per batch in all (1..=100); after the last failed one the batch is `failed`.
+    #[arg(long, env = "SLUICE_PROCESSOR_ATTEMPTS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub processor_attempts: u32,
+
+    /// The first retry's backoff (doubling with each attempt, up to 5 minutes, with jitter);
+    /// each retry is also a new dispatch under the rate limit (0s..=1h).
+    #[arg(long, env = "SLUICE_PROCESSOR_BACKOFF", default_value = "1s",
+          value_parser = duration_between(Duration::ZERO, Duration::from_secs(3_600)))]
+    pub processor_backoff: humantime::Duration,
+
     /// Maximum IDs in one request (1..=10000000).
     #[arg(long, env = "SLUICE_MAX_IDS", default_value_t = 100_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -196,6 +226,13 @@ pub struct Settings {
     /// Directory holding the built dashboard (`cargo leptos build` writes `target/site`).
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
+}
+
+/// What processes a dispatched batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProcessorKind {
+    Simulated,
+    Http,
 }
 
 /// A store location, parsed from `DATABASE_URL`.

@@ -53,6 +53,8 @@ struct Inner {
     dispatched: Counter,
     completed: Counter,
     fenced: Counter,
+    retried: Counter,
+    failed: Counter,
     lateness: Histogram,
     accepted: Counter,
     accepted_ids: Counter,
@@ -83,6 +85,8 @@ impl Metrics {
             dispatched: Counter::default(),
             completed: Counter::default(),
             fenced: Counter::default(),
+            retried: Counter::default(),
+            failed: Counter::default(),
             // 50 µs .. ~1.6 s
             lateness: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             accepted: Counter::default(),
@@ -110,6 +114,16 @@ impl Metrics {
             "completions_fenced",
             "Late completions refused because the batch was taken over",
             inner.fenced.clone(),
+        );
+        registry.register(
+            "attempts_retried",
+            "Failed attempts that will be tried again",
+            inner.retried.clone(),
+        );
+        registry.register(
+            "batches_failed",
+            "Batches failed for good after their last attempt",
+            inner.failed.clone(),
         );
         registry.register_with_unit(
             "dispatch_lateness",
@@ -180,6 +194,14 @@ impl Metrics {
 
     pub fn batch_completed(&self) {
         self.inner.completed.inc();
+    }
+
+    /// A failed attempt: to be retried, or the batch's last.
+    pub fn batch_failed(&self, will_retry: bool) {
+        match will_retry {
+            true => self.inner.retried.inc(),
+            false => self.inner.failed.inc(),
+        };
     }
 
     pub fn completion_fenced(&self) {

@@ -12,7 +12,7 @@
 use crate::server::{
     clock::Clock,
     metrics::Metrics,
-    processor::Processor,
+    processor::{ProcessError, Processor, RetryPolicy},
     shutdown::Shutdown,
     store::{Claim, ClaimedBatch, Completion, DynStore},
 };
@@ -32,6 +32,8 @@ pub struct SchedulerConfig {
     pub lease: Duration,
     /// On shutdown, how long the batch in hand may still take.
     pub shutdown_grace: Duration,
+    /// How failed attempts are tried again.
+    pub retry: RetryPolicy,
 }
 
 pub struct Scheduler {
@@ -150,20 +152,49 @@ impl Scheduler {
                 }
             }
         };
+        // A failed attempt: try again later (a new dispatch under the rate limit), or give up.
+        let (results, failure) = match results {
+            Ok(results) => (results, None),
+            Err(e) => {
+                let jitter = (uuid::Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0;
+                let retry_at = self
+                    .config
+                    .retry
+                    .backoff(batch.attempt, &e, jitter)
+                    .map(|wait| self.clock.now().plus(wait));
+                (Vec::new(), Some((e.message, retry_at)))
+            }
+        };
         loop {
-            match self
-                .store
-                .complete(
-                    batch.batch_id,
-                    batch.attempt,
-                    self.clock.now(),
-                    results.clone(),
-                )
-                .await
-            {
+            let now = self.clock.now();
+            let recorded = match &failure {
+                None => {
+                    self.store
+                        .complete(batch.batch_id, batch.attempt, now, results.clone())
+                        .await
+                }
+                Some((error, retry_at)) => {
+                    self.store
+                        .fail(batch.batch_id, batch.attempt, now, error.clone(), *retry_at)
+                        .await
+                }
+            };
+            match recorded {
                 Ok(Completion::Completed) => {
-                    self.metrics.batch_completed();
-                    tracing::info!(batch = %batch.batch_id, "batch completed");
+                    match &failure {
+                        None => {
+                            self.metrics.batch_completed();
+                            tracing::info!(batch = %batch.batch_id, "batch completed");
+                        }
+                        Some((error, Some(retry_at))) => {
+                            self.metrics.batch_failed(true);
+                            tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, %error, retry_at = %retry_at.to_rfc3339(), "attempt failed; will retry");
+                        }
+                        Some((error, None)) => {
+                            self.metrics.batch_failed(false);
+                            tracing::error!(batch = %batch.batch_id, attempt = batch.attempt, %error, "batch failed");
+                        }
+                    }
                     return;
                 }
                 Ok(Completion::Fenced) => {
@@ -184,7 +215,10 @@ impl Scheduler {
     }
 
     /// Run the processor while renewing the lease at a third of its length.
-    async fn process_with_lease(&self, batch: &ClaimedBatch) -> Vec<crate::domain::IdResult> {
+    async fn process_with_lease(
+        &self,
+        batch: &ClaimedBatch,
+    ) -> Result<Vec<crate::domain::IdResult>, ProcessError> {
         let every = self.config.lease / 3;
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -36,6 +36,10 @@ pub enum ServiceError {
     QueueFull { retry_after_secs: u64 },
     #[error("the rate interval must be between 1ms and 1day")]
     InvalidRate,
+    #[error("no batch with id {0:?}")]
+    BatchNotFound(String),
+    #[error("batch {0} has not failed: only a failed batch can be retried")]
+    BatchNotFailed(Uuid),
 }
 
 /// What an ingest did.
@@ -347,6 +351,21 @@ impl Service {
         &self.inner.metrics
     }
 
+    /// An operator's retry of a failed batch: back in the queue at its place in dispatch order
+    /// (its attempts keep counting). Unknown or malformed id: `BatchNotFound`.
+    pub async fn retry_batch(&self, batch_id: &str) -> Result<(), ServiceError> {
+        let not_found = || ServiceError::BatchNotFound(batch_id.to_owned());
+        let id = Uuid::parse_str(batch_id).map_err(|_| not_found())?;
+        match self.inner.store.requeue(id, self.inner.clock.now()).await? {
+            None => Err(not_found()),
+            Some(false) => Err(ServiceError::BatchNotFailed(id)),
+            Some(true) => {
+                self.inner.wake.work.notify_one();
+                Ok(())
+            }
+        }
+    }
+
     /// Pause dispatch (nothing new starts; the batch in flight finishes). False if it was.
     pub async fn pause(&self) -> Result<bool, ServiceError> {
         Ok(self
@@ -449,7 +468,7 @@ fn predict(view: &mut IngestionView, place: QueuePlace, pace: Pace, now: Timesta
                 let expected = batch.started_at.map(|s| pace.finish_of(s).max(now));
                 finish = finish.max(expected);
             }
-            BatchStatus::Completed | BatchStatus::Cancelled => {}
+            BatchStatus::Completed | BatchStatus::Cancelled | BatchStatus::Failed => {}
         }
     }
     view.predicted_completion = finish;
@@ -485,6 +504,9 @@ fn view_of(record: IngestionRecord) -> IngestionView {
                 completed_at: b.completed_at,
                 results: b.results,
                 predicted_start: None,
+                attempts: b.attempt,
+                error: b.error,
+                retry_at: b.retry_at,
             })
             .collect(),
         predicted_completion: None,

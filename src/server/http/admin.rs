@@ -3,7 +3,11 @@
 
 use super::{ApiError, ApiState};
 use crate::domain::ErrorBody;
-use axum::{body::Bytes, extract::State, Json};
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    Json,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -63,6 +67,37 @@ pub(super) async fn resume(State(state): State<ApiState>) -> Result<Json<PauseSt
     Ok(Json(PauseState {
         paused: false,
         changed,
+    }))
+}
+
+/// The batch an operator put back in the queue.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Requeued {
+    pub batch_id: String,
+    pub requeued: bool,
+}
+
+#[utoipa::path(
+    post, path = "/admin/batches/{batch_id}/retry", tag = "operations",
+    summary = "Put a failed batch back in the queue (its attempts keep counting)",
+    params(("batch_id" = String, Path, description = "A batch's `batch_id` from the status")),
+    responses(
+        (status = 200, body = Requeued),
+        (status = 401, description = "A token is needed", body = ErrorBody),
+        (status = 403, description = "A read-only token", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed batch id", body = ErrorBody),
+        (status = 409, description = "The batch has not failed (`batch_not_failed`)", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn retry_batch(
+    State(state): State<ApiState>,
+    Path(batch_id): Path<String>,
+) -> Result<Json<Requeued>, ApiError> {
+    state.service.retry_batch(&batch_id).await?;
+    Ok(Json(Requeued {
+        batch_id,
+        requeued: true,
     }))
 }
 

@@ -36,6 +36,10 @@ pub enum ApiError {
     Timeout { limit: std::time::Duration },
     #[error(transparent)]
     Denied(Denied),
+    #[error("no batch with id {0:?}")]
+    BatchNotFound(String),
+    #[error("{0}")]
+    BatchNotFailed(String),
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// The store cannot be reached (a database outage or failover): retry shortly. Details
@@ -62,6 +66,8 @@ impl From<ServiceError> for ApiError {
                 ApiError::QueueFull { retry_after_secs }
             }
             e @ ServiceError::InvalidRate => ApiError::InvalidRate(e.to_string()),
+            ServiceError::BatchNotFound(id) => ApiError::BatchNotFound(id),
+            e @ ServiceError::BatchNotFailed(_) => ApiError::BatchNotFailed(e.to_string()),
         }
     }
 }
@@ -110,6 +116,8 @@ impl ApiError {
             ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::InvalidRate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rate_interval"),
             ApiError::Timeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::BatchNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::BatchNotFailed(_) => (StatusCode::CONFLICT, "batch_not_failed"),
             ApiError::Denied(Denied::ReadOnly) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Denied(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

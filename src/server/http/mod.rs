@@ -53,6 +53,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
         .routes(routes!(admin::pause))
         .routes(routes!(admin::resume))
         .routes(routes!(admin::rate))
+        .routes(routes!(admin::retry_batch))
         .route_layer(guard(Access::Write))
         // Only `POST /ingest` takes a large body; the limit is checked by the handler too.
         .layer(DefaultBodyLimit::max(body_limit));

@@ -89,6 +89,10 @@ pub struct BatchRecord {
     pub started_at: Option<Timestamp>,
     pub completed_at: Option<Timestamp>,
     pub results: Vec<IdResult>,
+    /// The last failed attempt's error, if any (cleared when an attempt succeeds).
+    pub error: Option<String>,
+    /// A waiting retry is not started before this.
+    pub retry_at: Option<Timestamp>,
 }
 
 /// A batch handed to a dispatcher, with what it needs to complete it.
@@ -226,6 +230,23 @@ pub trait Store: Send + Sync + 'static {
         at: Timestamp,
         results: Vec<IdResult>,
     ) -> Result<Completion, StoreError>;
+
+    /// Record a failed attempt of a batch still held under `attempt` (else `Fenced`): with
+    /// `retry_at` the batch waits again, not claimable before then, keeping `error`
+    /// (`batch_retrying`); without, it is `failed` for good (`batch_failed`, then the
+    /// ingestion's last event if nothing else of it is left).
+    async fn fail(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        error: String,
+        retry_at: Option<Timestamp>,
+    ) -> Result<Completion, StoreError>;
+
+    /// An operator's retry: put a failed batch back in the queue (`batch_requeued`). `None`
+    /// if the batch is unknown, `Some(false)` if it is not failed.
+    async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError>;
 
     /// Cancel every batch of the ingestion that has not started, in one transaction with its
     /// events (`batches_cancelled`, then `ingestion_cancelled` if nothing of it is running);

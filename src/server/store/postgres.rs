@@ -27,7 +27,10 @@ use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 use uuid::Uuid;
 
 /// Migrations in order; `sluice_schema` records how many are applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+    include_str!("../../../migrations/postgres/0002_failures.sql"),
+];
 
 /// Events kept in the log (as on SQLite).
 const EVENT_RETENTION: i64 = 100_000;
@@ -284,6 +287,7 @@ const WAITING: i16 = 0;
 const TRIGGERED: i16 = 1;
 const COMPLETED: i16 = 2;
 const CANCELLED: i16 = 3;
+const FAILED: i16 = 4;
 
 fn ids_of(ids: Vec<i64>) -> Vec<u64> {
     ids.into_iter().map(|id| id as u64).collect()
@@ -339,7 +343,8 @@ async fn ingestion_of<C: GenericClient>(
     let seq: i64 = head.get(0);
     let rows = client
         .query(
-            "SELECT id, position, ids, status, attempt, started_at, completed_at, results
+            "SELECT id, position, ids, status, attempt, started_at, completed_at, results, error,
+                    retry_at
              FROM batches WHERE ingestion_seq = $1 ORDER BY position",
             &[&seq],
         )
@@ -353,6 +358,7 @@ async fn ingestion_of<C: GenericClient>(
                 TRIGGERED => BatchStatus::Triggered,
                 COMPLETED => BatchStatus::Completed,
                 CANCELLED => BatchStatus::Cancelled,
+                FAILED => BatchStatus::Failed,
                 other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
             };
             Ok(BatchRecord {
@@ -364,6 +370,8 @@ async fn ingestion_of<C: GenericClient>(
                 started_at: r.get::<_, Option<i64>>(5).map(Timestamp::from_micros),
                 completed_at: r.get::<_, Option<i64>>(6).map(Timestamp::from_micros),
                 results: results_of(r.get(7))?,
+                error: r.get(8),
+                retry_at: r.get::<_, Option<i64>>(9).map(Timestamp::from_micros),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -403,7 +411,8 @@ async fn dispatches<C: GenericClient>(
         .collect()
 }
 
-/// The ingestion's last event, if nothing of it is left to run: completed, or cancelled.
+/// The ingestion's last event, if nothing of it is left to run: failed, cancelled or
+/// completed.
 async fn ending<C: GenericClient>(
     client: &C,
     seq: i64,
@@ -411,18 +420,26 @@ async fn ending<C: GenericClient>(
 ) -> Result<Option<EventBody>, StoreError> {
     let row = client
         .query_one(
-            "SELECT COUNT(*) FILTER (WHERE status NOT IN (2, 3)),
-                    COUNT(*) FILTER (WHERE status = 3)
+            "SELECT COUNT(*) FILTER (WHERE status NOT IN (2, 3, 4)),
+                    COUNT(*) FILTER (WHERE status = 3),
+                    COUNT(*) FILTER (WHERE status = 4)
              FROM batches WHERE ingestion_seq = $1",
             &[&seq],
         )
         .await
         .map_err(pg)?;
-    Ok(match (row.get::<_, i64>(0), row.get::<_, i64>(1)) {
-        (0, 0) => Some(EventBody::IngestionCompleted { ingestion_id }),
-        (0, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
-        _ => None,
-    })
+    Ok(
+        match (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+        ) {
+            (0, _, 1..) => Some(EventBody::IngestionFailed { ingestion_id }),
+            (0, 0, _) => Some(EventBody::IngestionCompleted { ingestion_id }),
+            (0, _, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
+            _ => None,
+        },
+    )
 }
 
 /// How a key seen within the retention window answers, if it was seen.
@@ -611,11 +628,13 @@ impl Store for PostgresStore {
         let first = |status: i16| {
             let tx = &tx;
             async move {
+                // Waiting batches backing off after a failed attempt are not ready yet.
                 tx.query_opt(
-                    "SELECT priority, ingestion_seq, position FROM batches WHERE status = $1
+                    "SELECT priority, ingestion_seq, position FROM batches
+                     WHERE status = $1 AND (retry_at IS NULL OR retry_at <= $2)
                      ORDER BY priority, ingestion_seq, position LIMIT 1
                      FOR UPDATE SKIP LOCKED",
-                    &[&status],
+                    &[&status, &now.as_micros()],
                 )
                 .await
                 .map_err(pg)
@@ -626,7 +645,16 @@ impl Store for PostgresStore {
         let abandoned = first(TRIGGERED).await?;
         let waiting = first(WAITING).await?;
         let Some(chosen) = abandoned.into_iter().chain(waiting).min() else {
-            return Ok(Claim::Idle);
+            // Only retries backing off wait: look again when the first may go.
+            let next_retry: Option<i64> = tx
+                .query_one("SELECT MIN(retry_at) FROM batches WHERE status = 0", &[])
+                .await
+                .map_err(pg)?
+                .get(0);
+            return Ok(match next_retry {
+                Some(at) => Claim::NotBefore(Timestamp::from_micros(at)),
+                None => Claim::Idle,
+            });
         };
         let (_, seq, position) = chosen;
         let from_waiting = i64::from(waiting == Some(chosen));
@@ -635,7 +663,7 @@ impl Store for PostgresStore {
             .query_one(
                 "UPDATE batches b
                  SET status = 1, attempt = attempt + 1, started_at = $1, lease_until = $2,
-                     completed_at = NULL, results = NULL
+                     completed_at = NULL, results = NULL, retry_at = NULL
                  FROM ingestions i
                  WHERE b.ingestion_seq = $3 AND b.position = $4 AND i.seq = b.ingestion_seq
                  RETURNING b.id, b.ids, b.attempt, b.priority, i.id",
@@ -715,7 +743,8 @@ impl Store for PostgresStore {
         let done = tx
             .query_opt(
                 "UPDATE batches b
-                 SET status = 2, completed_at = $1, results = $2, lease_until = NULL
+                 SET status = 2, completed_at = $1, results = $2, lease_until = NULL,
+                     error = NULL, retry_at = NULL
                  FROM ingestions i
                  WHERE b.id = $3 AND b.attempt = $4 AND b.status = 1 AND i.seq = b.ingestion_seq
                  RETURNING b.ingestion_seq, b.position, i.id",
@@ -750,6 +779,122 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)?;
         self.published(Some(last));
         Ok(Completion::Completed)
+    }
+
+    async fn fail(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        error: String,
+        retry_at: Option<Timestamp>,
+    ) -> Result<Completion, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let retry = retry_at.map(Timestamp::as_micros);
+        let done = tx
+            .query_opt(
+                "UPDATE batches b
+                 SET status = CASE WHEN $1::bigint IS NULL THEN 4 ELSE 0 END, retry_at = $1,
+                     error = $2, lease_until = NULL,
+                     completed_at = CASE WHEN $1::bigint IS NULL THEN $3::bigint END
+                 FROM ingestions i
+                 WHERE b.id = $4 AND b.attempt = $5 AND b.status = 1 AND i.seq = b.ingestion_seq
+                 RETURNING b.ingestion_seq, b.position, i.id",
+                &[
+                    &retry,
+                    &error,
+                    &at.as_micros(),
+                    &batch_id,
+                    &(attempt as i32),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(done) = done else {
+            return Ok(Completion::Fenced);
+        };
+        let (seq, position, ingestion_id): (i64, i32, Uuid) =
+            (done.get(0), done.get(1), done.get(2));
+        let position = position as u32;
+        let last = match retry_at {
+            Some(retry_at) => {
+                tx.execute(
+                    "UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1",
+                    &[],
+                )
+                .await
+                .map_err(pg)?;
+                let body = EventBody::BatchRetrying {
+                    ingestion_id,
+                    batch_id,
+                    position,
+                    attempt,
+                    error,
+                    retry_at,
+                };
+                append_event(&tx, at, &body).await?
+            }
+            None => {
+                let body = EventBody::BatchFailed {
+                    ingestion_id,
+                    batch_id,
+                    position,
+                    attempt,
+                    error,
+                };
+                let mut last = append_event(&tx, at, &body).await?;
+                if let Some(end) = ending(&tx, seq, ingestion_id).await? {
+                    last = append_event(&tx, at, &end).await?;
+                }
+                last
+            }
+        };
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Completion::Completed)
+    }
+
+    async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT b.status, b.position, i.id FROM batches b
+                 JOIN ingestions i ON i.seq = b.ingestion_seq WHERE b.id = $1 FOR UPDATE OF b",
+                &[&batch_id],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let (status, position, ingestion_id): (i16, i32, Uuid) =
+            (row.get(0), row.get(1), row.get(2));
+        if status != FAILED {
+            return Ok(Some(false));
+        }
+        tx.execute(
+            "UPDATE batches SET status = 0, retry_at = NULL, completed_at = NULL WHERE id = $1",
+            &[&batch_id],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+        let body = EventBody::BatchRequeued {
+            ingestion_id,
+            batch_id,
+            position: position as u32,
+        };
+        let last = append_event(&tx, at, &body).await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Some(true))
     }
 
     async fn cancel(&self, ingestion: Uuid, at: Timestamp) -> Result<Option<u32>, StoreError> {

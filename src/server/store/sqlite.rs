@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0006_pause.sql"),
     include_str!("../../../migrations/sqlite/0007_rate_override.sql"),
     include_str!("../../../migrations/sqlite/0008_cancel.sql"),
+    include_str!("../../../migrations/sqlite/0009_failures.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -56,6 +57,7 @@ const WAITING: i64 = 0;
 const TRIGGERED: i64 = 1;
 const COMPLETED: i64 = 2;
 const CANCELLED: i64 = 3;
+const FAILED: i64 = 4;
 
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn WriteJob>;
@@ -406,7 +408,8 @@ impl Store for SqliteStore {
             let done: Option<(i64, i64, String)> = conn
                 .prepare_cached(
                     "UPDATE batches
-                     SET status = 2, completed_at = ?1, results = ?2, lease_until = NULL
+                     SET status = 2, completed_at = ?1, results = ?2, lease_until = NULL,
+                         error = NULL, retry_at = NULL
                      WHERE id = ?3 AND attempt = ?4 AND status = 1
                      RETURNING ingestion_seq, position,
                                (SELECT id FROM ingestions WHERE seq = ingestion_seq)",
@@ -439,6 +442,125 @@ impl Store for SqliteStore {
                 .and_then(|mut st| st.execute([EVENT_RETENTION]))
                 .map_err(unavailable)?;
             Ok(Completion::Completed)
+        })
+        .await
+    }
+
+    async fn fail(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        error: String,
+        retry_at: Option<Timestamp>,
+    ) -> Result<Completion, StoreError> {
+        self.write(move |conn| {
+            let retry = retry_at.map(Timestamp::as_micros);
+            let done: Option<(i64, i64, String)> = conn
+                .prepare_cached(
+                    "UPDATE batches
+                     SET status = CASE WHEN ?1 IS NULL THEN 4 ELSE 0 END, retry_at = ?1,
+                         error = ?2, lease_until = NULL,
+                         completed_at = CASE WHEN ?1 IS NULL THEN ?3 END
+                     WHERE id = ?4 AND attempt = ?5 AND status = 1
+                     RETURNING ingestion_seq, position,
+                               (SELECT id FROM ingestions WHERE seq = ingestion_seq)",
+                )
+                .and_then(|mut st| {
+                    st.query_row(
+                        params![retry, error, at.as_micros(), batch_id.to_string(), attempt],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()
+                })
+                .map_err(unavailable)?;
+            let Some((seq, position, ingestion_id)) = done else {
+                return Ok(Completion::Fenced);
+            };
+            let ingestion_id = uuid_of(&ingestion_id)?;
+            let position = position as u32;
+            match retry_at {
+                Some(retry_at) => {
+                    conn.prepare_cached(
+                        "UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1",
+                    )
+                    .and_then(|mut st| st.execute([]))
+                    .map_err(unavailable)?;
+                    append_event(
+                        conn,
+                        at,
+                        &EventBody::BatchRetrying {
+                            ingestion_id,
+                            batch_id,
+                            position,
+                            attempt,
+                            error,
+                            retry_at,
+                        },
+                    )?;
+                }
+                None => {
+                    append_event(
+                        conn,
+                        at,
+                        &EventBody::BatchFailed {
+                            ingestion_id,
+                            batch_id,
+                            position,
+                            attempt,
+                            error,
+                        },
+                    )?;
+                    if let Some(end) = ending(conn, seq, ingestion_id)? {
+                        append_event(conn, at, &end)?;
+                    }
+                }
+            }
+            Ok(Completion::Completed)
+        })
+        .await
+    }
+
+    async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError> {
+        self.write(move |conn| {
+            let found: Option<(i64, i64, String)> = conn
+                .prepare_cached(
+                    "SELECT status, position,
+                            (SELECT id FROM ingestions WHERE seq = ingestion_seq)
+                     FROM batches WHERE id = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_row([batch_id.to_string()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                })
+                .map_err(unavailable)?;
+            let Some((status, position, ingestion_id)) = found else {
+                return Ok(None);
+            };
+            if status != FAILED {
+                return Ok(Some(false));
+            }
+            conn.prepare_cached(
+                "UPDATE batches SET status = 0, retry_at = NULL, completed_at = NULL
+                 WHERE id = ?1",
+            )
+            .and_then(|mut st| st.execute([batch_id.to_string()]))
+            .map_err(unavailable)?;
+            conn.prepare_cached("UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1")
+                .and_then(|mut st| st.execute([]))
+                .map_err(unavailable)?;
+            append_event(
+                conn,
+                at,
+                &EventBody::BatchRequeued {
+                    ingestion_id: uuid_of(&ingestion_id)?,
+                    batch_id,
+                    position: position as u32,
+                },
+            )?;
+            Ok(Some(true))
         })
         .await
     }
@@ -760,24 +882,38 @@ fn claim(
     }
 
     // Candidates: the first abandoned (triggered, lease expired) and the first waiting batch.
-    let first = |sql: &str| -> Result<Option<OrderKey>, StoreError> {
+    let first = |sql: &str, params: &[i64]| -> Result<Option<OrderKey>, StoreError> {
         conn.prepare_cached(sql)
             .and_then(|mut st| {
-                st.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
+                st.query_row(rusqlite::params_from_iter(params), |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
             })
             .map_err(unavailable)
     };
     let abandoned = first(
         "SELECT priority, ingestion_seq, position FROM batches WHERE status = 1
          ORDER BY priority, ingestion_seq, position LIMIT 1",
+        &[],
     )?;
+    // Waiting, and not backing off after a failed attempt.
     let waiting = first(
-        "SELECT priority, ingestion_seq, position FROM batches WHERE status = 0
+        "SELECT priority, ingestion_seq, position FROM batches
+         WHERE status = 0 AND (retry_at IS NULL OR retry_at <= ?1)
          ORDER BY priority, ingestion_seq, position LIMIT 1",
+        &[now.as_micros()],
     )?;
     let Some(chosen) = abandoned.into_iter().chain(waiting).min() else {
-        return Ok(Claim::Idle);
+        // Only retries backing off wait: look again when the first may go.
+        let next_retry: Option<i64> = conn
+            .prepare_cached("SELECT MIN(retry_at) FROM batches WHERE status = 0")
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(unavailable)?;
+        return Ok(match next_retry {
+            Some(at) => Claim::NotBefore(Timestamp::from_micros(at)),
+            None => Claim::Idle,
+        });
     };
     let (_, seq, position) = chosen;
     let from_waiting = i64::from(waiting == Some(chosen));
@@ -787,7 +923,7 @@ fn claim(
         .prepare_cached(
             "UPDATE batches
              SET status = 1, attempt = attempt + 1, started_at = ?1, lease_until = ?2,
-                 completed_at = NULL, results = NULL
+                 completed_at = NULL, results = NULL, retry_at = NULL
              WHERE ingestion_seq = ?3 AND position = ?4
              RETURNING id, ids, attempt, priority,
                        (SELECT id FROM ingestions WHERE seq = ingestion_seq)",
@@ -828,22 +964,25 @@ fn claim(
     }))
 }
 
-/// The ingestion's last event, if nothing of it is left to run: completed, or cancelled.
+/// The ingestion's last event, if nothing of it is left to run: failed, cancelled or
+/// completed.
 fn ending(
     conn: &Connection,
     seq: i64,
     ingestion_id: Uuid,
 ) -> Result<Option<EventBody>, StoreError> {
-    let (unfinished, cancelled): (i64, i64) = conn
+    let (unfinished, cancelled, failed): (i64, i64, i64) = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(status NOT IN (2, 3)), 0), COALESCE(SUM(status = 3), 0)
+            "SELECT COALESCE(SUM(status NOT IN (2, 3, 4)), 0), COALESCE(SUM(status = 3), 0),
+                    COALESCE(SUM(status = 4), 0)
              FROM batches WHERE ingestion_seq = ?1",
         )
-        .and_then(|mut st| st.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?))))
+        .and_then(|mut st| st.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
         .map_err(unavailable)?;
-    Ok(match (unfinished, cancelled) {
-        (0, 0) => Some(EventBody::IngestionCompleted { ingestion_id }),
-        (0, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
+    Ok(match (unfinished, cancelled, failed) {
+        (0, _, 1..) => Some(EventBody::IngestionFailed { ingestion_id }),
+        (0, 0, _) => Some(EventBody::IngestionCompleted { ingestion_id }),
+        (0, _, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
         _ => None,
     })
 }
@@ -958,7 +1097,8 @@ impl Head {
 fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRecord, StoreError> {
     let mut st = conn
         .prepare_cached(
-            "SELECT id, position, ids, status, attempt, started_at, completed_at, results
+            "SELECT id, position, ids, status, attempt, started_at, completed_at, results, error,
+                    retry_at
              FROM batches WHERE ingestion_seq = ?1 ORDER BY position",
         )
         .map_err(unavailable)?;
@@ -973,6 +1113,8 @@ fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRecord, StoreE
                 started_at: r.get(5)?,
                 completed_at: r.get(6)?,
                 results: r.get(7)?,
+                error: r.get(8)?,
+                retry_at: r.get(9)?,
             })
         })
         .map_err(unavailable)?;
@@ -1044,6 +1186,8 @@ struct BatchRow {
     started_at: Option<i64>,
     completed_at: Option<i64>,
     results: Option<String>,
+    error: Option<String>,
+    retry_at: Option<i64>,
 }
 
 impl BatchRow {
@@ -1053,6 +1197,7 @@ impl BatchRow {
             TRIGGERED => BatchStatus::Triggered,
             COMPLETED => BatchStatus::Completed,
             CANCELLED => BatchStatus::Cancelled,
+            FAILED => BatchStatus::Failed,
             other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
         };
         let results = match self.results {
@@ -1069,6 +1214,8 @@ impl BatchRow {
             started_at: self.started_at.map(Timestamp::from_micros),
             completed_at: self.completed_at.map(Timestamp::from_micros),
             results,
+            error: self.error,
+            retry_at: self.retry_at.map(Timestamp::from_micros),
         })
     }
 }

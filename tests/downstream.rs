@@ -1,0 +1,246 @@
+//! The HTTP processor against a real downstream (axum on port 0) that records every arrival:
+//! results, per-ID errors, 5xx then success, timeouts, malformed answers, permanent refusals,
+//! an operator's retry, and the rate limit holding through retries.
+
+mod common;
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::post, Json, Router};
+use common::spawn_app;
+use serde_json::{json, Value};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+#[derive(Clone, Default)]
+struct Downstream {
+    /// Every request: when it arrived and its body.
+    arrivals: Arc<Mutex<Vec<(Instant, Value)>>>,
+    /// Requests seen per batch (by its first ID).
+    seen: Arc<Mutex<HashMap<u64, u32>>>,
+    /// Refuse batches starting with 200 (until an operator fixes "the downstream").
+    refuse: Arc<Mutex<bool>>,
+}
+
+/// What the downstream does depends on the batch's first ID.
+async fn handle(
+    State(down): State<Downstream>,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    down.arrivals
+        .lock()
+        .unwrap()
+        .push((Instant::now(), body.clone()));
+    let ids: Vec<u64> = serde_json::from_value(body["ids"].clone()).unwrap();
+    let first = ids[0];
+    let seen = {
+        let mut seen = down.seen.lock().unwrap();
+        let n = seen.entry(first).or_default();
+        *n += 1;
+        *n
+    };
+    match first {
+        // Unavailable twice, then fine.
+        600 if seen <= 2 => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+        // A refusal that retrying the same request will not change.
+        200 if *down.refuse.lock().unwrap() => {
+            (StatusCode::BAD_REQUEST, "unknown customer").into_response()
+        }
+        // Too slow for the processor's timeout.
+        300 => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            StatusCode::OK.into_response()
+        }
+        // A 200 that is not the documented shape.
+        400 => (StatusCode::OK, "<html>oops</html>").into_response(),
+        // A plain 2xx without a body: every ID done.
+        500 => StatusCode::NO_CONTENT.into_response(),
+        _ => Json(
+            json!({"results": ids.iter().filter(|&&id| id != 12).map(|&id| {
+            if id == 13 {
+                json!({"id": id, "error": "unknown id"})
+            } else {
+                json!({"id": id, "data": {"double": id * 2}})
+            }
+        }).collect::<Vec<_>>()}),
+        )
+        .into_response(),
+    }
+}
+
+async fn downstream() -> (Downstream, String) {
+    let state = Downstream::default();
+    *state.refuse.lock().unwrap() = true;
+    let app = Router::new()
+        .route("/batches", post(handle))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/batches", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (state, url)
+}
+
+async fn app_for(url: &str, attempts: &str) -> common::TestApp {
+    spawn_app(&[
+        "--processor",
+        "http",
+        "--processor-url",
+        url,
+        "--processor-attempts",
+        attempts,
+        "--processor-backoff",
+        "0s",
+        "--processor-timeout",
+        "300ms",
+        "--rate-interval",
+        "100ms",
+    ])
+    .await
+}
+
+fn finished(s: &Value) -> bool {
+    matches!(
+        s["status"].as_str(),
+        Some("completed" | "failed" | "cancelled")
+    )
+}
+
+#[tokio::test]
+async fn the_downstreams_results_and_per_id_errors_are_kept_for_each_id() {
+    let (down, url) = downstream().await;
+    let app = app_for(&url, "3").await;
+    let id = app
+        .ingest(r#"{"ids": [11, 12, 13, 500, 501], "priority": "HIGH"}"#)
+        .await;
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), finished)
+        .await;
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(
+        status["batches"][0]["results"],
+        json!([
+            {"id": 11, "data": {"double": 22}},
+            {"id": 12, "data": null, "error": "no result"},
+            {"id": 13, "data": null, "error": "unknown id"},
+        ])
+    );
+    assert_eq!(
+        status["batches"][1]["results"],
+        json!([{"id": 500, "data": "done"}, {"id": 501, "data": "done"}])
+    );
+    // The documented request shape.
+    let arrivals = down.arrivals.lock().unwrap();
+    let body = &arrivals[0].1;
+    assert_eq!(body["ids"], json!([11, 12, 13]));
+    assert_eq!(body["ingestion_id"], id.as_str());
+    assert_eq!(body["priority"], "HIGH");
+    assert_eq!(body["batch_id"], status["batches"][0]["batch_id"]);
+}
+
+#[tokio::test]
+async fn a_busy_downstream_is_retried_under_the_rate_limit_until_it_answers() {
+    let (down, url) = downstream().await;
+    let app = app_for(&url, "5").await;
+    let id = app
+        .ingest(r#"{"ids": [600, 601, 602, 7, 8], "priority": "MEDIUM"}"#)
+        .await;
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), finished)
+        .await;
+    assert_eq!(status["status"], "completed", "{status}");
+    let first = &status["batches"][0];
+    assert_eq!(first["attempts"], 3);
+    assert_eq!(first["error"], Value::Null, "cleared by the success");
+    assert_eq!(
+        first["results"][0],
+        json!({"id": 600, "data": {"double": 1200}})
+    );
+    // Every request, retries included, at least the interval after the one before.
+    let arrivals = down.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 4, "three attempts and the second batch");
+    for pair in arrivals.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= Duration::from_millis(95), "requests {gap:?} apart");
+    }
+    // The retries came before the second batch: a batch keeps its place in the queue.
+    assert_eq!(arrivals[3].1["ids"], json!([7, 8]));
+}
+
+#[tokio::test]
+async fn a_refused_batch_fails_at_once_and_an_operator_can_retry_it() {
+    let (down, url) = downstream().await;
+    let app = app_for(&url, "5").await;
+    let id = app
+        .ingest(r#"{"ids": [200, 201, 202, 9], "priority": "LOW"}"#)
+        .await;
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), finished)
+        .await;
+    assert_eq!(status["status"], "failed", "{status}");
+    let batch = &status["batches"][0];
+    assert_eq!(batch["status"], "failed");
+    assert_eq!(batch["attempts"], 1, "a 400 is not retried");
+    assert!(batch["error"]
+        .as_str()
+        .unwrap()
+        .contains("400 Bad Request: unknown customer"));
+    assert_eq!(status["batches"][1]["status"], "completed");
+
+    let batch_id = batch["batch_id"].as_str().unwrap().to_owned();
+    *down.refuse.lock().unwrap() = false;
+    let res = app
+        .post_json(&format!("/admin/batches/{batch_id}/retry"), "")
+        .await;
+    assert_eq!(res.status(), 200);
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
+        .await;
+    assert_eq!(status["batches"][0]["attempts"], 2);
+    // Only a failed batch can be retried.
+    let again = app
+        .post_json(&format!("/admin/batches/{batch_id}/retry"), "")
+        .await;
+    assert_eq!(again.status(), 409);
+    let unknown = app.post_json("/admin/batches/nope/retry", "").await;
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn slow_and_malformed_answers_fail_after_the_last_attempt_without_losing_anything() {
+    let (_down, url) = downstream().await;
+    let app = app_for(&url, "2").await;
+    let slow = app.ingest(r#"{"ids": [300], "priority": "HIGH"}"#).await;
+    let broken = app.ingest(r#"{"ids": [400], "priority": "HIGH"}"#).await;
+    let after = app.ingest(r#"{"ids": [21, 22], "priority": "LOW"}"#).await;
+    for (id, expected) in [(&slow, "timed out"), (&broken, "is not {\"results\"")] {
+        let status = app
+            .wait_for_status(id, Duration::from_secs(15), finished)
+            .await;
+        assert_eq!(status["status"], "failed", "{status}");
+        assert_eq!(status["batches"][0]["attempts"], 2);
+        let error = status["batches"][0]["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{error}");
+    }
+    let status = app
+        .wait_for_status(&after, Duration::from_secs(10), finished)
+        .await;
+    assert_eq!(status["status"], "completed");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sluice_batches_failed_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_attempts_retried_total 2"),
+        "{metrics}"
+    );
+}
