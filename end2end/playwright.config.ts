@@ -40,6 +40,28 @@ if (postgres && !process.env.SLUICE_E2E_DATABASE) {
   url.pathname = `/${name}`;
   process.env.SLUICE_E2E_DATABASE = url.toString();
 }
+// A server whose downstream never answers (nothing listens on port 9): batches fail.
+export const failingURL = `http://127.0.0.1:${port + 5}`;
+const failingServer = {
+  command: `${server} serve`,
+  cwd: root,
+  url: `${failingURL}/healthz`,
+  reuseExistingServer: false,
+  timeout: 60_000,
+  stdout: "pipe" as const,
+  stderr: "pipe" as const,
+  env: {
+    SLUICE_ADDR: failingURL.replace("http://", ""),
+    DATABASE_URL: `sqlite://${join(dataDir, "failing.db")}`,
+    SLUICE_RATE_INTERVAL: "200ms",
+    SLUICE_PROCESSOR: "http",
+    SLUICE_PROCESSOR_URL: "http://127.0.0.1:9/batches",
+    SLUICE_PROCESSOR_ATTEMPTS: "2",
+    SLUICE_PROCESSOR_BACKOFF: "0s",
+    LEPTOS_SITE_ROOT: siteRoot,
+    RUST_LOG: "warn",
+  },
+};
 const replicaServers = process.env.SLUICE_E2E_DATABASE
   ? replicaURLs.map((url) => ({
       command: `${server} serve`,
@@ -113,7 +135,7 @@ export default defineConfig({
     url: `${csrURL}/index.html`,
     reuseExistingServer: false,
     timeout: 10_000,
-  }, ...replicaServers],
+  }, failingServer, ...replicaServers],
   projects: [
     {
       name: "chromium",

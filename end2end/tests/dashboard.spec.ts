@@ -17,6 +17,11 @@ test.describe("the dashboard", () => {
     await expect(ingestion.locator('[data-testid="batch"][data-status="completed"]')).toHaveCount(3);
     await expect(ingestion.getByTestId("progress")).toContainText("3 of 3 batches completed");
     await expect(ingestion.getByTestId("eta")).toContainText("Completed at");
+    // Each batch card holds what the downstream returned for its IDs.
+    const results = batches.first().getByTestId("batch-results");
+    await expect(results.locator("summary")).toHaveText("3 results");
+    await results.locator("summary").click();
+    await expect(results).toContainText('1 "processed"');
     // The form is ready for the next submission.
     await expect(page.getByTestId("ids-input")).toHaveValue("");
   });

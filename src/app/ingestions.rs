@@ -6,7 +6,7 @@ use super::{
     live::Live,
 };
 use crate::api::cancel_ingestion;
-use crate::domain::{BatchStatus, BatchView, IngestionSummary, Timestamp};
+use crate::domain::{BatchStatus, BatchView, IngestionStatus, IngestionSummary, Timestamp};
 use leptos::prelude::*;
 
 #[component]
@@ -59,6 +59,16 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
         ingestion.completed_at,
         ingestion.predicted_completion,
     ) {
+        _ if ingestion.status == IngestionStatus::Failed => format!(
+            "Failed: {} batch{} failed after every attempt",
+            ingestion.failed_batches,
+            if ingestion.failed_batches == 1 {
+                ""
+            } else {
+                "es"
+            }
+        )
+        .into_any(),
         (Some(at), _, _) => format!(
             "Cancelled at {} UTC: {} batches will not run",
             format::clock(at),
@@ -83,7 +93,8 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
     let waiting = ingestion.batch_count
         - ingestion.completed_batches
         - ingestion.triggered_batches
-        - ingestion.cancelled_batches;
+        - ingestion.cancelled_batches
+        - ingestion.failed_batches;
     let id = ingestion.ingestion_id;
     // The card is redrawn from the next snapshot, which the cancel's event brings.
     let cancel = Action::new(move |_: &()| async move {
@@ -169,6 +180,8 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
                 )}
                 {(ingestion.cancelled_batches > 0)
                     .then(|| format!(" · {} cancelled", ingestion.cancelled_batches))}
+                {(ingestion.failed_batches > 0)
+                    .then(|| format!(" · {} failed", ingestion.failed_batches))}
             </p>
             <p class="eta" data-testid="eta">{eta}</p>
             <ol class="batches">{batches}</ol>
@@ -200,8 +213,52 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             None => "waiting".into_any(),
         },
         (BatchStatus::Cancelled, _, _) => "will not run".into_any(),
+        (BatchStatus::Failed, _, _) => format!(
+            "failed after {} attempt{}",
+            batch.attempts,
+            if batch.attempts == 1 { "" } else { "s" }
+        )
+        .into_any(),
         _ => "".into_any(),
     };
+    // The last failed attempt, while a retry waits (or for good).
+    let problem = batch.error.clone().map(|error| {
+        let retry = batch
+            .retry_at
+            .map(|at| format!(" · retry at {} UTC", format::clock(at)));
+        view! {
+            <span class="batch-error" data-testid="batch-error">
+                {error}
+                {retry}
+            </span>
+        }
+    });
+    let result_count = batch.results.len();
+    let results = (result_count > 0).then(|| {
+        let items = batch
+            .results
+            .iter()
+            .map(|r| {
+                let (class, text) = match &r.error {
+                    Some(e) => ("result error", e.clone()),
+                    None => ("result", r.data.to_string()),
+                };
+                view! {
+                    <li class=class>
+                        <code>{r.id}</code>
+                        " "
+                        {text}
+                    </li>
+                }
+            })
+            .collect_view();
+        view! {
+            <details class="batch-results" data-testid="batch-results">
+                <summary>{format!("{result_count} result{}", if result_count == 1 { "" } else { "s" })}</summary>
+                <ul>{items}</ul>
+            </details>
+        }
+    });
     view! {
         <li
             class=format!("batch status-{status}")
@@ -214,6 +271,8 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             <span class="batch-ids">{format::ids(&batch.ids)}</span>
             <span class=format!("status status-{status}")>{status}</span>
             <span class="batch-when muted">{when}</span>
+            {problem}
+            {results}
         </li>
     }
 }

@@ -1,0 +1,20 @@
+import { test, expect } from "@playwright/test";
+import { failingURL } from "../playwright.config";
+import { card } from "./helpers";
+
+// A server whose downstream cannot be reached: two attempts per batch, then failed.
+
+test("a batch the downstream never took shows failed, with the error, on its card", async ({ page, request }) => {
+  await page.goto(`${failingURL}/`);
+  await expect(page.getByTestId("app")).toHaveAttribute("data-hydrated", "true");
+  await expect(page.getByTestId("connection")).toHaveAttribute("data-state", "live");
+  const res = await request.post(`${failingURL}/ingest`, { data: { ids: [1, 2, 3, 4], priority: "HIGH" } });
+  expect(res.status()).toBe(200);
+  const ingestion = card(page, (await res.json()).ingestion_id);
+  await expect(ingestion).toHaveAttribute("data-status", "failed");
+  const batch = ingestion.getByTestId("batch").first();
+  await expect(batch).toHaveAttribute("data-status", "failed");
+  await expect(batch).toContainText("failed after 2 attempts");
+  await expect(batch.getByTestId("batch-error")).toContainText("could not connect");
+  await expect(ingestion.getByTestId("eta")).toContainText("Failed: 2 batches failed");
+});
