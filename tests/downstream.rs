@@ -129,6 +129,22 @@ async fn the_downstreams_results_and_per_id_errors_are_kept_for_each_id() {
         status["batches"][1]["results"],
         json!([{"id": 500, "data": "done"}, {"id": 501, "data": "done"}])
     );
+    // The same, an ID at a time, a page at a time.
+    let page = app
+        .get_json(&format!("/status/{id}/results?offset=1&limit=3"))
+        .await;
+    assert_eq!(page["total"], 5);
+    assert_eq!(page["offset"], 1);
+    let ids: Vec<u64> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [12, 13, 500]);
+    assert_eq!(page["results"][1]["error"], "unknown id");
+    assert_eq!(page["results"][2]["data"], "done");
+    assert_eq!(page["results"][2]["status"], "completed");
     // The documented request shape.
     let arrivals = down.arrivals.lock().unwrap();
     let body = &arrivals[0].1;

@@ -20,7 +20,7 @@ pub use request::{
     MAX_ID, MIN_ID,
 };
 pub use status::{
-    BatchStatus, BatchView, CancelResponse, IdResult, IngestionStatus, IngestionSummary,
-    IngestionView, RecentIngestions,
+    BatchStatus, BatchView, CancelResponse, IdResult, IdResultView, IngestionStatus,
+    IngestionSummary, IngestionView, RecentIngestions, ResultsPage,
 };
 pub use time::Timestamp;

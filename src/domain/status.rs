@@ -236,6 +236,30 @@ impl IngestionSummary {
     }
 }
 
+/// One ID's result, as `GET /status/{id}/results` lists them (in split order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct IdResultView {
+    pub batch_id: Uuid,
+    pub id: u64,
+    pub status: BatchStatus,
+    pub data: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A page of an ingestion's per-ID results: every ID, in split order, with its batch's
+/// status; `data` is null until the batch completes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct ResultsPage {
+    pub ingestion_id: Uuid,
+    /// IDs in the ingestion.
+    pub total: u64,
+    pub offset: u64,
+    pub results: Vec<IdResultView>,
+}
+
 /// What `POST /ingest/{id}/cancel` answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -3,9 +3,9 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IngestRequest,
-    IngestionStatus, IngestionSummary, IngestionView, Limits, NewIngestion, Pace, Priority,
-    QueueView, RecentIngestions, RequestError, Timestamp,
+    BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IdResultView,
+    IngestRequest, IngestionStatus, IngestionSummary, IngestionView, Limits, NewIngestion, Pace,
+    Priority, QueueView, RecentIngestions, RequestError, ResultsPage, Timestamp,
 };
 use crate::server::{
     clock::Clock,
@@ -123,6 +123,9 @@ impl Readiness {
         self.store.is_none() && self.scheduler.is_none()
     }
 }
+
+/// Most results one page of `GET /status/{id}/results` holds.
+pub const MAX_RESULTS_PAGE: u64 = 1_000;
 
 /// Most ingestions a recent-ingestions read returns.
 pub const MAX_RECENT: usize = 100;
@@ -260,6 +263,49 @@ impl Service {
             .await?
             .ok_or_else(not_found)?;
         self.predicted(record).await
+    }
+
+    /// A page of an ingestion's per-ID results, in split order (at most `limit`, capped at
+    /// [`MAX_RESULTS_PAGE`]).
+    pub async fn results(
+        &self,
+        ingestion_id: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<ResultsPage, ServiceError> {
+        let not_found = || ServiceError::NotFound(ingestion_id.to_owned());
+        let id = Uuid::parse_str(ingestion_id).map_err(|_| not_found())?;
+        let record = self
+            .inner
+            .store
+            .ingestion(id)
+            .await?
+            .ok_or_else(not_found)?;
+        let total = record.batches.iter().map(|b| b.ids.len() as u64).sum();
+        let results = record
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.ids.iter().enumerate().map(move |(i, &id)| {
+                    let result = b.results.get(i).filter(|r| r.id == id);
+                    IdResultView {
+                        batch_id: b.id,
+                        id,
+                        status: b.status,
+                        data: result.map_or(serde_json::Value::Null, |r| r.data.clone()),
+                        error: result.and_then(|r| r.error.clone()),
+                    }
+                })
+            })
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit.min(MAX_RESULTS_PAGE) as usize)
+            .collect();
+        Ok(ResultsPage {
+            ingestion_id: id,
+            total,
+            offset,
+            results,
+        })
     }
 
     /// The newest ingestions (at most `limit`, capped at [`MAX_RECENT`]), newest first, with

@@ -59,6 +59,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
         .layer(DefaultBodyLimit::max(body_limit));
     let reads = OpenApiRouter::new()
         .routes(routes!(status::status))
+        .routes(routes!(status::results))
         .routes(routes!(queue::recent))
         .routes(routes!(queue::queue))
         .routes(routes!(events::all))

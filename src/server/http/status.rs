@@ -1,9 +1,9 @@
 //! `GET /status/{ingestion_id}` and `POST /ingest/{ingestion_id}/cancel`.
 
-use super::{ApiError, ApiState};
-use crate::domain::{CancelResponse, ErrorBody, IngestionView};
+use super::{query, ApiError, ApiState};
+use crate::domain::{CancelResponse, ErrorBody, IngestionView, ResultsPage};
 use axum::{
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     Json,
 };
 
@@ -23,6 +23,34 @@ pub(super) async fn status(
     Path(ingestion_id): Path<String>,
 ) -> Result<Json<IngestionView>, ApiError> {
     Ok(Json(state.service.status(&ingestion_id).await?))
+}
+
+#[utoipa::path(
+    get, path = "/status/{ingestion_id}/results", tag = "ingestions",
+    summary = "Each ID's result or error, in split order, a page at a time",
+    params(
+        ("ingestion_id" = String, Path, description = "The id `POST /ingest` answered"),
+        ("offset" = Option<u64>, Query, description = "IDs to skip (default 0)"),
+        ("limit" = Option<u64>, Query, description = "At most this many (default 100, capped at 1000)"),
+    ),
+    responses(
+        (status = 200, body = ResultsPage),
+        (status = 400, description = "`offset` or `limit` is not a number", body = ErrorBody),
+        (status = 401, description = "A read token is needed", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed id", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn results(
+    State(state): State<ApiState>,
+    Path(ingestion_id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ResultsPage>, ApiError> {
+    let offset = query::number(raw.as_deref(), "offset")?.unwrap_or(0);
+    let limit = query::number(raw.as_deref(), "limit")?.unwrap_or(100);
+    Ok(Json(
+        state.service.results(&ingestion_id, offset, limit).await?,
+    ))
 }
 
 /// Cancel the batches that have not started; idempotent (a repeat cancels nothing more).
