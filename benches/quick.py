@@ -2,9 +2,11 @@
 """A quick, reproducible measurement of a release sluice on this machine.
 
 Starts the release binary on a temporary SQLite file and measures, side by side in one run:
-  * POST /ingest (5 IDs, durable) against the cheapest route of the same server
-    (GET /status/<malformed id>: routing + a JSON 404, no database) as the ceiling;
-  * dispatch spacing: 200 batches at a 100 ms interval, lateness = gap - interval.
+  * POST /ingest (5 IDs, durable) and GET /status/<id> against a no-op handler of the same
+    server (GET /healthz: routing + a constant JSON body, no database) as the ceiling;
+  * the same ingest on PostgreSQL when BENCH_POSTGRES is a database URL (it is emptied);
+  * dispatch spacing: 200 batches at a 100 ms interval, lateness = gap - interval, and the
+    server's own lateness histogram (microseconds) from /metrics.
 
 Usage: benches/quick.py [path/to/release/sluice]   (needs wrk: apt-get install wrk)
 """
@@ -24,8 +26,9 @@ def free_port():
 
 def start(db, *args):
     port = free_port()
+    url = db if db.startswith("postgres") else f"sqlite://{db}"
     proc = subprocess.Popen(
-        [BIN, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", f"sqlite://{db}", *args],
+        [BIN, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", url, *args],
         env={**os.environ, "RUST_LOG": "warn"},
     )
     base = f"http://127.0.0.1:{port}"
@@ -65,16 +68,34 @@ def main():
         f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                 'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}\'\n')
 
-    proc, base = start(os.path.join(tmp, "http.db"), "--rate-interval", "1h")
-    print(f"## ingest vs ceiling ({SECONDS}s per run, durable SQLite, {os.cpu_count()} cores)\n")
-    print("| concurrency | ceiling req/s | ingest req/s | ratio | ingest p50 ms | ingest p99 ms |")
-    print("|---|---|---|---|---|---|")
-    for c in (1, 16, 64):
-        ceil_rps, _, _, _ = wrk(base + "/status/x", c)
-        rps, p50, p99, errors = wrk(base + "/ingest", c, script)
-        assert errors == 0, f"{errors} ingest requests failed"
-        print(f"| {c} | {ceil_rps:.0f} | {rps:.0f} | {rps / ceil_rps:.1%} | {p50:.2f} | {p99:.2f} |")
-    proc.terminate(); proc.wait()
+    stores = [("SQLite", os.path.join(tmp, "http.db"))]
+    if os.environ.get("BENCH_POSTGRES"):
+        url = os.environ["BENCH_POSTGRES"]
+        subprocess.run(["psql", url, "-qc", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
+                       check=True)
+        stores.append(("PostgreSQL", url))
+    for name, db in stores:
+        proc, base = start(db, "--rate-interval", "1h")
+        print(f"## ingest vs ceiling ({SECONDS}s per run, durable {name}, {os.cpu_count()} cores)\n")
+        print("| concurrency | ceiling req/s | ingest req/s | ratio | ingest p50 ms | ingest p99 ms |")
+        print("|---|---|---|---|---|---|")
+        for c in (1, 16, 64):
+            ceil_rps, _, _, _ = wrk(base + "/healthz", c)
+            rps, p50, p99, errors = wrk(base + "/ingest", c, script)
+            assert errors == 0, f"{errors} ingest requests failed"
+            print(f"| {c} | {ceil_rps:.0f} | {rps:.0f} | {rps / ceil_rps:.1%} | {p50:.2f} | {p99:.2f} |")
+        if name == "SQLite":
+            one = post(base, {"ids": [1, 2, 3, 4, 5], "priority": "LOW"})["ingestion_id"]
+            print(f"\n## status vs ceiling ({SECONDS}s per run, {name})\n")
+            print("| concurrency | ceiling req/s | status req/s | ratio | status p50 ms | status p99 ms |")
+            print("|---|---|---|---|---|---|")
+            for c in (1, 16, 64):
+                ceil_rps, _, _, _ = wrk(base + "/healthz", c)
+                rps, p50, p99, errors = wrk(f"{base}/status/{one}", c)
+                assert errors == 0, f"{errors} status requests failed"
+                print(f"| {c} | {ceil_rps:.0f} | {rps:.0f} | {rps / ceil_rps:.1%} | {p50:.2f} | {p99:.2f} |")
+        print()
+        proc.terminate(); proc.wait()
 
     interval_ms, batches = 100, 200
     proc, base = start(os.path.join(tmp, "dispatch.db"), "--rate-interval", f"{interval_ms}ms",
@@ -82,7 +103,10 @@ def main():
     ingestion = post(base, {"ids": list(range(1, batches + 1)), "priority": "HIGH"})["ingestion_id"]
     time.sleep(batches * interval_ms / 1000 + 2)
     status = json.load(urllib.request.urlopen(f"{base}/status/{ingestion}"))
+    metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()
     proc.terminate(); proc.wait()
+    lateness_sum = float(re.search(r"^sluice_dispatch_lateness_seconds_sum (\S+)", metrics, re.M).group(1))
+    lateness_count = int(re.search(r"^sluice_dispatch_lateness_seconds_count (\S+)", metrics, re.M).group(1))
     starts = [datetime.fromisoformat(b["started_at"].replace("Z", "+00:00")) for b in status["batches"]]
     gaps = sorted((b - a).total_seconds() * 1000 for a, b in zip(starts, starts[1:]))
     late = [g - interval_ms for g in gaps]
@@ -92,6 +116,8 @@ def main():
     early = sum(1 for g in gaps if g < interval_ms)
     q = lambda p: late[min(len(late) - 1, int(p * len(late)))]
     print(f"| {early} | {q(0.50):.0f} | {q(0.99):.0f} | {max(late):.0f} |")
+    print(f"\nThe server's lateness histogram: {lateness_count} starts waited for their slot, "
+          f"mean lateness {lateness_sum / max(lateness_count, 1) * 1e6:.0f} µs.")
 
 
 if __name__ == "__main__":
