@@ -1101,3 +1101,34 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
         "no external assets"
     );
 }
+
+#[tokio::test]
+async fn a_status_read_reflects_work_that_overtook_it_since_the_last_read() {
+    // Queue places are remembered between events; a new event must refresh them.
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let low = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6], "priority": "LOW"}"#)
+        .await;
+    let predicted = |s: &Value| {
+        Timestamp::parse_rfc3339(s["batches"][1]["predicted_start"].as_str().unwrap()).unwrap()
+    };
+    let before = app
+        .wait_for_status(&low, Duration::from_secs(5), |s| {
+            s["batches"][0]["status"] != "yet_to_start"
+        })
+        .await;
+    let again: Value = app.get_status(&low).await.json().await.unwrap();
+    assert_eq!(
+        predicted(&again),
+        predicted(&before),
+        "nothing changed in between"
+    );
+    app.ingest(r#"{"ids": [7, 8, 9], "priority": "HIGH"}"#)
+        .await;
+    let after: Value = app.get_status(&low).await.json().await.unwrap();
+    assert_eq!(
+        predicted(&after).as_micros() - predicted(&before).as_micros(),
+        3_600_000_000,
+        "one HIGH batch now goes first: one interval later"
+    );
+}

@@ -95,7 +95,12 @@ struct Inner {
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
     metrics: Metrics,
+    /// Queue places as last read, with the newest event id at the time (see `queue_place`).
+    places: std::sync::Mutex<std::collections::HashMap<Uuid, (u64, QueuePlace)>>,
 }
+
+/// Most queue places remembered (the whole memo is dropped when full: it refills on demand).
+const PLACES_CACHED: usize = 10_000;
 
 /// The service's settings.
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +167,7 @@ impl Service {
                 wake,
                 scheduler,
                 metrics,
+                places: Default::default(),
             }),
         };
         (service, SchedulerAlive(alive))
@@ -466,7 +472,7 @@ impl Service {
     async fn predicted(&self, record: IngestionRecord) -> Result<IngestionView, ServiceError> {
         let unfinished = record.batches.iter().any(|b| !b.status.is_final());
         let place = match unfinished {
-            true => self.inner.store.queue_place(record.id).await?,
+            true => self.queue_place(record.id).await?,
             false => None,
         };
         let mut view = view_of(record);
@@ -475,6 +481,35 @@ impl Service {
             predict(&mut view, place, pace, self.inner.clock.now());
         }
         Ok(view)
+    }
+
+    /// Where an ingestion stands in the queue. Nothing in the queue changes without an event
+    /// (inserts, claims, completions, failures, cancels, pause and rate all append one), so a
+    /// place read when the newest event was `n` holds until a newer event commits: status
+    /// reads between dispatches do not count the queue again.
+    async fn queue_place(&self, id: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+        // Read the feed first: a place cached under an older id is only ever re-read.
+        let seen = *self.inner.store.event_feed().borrow();
+        let cached = self
+            .inner
+            .places
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .filter(|(at, _)| *at == seen)
+            .map(|(_, place)| *place);
+        if let Some(place) = cached {
+            return Ok(Some(place));
+        }
+        let place = self.inner.store.queue_place(id).await?;
+        if let Some(place) = place {
+            let mut places = self.inner.places.lock().unwrap_or_else(|p| p.into_inner());
+            if places.len() >= PLACES_CACHED {
+                places.clear();
+            }
+            places.insert(id, (seen, place));
+        }
+        Ok(place)
     }
 
     /// Events after `after`, oldest first (one ingestion's only, if given).
