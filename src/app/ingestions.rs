@@ -234,10 +234,14 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
         }
     });
     let result_count = batch.results.len();
+    // A big batch lists its first results here; all of them are in /status/{id}/results.
+    const LISTED_RESULTS: usize = 50;
+    let more = result_count.saturating_sub(LISTED_RESULTS);
     let results = (result_count > 0).then(|| {
         let items = batch
             .results
             .iter()
+            .take(LISTED_RESULTS)
             .map(|r| {
                 let (class, text) = match &r.error {
                     Some(e) => ("result error", e.clone()),
@@ -256,6 +260,7 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             <details class="batch-results" data-testid="batch-results">
                 <summary>{format!("{result_count} result{}", if result_count == 1 { "" } else { "s" })}</summary>
                 <ul>{items}</ul>
+                {(more > 0).then(|| view! { <p class="muted">{format!("… and {more} more")}</p> })}
             </details>
         }
     });

@@ -129,7 +129,7 @@ impl Application {
                     HttpProcessor::new(
                         url,
                         *settings.processor_timeout,
-                        settings.processor_header.as_deref(),
+                        settings.processor_header.as_ref().map(|h| h.expose()),
                     )
                     .map_err(anyhow::Error::msg)?,
                 )

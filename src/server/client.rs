@@ -153,6 +153,27 @@ fn describe(event: &Event) -> String {
             format!("{at} cancelled ({batches} waiting batches)")
         }
         EventBody::IngestionCancelled { .. } => format!("{at} cancelled, nothing left running"),
+        EventBody::BatchRetrying {
+            position,
+            attempt,
+            error,
+            retry_at,
+            ..
+        } => format!(
+            "{at} batch {} attempt {attempt} failed ({error}); retry at {}",
+            position + 1,
+            retry_at.to_rfc3339()
+        ),
+        EventBody::BatchFailed {
+            position,
+            attempt,
+            error,
+            ..
+        } => format!(
+            "{at} batch {} failed after {attempt} attempts: {error}",
+            position + 1
+        ),
+        EventBody::IngestionFailed { .. } => format!("{at} failed"),
         other => format!("{at} {}", other.name()),
     }
 }

@@ -146,8 +146,9 @@ pub struct Settings {
 
     /// A header sent with every downstream request, `Name: value` (e.g. `Authorization: Bearer
     /// …`). Never logged.
-    #[arg(long, env = "SLUICE_PROCESSOR_HEADER", hide_env_values = true)]
-    pub processor_header: Option<String>,
+    #[arg(long, env = "SLUICE_PROCESSOR_HEADER", hide_env_values = true,
+          value_parser = crate::server::auth::secret_arg)]
+    pub processor_header: Option<Secret>,
 
     /// How long one downstream request may take (100ms..=10m); past it the attempt failed.
     #[arg(long, env = "SLUICE_PROCESSOR_TIMEOUT", default_value = "10s",
