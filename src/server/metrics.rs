@@ -56,6 +56,7 @@ struct Inner {
     retried: Counter,
     failed: Counter,
     lateness: Histogram,
+    claim_time: Histogram,
     accepted: Counter,
     accepted_ids: Counter,
     requests: Family<RequestLabels, Counter>,
@@ -89,6 +90,8 @@ impl Metrics {
             failed: Counter::default(),
             // 50 µs .. ~1.6 s
             lateness: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            // 10 µs .. ~0.3 s
+            claim_time: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
             accepted: Counter::default(),
             accepted_ids: Counter::default(),
             requests: Family::default(),
@@ -130,6 +133,12 @@ impl Metrics {
             "Actual start minus the slot the dispatcher waited for",
             Unit::Seconds,
             inner.lateness.clone(),
+        );
+        registry.register_with_unit(
+            "claim_duration",
+            "Time the store took to answer a claim (whatever its answer)",
+            Unit::Seconds,
+            inner.claim_time.clone(),
         );
         registry.register(
             "ingestions_accepted",
@@ -190,6 +199,11 @@ impl Metrics {
         if let Some(late) = lateness {
             self.inner.lateness.observe(late.as_secs_f64());
         }
+    }
+
+    /// How long one `claim_next` took.
+    pub fn claim_took(&self, took: Duration) {
+        self.inner.claim_time.observe(took.as_secs_f64());
     }
 
     pub fn batch_completed(&self) {

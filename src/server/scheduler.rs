@@ -93,10 +93,12 @@ impl Scheduler {
         while !shutdown.is_triggered() {
             // Before the claim: an event committed while it runs wakes the wait below at once.
             events.mark_unchanged();
+            let asked = std::time::Instant::now();
             let claim = self
                 .store
                 .claim_next(self.clock.now(), self.config.interval, self.config.lease)
                 .await;
+            self.metrics.claim_took(asked.elapsed());
             // Only the wait just before this claim counts.
             let slot_waited_for = awaited_slot.take();
             let wait_until = match claim {
