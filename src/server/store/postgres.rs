@@ -30,6 +30,7 @@ use uuid::Uuid;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../migrations/postgres/0002_failures.sql"),
+    include_str!("../../../migrations/postgres/0003_queue_depth.sql"),
 ];
 
 /// Events kept in the log (as on SQLite).
@@ -315,12 +316,11 @@ struct Slot {
     last_start: Option<Timestamp>,
     paused: bool,
     rate_interval: Option<Duration>,
-    waiting: i64,
 }
 
 async fn slot<C: GenericClient>(client: &C, lock: bool) -> Result<Slot, StoreError> {
     let sql = format!(
-        "SELECT last_start, paused, rate_interval, waiting FROM dispatch_slot WHERE id = 1{}",
+        "SELECT last_start, paused, rate_interval FROM dispatch_slot WHERE id = 1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     let row = client.query_one(&sql, &[]).await.map_err(pg)?;
@@ -330,7 +330,6 @@ async fn slot<C: GenericClient>(client: &C, lock: bool) -> Result<Slot, StoreErr
         rate_interval: row
             .get::<_, Option<i64>>(2)
             .map(|us| Duration::from_micros(us.max(0) as u64)),
-        waiting: row.get(3),
     })
 }
 
@@ -490,7 +489,16 @@ impl Store for PostgresStore {
         let now = ingestion.created_at;
         if let Some(max) = admission.max_waiting {
             // Locked to commit, so two submissions cannot both squeeze under the bound.
-            let waiting = slot(&tx, true).await?.waiting;
+            let waiting: i64 = tx
+                .query(
+                    "SELECT waiting FROM queue_depth ORDER BY priority FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .sum();
             if waiting.saturating_add(new) > max as i64 {
                 let replay = match &admission.key {
                     Some(key) => seen_key(&tx, key, now).await?,
@@ -551,8 +559,8 @@ impl Store for PostgresStore {
         .await
         .map_err(pg)?;
         tx.execute(
-            "UPDATE dispatch_slot SET waiting = waiting + $1 WHERE id = 1",
-            &[&new],
+            "UPDATE queue_depth SET waiting = waiting + $1 WHERE priority = $2",
+            &[&new, &rank],
         )
         .await
         .map_err(pg)?;
@@ -656,7 +664,7 @@ impl Store for PostgresStore {
                 None => Claim::Idle,
             });
         };
-        let (_, seq, position) = chosen;
+        let (rank, seq, position) = chosen;
         let from_waiting = i64::from(waiting == Some(chosen));
         let lease_until = now.plus(lease);
         let row = tx
@@ -674,8 +682,14 @@ impl Store for PostgresStore {
         let (batch_id, ids, attempt, priority, ingestion_id): (Uuid, Vec<i64>, i32, i16, Uuid) =
             (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         tx.execute(
-            "UPDATE dispatch_slot SET last_start = $1, waiting = waiting - $2 WHERE id = 1",
-            &[&now.as_micros(), &from_waiting],
+            "UPDATE dispatch_slot SET last_start = $1 WHERE id = 1",
+            &[&now.as_micros()],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE queue_depth SET waiting = waiting - $1 WHERE priority = $2",
+            &[&from_waiting, &rank],
         )
         .await
         .map_err(pg)?;
@@ -820,8 +834,9 @@ impl Store for PostgresStore {
         let last = match retry_at {
             Some(retry_at) => {
                 tx.execute(
-                    "UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1",
-                    &[],
+                    "UPDATE queue_depth SET waiting = waiting + 1
+                     WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
+                    &[&batch_id],
                 )
                 .await
                 .map_err(pg)?;
@@ -881,8 +896,9 @@ impl Store for PostgresStore {
         .await
         .map_err(pg)?;
         tx.execute(
-            "UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1",
-            &[],
+            "UPDATE queue_depth SET waiting = waiting + 1
+             WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
+            &[&batch_id],
         )
         .await
         .map_err(pg)?;
@@ -919,8 +935,9 @@ impl Store for PostgresStore {
             return Ok(Some(0));
         }
         tx.execute(
-            "UPDATE dispatch_slot SET waiting = waiting - $1 WHERE id = 1",
-            &[&cancelled],
+            "UPDATE queue_depth SET waiting = waiting - $1
+             WHERE priority = (SELECT priority FROM ingestions WHERE seq = $2)",
+            &[&cancelled, &seq],
         )
         .await
         .map_err(pg)?;
@@ -992,10 +1009,7 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         let mut waiting = [0u64; 3];
         for row in tx
-            .query(
-                "SELECT priority, COUNT(*) FROM batches WHERE status = 0 GROUP BY priority",
-                &[],
-            )
+            .query("SELECT priority, waiting FROM queue_depth", &[])
             .await
             .map_err(pg)?
         {
@@ -1062,8 +1076,9 @@ impl Store for PostgresStore {
         let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
         let ahead: i64 = tx
             .query_one(
-                "SELECT COUNT(*) FROM batches WHERE status = 0
-                 AND (priority < $1 OR (priority = $1 AND ingestion_seq < $2))",
+                "SELECT (SELECT COALESCE(SUM(waiting), 0)::bigint FROM queue_depth WHERE priority < $1)
+                      + (SELECT COUNT(*) FROM batches
+                         WHERE status = 0 AND priority = $1 AND ingestion_seq < $2)",
                 &[&priority, &seq],
             )
             .await

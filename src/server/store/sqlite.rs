@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0007_rate_override.sql"),
     include_str!("../../../migrations/sqlite/0008_cancel.sql"),
     include_str!("../../../migrations/sqlite/0009_failures.sql"),
+    include_str!("../../../migrations/sqlite/0010_queue_depth.sql"),
 ];
 
 /// Events kept in the log; older ones are pruned as batches complete. A client that was away
@@ -285,7 +286,7 @@ impl Store for SqliteStore {
             let new = ingestion.batches.len() as i64;
             if let Some(max) = admission.max_waiting {
                 let waiting: i64 = conn
-                    .prepare_cached("SELECT waiting FROM dispatch_slot WHERE id = 1")
+                    .prepare_cached("SELECT SUM(waiting) FROM queue_depth")
                     .and_then(|mut st| st.query_row([], |r| r.get(0)))
                     .map_err(unavailable)?;
                 if waiting.saturating_add(new) > max as i64 {
@@ -304,9 +305,11 @@ impl Store for SqliteStore {
                     return Ok(seen);
                 }
             }
-            conn.prepare_cached("UPDATE dispatch_slot SET waiting = waiting + ?1 WHERE id = 1")
-                .and_then(|mut st| st.execute([new]))
-                .map_err(unavailable)?;
+            conn.prepare_cached(
+                "UPDATE queue_depth SET waiting = waiting + ?1 WHERE priority = ?2",
+            )
+            .and_then(|mut st| st.execute([new, ingestion.priority.rank()]))
+            .map_err(unavailable)?;
             conn.prepare_cached(
                 "INSERT INTO ingestions (id, priority, created_at) VALUES (?1, ?2, ?3)",
             )
@@ -482,9 +485,10 @@ impl Store for SqliteStore {
             match retry_at {
                 Some(retry_at) => {
                     conn.prepare_cached(
-                        "UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1",
+                        "UPDATE queue_depth SET waiting = waiting + 1
+                         WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
                     )
-                    .and_then(|mut st| st.execute([]))
+                    .and_then(|mut st| st.execute([batch_id.to_string()]))
                     .map_err(unavailable)?;
                     append_event(
                         conn,
@@ -548,9 +552,12 @@ impl Store for SqliteStore {
             )
             .and_then(|mut st| st.execute([batch_id.to_string()]))
             .map_err(unavailable)?;
-            conn.prepare_cached("UPDATE dispatch_slot SET waiting = waiting + 1 WHERE id = 1")
-                .and_then(|mut st| st.execute([]))
-                .map_err(unavailable)?;
+            conn.prepare_cached(
+                "UPDATE queue_depth SET waiting = waiting + 1
+                 WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
+            )
+            .and_then(|mut st| st.execute([batch_id.to_string()]))
+            .map_err(unavailable)?;
             append_event(
                 conn,
                 at,
@@ -586,9 +593,12 @@ impl Store for SqliteStore {
             if cancelled == 0 {
                 return Ok(Some(0));
             }
-            conn.prepare_cached("UPDATE dispatch_slot SET waiting = waiting - ?1 WHERE id = 1")
-                .and_then(|mut st| st.execute([cancelled]))
-                .map_err(unavailable)?;
+            conn.prepare_cached(
+                "UPDATE queue_depth SET waiting = waiting - ?1
+                 WHERE priority = (SELECT priority FROM ingestions WHERE seq = ?2)",
+            )
+            .and_then(|mut st| st.execute([cancelled, seq]))
+            .map_err(unavailable)?;
             conn.prepare_cached(
                 "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, ?1) WHERE seq = ?2",
             )
@@ -649,9 +659,7 @@ impl Store for SqliteStore {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
             let mut waiting = [0u64; 3];
             let counts = tx
-                .prepare_cached(
-                    "SELECT priority, COUNT(*) FROM batches WHERE status = 0 GROUP BY priority",
-                )
+                .prepare_cached("SELECT priority, waiting FROM queue_depth")
                 .and_then(|mut st| {
                     st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
                         .collect::<Result<Vec<_>, _>>()
@@ -715,8 +723,11 @@ impl Store for SqliteStore {
             };
             let ahead: i64 = tx
                 .prepare_cached(
-                    "SELECT COUNT(*) FROM batches WHERE status = 0
-                     AND (priority < ?1 OR (priority = ?1 AND ingestion_seq < ?2))",
+                    // Higher priorities from their counters; the same priority by counting
+                    // the (earlier) waiting batches of the index range.
+                    "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < ?1)
+                          + (SELECT COUNT(*) FROM batches
+                             WHERE status = 0 AND priority = ?1 AND ingestion_seq < ?2)",
                 )
                 .and_then(|mut st| st.query_row(params![priority, seq], |r| r.get(0)))
                 .map_err(unavailable)?;
@@ -915,7 +926,7 @@ fn claim(
             None => Claim::Idle,
         });
     };
-    let (_, seq, position) = chosen;
+    let (rank, seq, position) = chosen;
     let from_waiting = i64::from(waiting == Some(chosen));
 
     let lease_until = now.plus(lease);
@@ -935,11 +946,12 @@ fn claim(
             )
         })
         .map_err(unavailable)?;
-    conn.prepare_cached(
-        "UPDATE dispatch_slot SET last_start = ?1, waiting = waiting - ?2 WHERE id = 1",
-    )
-    .and_then(|mut st| st.execute([now.as_micros(), from_waiting]))
-    .map_err(unavailable)?;
+    conn.prepare_cached("UPDATE dispatch_slot SET last_start = ?1 WHERE id = 1")
+        .and_then(|mut st| st.execute([now.as_micros()]))
+        .map_err(unavailable)?;
+    conn.prepare_cached("UPDATE queue_depth SET waiting = waiting - ?1 WHERE priority = ?2")
+        .and_then(|mut st| st.execute([from_waiting, rank]))
+        .map_err(unavailable)?;
     let (batch_id, ingestion_id) = (uuid_of(&batch_id)?, uuid_of(&ingestion_id)?);
     append_event(
         conn,
