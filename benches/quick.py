@@ -97,7 +97,7 @@ def main():
         print()
         proc.terminate(); proc.wait()
 
-    interval_ms, batches = 100, 200
+    interval_ms, batches = 100, int(os.environ.get("BENCH_BATCHES", "200"))
     proc, base = start(os.path.join(tmp, "dispatch.db"), "--rate-interval", f"{interval_ms}ms",
                        "--simulated-work", "0s", "--batch-size", "1")
     ingestion = post(base, {"ids": list(range(1, batches + 1)), "priority": "HIGH"})["ingestion_id"]
