@@ -13,14 +13,16 @@ test.describe("the dashboard", () => {
     await expect(batches).toHaveCount(3);
     await expect(batches.first()).toContainText("1, 2, 3");
     await expect(batches.last()).toContainText("7");
+    // Each batch card holds what the downstream returned for its IDs; opened while the other
+    // batches still run, the list stays open through the refreshes their events bring.
+    const results = batches.first().getByTestId("batch-results");
+    await expect(results.locator("summary")).toHaveText("3 results");
+    await results.locator("summary").click();
     await expect(ingestion).toHaveAttribute("data-status", "completed");
     await expect(ingestion.locator('[data-testid="batch"][data-status="completed"]')).toHaveCount(3);
     await expect(ingestion.getByTestId("progress")).toContainText("3 of 3 batches completed");
     await expect(ingestion.getByTestId("eta")).toContainText("Completed at");
-    // Each batch card holds what the downstream returned for its IDs.
-    const results = batches.first().getByTestId("batch-results");
-    await expect(results.locator("summary")).toHaveText("3 results");
-    await results.locator("summary").click();
+    await expect(results).toHaveAttribute("open", "");
     await expect(results).toContainText('1 "processed"');
     // The form is ready for the next submission.
     await expect(page.getByTestId("ids-input")).toHaveValue("");

@@ -256,8 +256,28 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
                 }
             })
             .collect_view();
+        let batch_id = batch.batch_id;
+        let open = live.open_results;
         view! {
-            <details class="batch-results" data-testid="batch-results">
+            <details
+                class="batch-results"
+                data-testid="batch-results"
+                prop:open=move || open.with_untracked(|o| o.contains(&batch_id))
+                on:toggle=move |_ev| {
+                    // Handlers run in the browser only.
+                    #[cfg(feature = "browser")]
+                    {
+                        let now_open = event_target::<web_sys::HtmlDetailsElement>(&_ev).open();
+                        open.update_untracked(|o| {
+                            if now_open {
+                                o.insert(batch_id);
+                            } else {
+                                o.remove(&batch_id);
+                            }
+                        });
+                    }
+                }
+            >
                 <summary>{format!("{result_count} result{}", if result_count == 1 { "" } else { "s" })}</summary>
                 <ul>{items}</ul>
                 {(more > 0).then(|| view! { <p class="muted">{format!("… and {more} more")}</p> })}

@@ -50,6 +50,9 @@ pub struct Live {
     /// The server's limits and batch size, from the latest queue snapshot.
     pub limits: RwSignal<Limits>,
     pub batch_size: RwSignal<u64>,
+    /// Batches whose results the person opened: cards are redrawn on every refresh and
+    /// reopen from here.
+    pub open_results: RwSignal<std::collections::HashSet<uuid::Uuid>>,
     /// The last read was refused for the lack of a (valid) token.
     pub reads_refused: RwSignal<bool>,
     /// The last write was refused for the lack of a (valid, writing) token.
@@ -66,6 +69,7 @@ impl Live {
             connection: RwSignal::new(Connection::Connecting),
             limits: RwSignal::new(Limits::default()),
             batch_size: RwSignal::new(3),
+            open_results: RwSignal::new(Default::default()),
             reads_refused: RwSignal::new(false),
             writes_refused: RwSignal::new(false),
             refresh_pending: RwSignal::new(false),
