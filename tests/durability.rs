@@ -52,11 +52,16 @@ async fn start(db: &Path, extra: &[&str]) -> Server {
     panic!("sluice did not start listening on {base}");
 }
 
+/// GET a JSON body.
+async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Poll a status URL until `done` holds; fail after 10 s.
 async fn wait_for(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..500 {
-        last = client.get(url).send().await.unwrap().json().await.unwrap();
+        last = get_json(client, url).await;
         if done(&last) {
             return last;
         }
@@ -264,27 +269,13 @@ async fn pause_rate_and_cancellations_survive_sigkill() {
     server.kill().await;
 
     let server = start(&db, &flags).await;
-    let queue: Value = client
-        .get(format!("{}/queue", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let queue: Value = get_json(&client, &format!("{}/queue", server.base)).await;
     assert_eq!(queue["paused"], true);
     assert_eq!(queue["rate_interval_ms"], 300);
     // Still paused after the restart: nothing starts.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let status_url = |id: &str| format!("{}/status/{id}", server.base);
-    let waiting: Value = client
-        .get(status_url(&kept))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let waiting: Value = get_json(&client, &status_url(&kept)).await;
     assert_eq!(waiting["status"], "yet_to_start");
 
     let res = admin(&server, reqwest::Method::POST, "resume", json!({}))
@@ -298,14 +289,7 @@ async fn pause_rate_and_cancellations_survive_sigkill() {
     };
     // The run-time interval, not the configured 50 ms, spaced the two batches.
     assert!(started(1) - started(0) >= chrono::Duration::milliseconds(300));
-    let cancelled: Value = client
-        .get(status_url(&dropped))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cancelled: Value = get_json(&client, &status_url(&dropped)).await;
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["batches"][0]["started_at"], Value::Null);
     server.kill().await;
@@ -353,14 +337,7 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
 
     // The batch in hand finished; nothing new was started after the signal.
     let server = start(&db, &["--rate-interval", "1h"]).await;
-    let after: Value = client
-        .get(format!("{}/status/{id}", server.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = get_json(&client, &format!("{}/status/{id}", server.base)).await;
     assert_eq!(after["batches"][0]["status"], "completed", "{after}");
     assert_eq!(after["batches"][1]["status"], "yet_to_start", "{after}");
     server.kill().await;

@@ -21,6 +21,6 @@ pub use request::{
 };
 pub use status::{
     BatchStatus, BatchView, CancelResponse, IdResult, IdResultView, IngestionStatus,
-    IngestionSummary, IngestionView, RecentIngestions, ResultsPage,
+    IngestionSummary, IngestionView, RecentIngestions, ResultsPage, StatusCounts,
 };
 pub use time::Timestamp;

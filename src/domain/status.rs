@@ -78,17 +78,35 @@ impl IngestionStatus {
     /// ingestion is `cancelled` (a batch still running keeps it `triggered` until it ends).
     /// Failures add another: once every batch is final and at least one failed, `failed`.
     pub fn of(batches: impl IntoIterator<Item = BatchStatus>) -> Self {
-        let (mut waiting, mut done, mut cancelled, mut running, mut failed) =
-            (false, false, false, false, false);
+        let mut counts = StatusCounts::default();
         for status in batches {
-            match status {
-                BatchStatus::YetToStart => waiting = true,
-                BatchStatus::Completed => done = true,
-                BatchStatus::Cancelled => cancelled = true,
-                BatchStatus::Triggered => running = true,
-                BatchStatus::Failed => failed = true,
-            }
+            *match status {
+                BatchStatus::YetToStart => &mut counts.waiting,
+                BatchStatus::Triggered => &mut counts.running,
+                BatchStatus::Completed => &mut counts.completed,
+                BatchStatus::Cancelled => &mut counts.cancelled,
+                BatchStatus::Failed => &mut counts.failed,
+            } += 1;
         }
+        Self::of_counts(counts)
+    }
+
+    /// The same rule from how many batches are in each status (what a store can count).
+    pub fn of_counts(counts: StatusCounts) -> Self {
+        let StatusCounts {
+            waiting,
+            running,
+            completed,
+            cancelled,
+            failed,
+        } = counts;
+        let (waiting, done, cancelled, running, failed) = (
+            waiting > 0,
+            completed > 0,
+            cancelled > 0,
+            running > 0,
+            failed > 0,
+        );
         match (waiting, done, cancelled, running, failed) {
             (_, false, false, false, false) => IngestionStatus::YetToStart,
             (false, _, _, false, true) => IngestionStatus::Failed,
@@ -97,6 +115,16 @@ impl IngestionStatus {
             _ => IngestionStatus::Triggered,
         }
     }
+}
+
+/// How many of an ingestion's batches are in each status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    pub waiting: u64,
+    pub running: u64,
+    pub completed: u64,
+    pub cancelled: u64,
+    pub failed: u64,
 }
 
 /// What processing one ID produced, e.g. `{"id": 7, "data": "processed"}`.

@@ -58,6 +58,11 @@ impl Accepted {
     }
 }
 
+/// An ingestion id as a client sent it; malformed is `NotFound`, like unknown (SPEC §1).
+fn ingestion_uuid(ingestion_id: &str) -> Result<Uuid, ServiceError> {
+    Uuid::parse_str(ingestion_id).map_err(|_| ServiceError::NotFound(ingestion_id.to_owned()))
+}
+
 fn check_key(key: &str) -> Result<String, ServiceError> {
     let visible = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
     match (1..=255).contains(&key.len()) && visible {
@@ -260,15 +265,18 @@ impl Service {
 
     /// The status of an ingestion; an unknown or malformed id is `NotFound`.
     pub async fn status(&self, ingestion_id: &str) -> Result<IngestionView, ServiceError> {
-        let not_found = || ServiceError::NotFound(ingestion_id.to_owned());
-        let id = Uuid::parse_str(ingestion_id).map_err(|_| not_found())?;
-        let record = self
-            .inner
+        let record = self.record(ingestion_id).await?;
+        self.predicted(record).await
+    }
+
+    /// An ingestion as stored; an unknown or malformed id is `NotFound`.
+    async fn record(&self, ingestion_id: &str) -> Result<IngestionRecord, ServiceError> {
+        let id = ingestion_uuid(ingestion_id)?;
+        self.inner
             .store
             .ingestion(id)
             .await?
-            .ok_or_else(not_found)?;
-        self.predicted(record).await
+            .ok_or_else(|| ServiceError::NotFound(ingestion_id.to_owned()))
     }
 
     /// A page of an ingestion's per-ID results, in split order (at most `limit`, capped at
@@ -279,14 +287,7 @@ impl Service {
         offset: u64,
         limit: u64,
     ) -> Result<ResultsPage, ServiceError> {
-        let not_found = || ServiceError::NotFound(ingestion_id.to_owned());
-        let id = Uuid::parse_str(ingestion_id).map_err(|_| not_found())?;
-        let record = self
-            .inner
-            .store
-            .ingestion(id)
-            .await?
-            .ok_or_else(not_found)?;
+        let record = self.record(ingestion_id).await?;
         let total = record.batches.iter().map(|b| b.ids.len() as u64).sum();
         let results = record
             .batches
@@ -307,7 +308,7 @@ impl Service {
             .take(limit.min(MAX_RESULTS_PAGE) as usize)
             .collect();
         Ok(ResultsPage {
-            ingestion_id: id,
+            ingestion_id: record.id,
             total,
             offset,
             results,
@@ -374,14 +375,13 @@ impl Service {
     /// Cancel the ingestion's batches that have not started (started ones finish). Repeating
     /// it is harmless: nothing more is cancelled. An unknown or malformed id is `NotFound`.
     pub async fn cancel(&self, ingestion_id: &str) -> Result<CancelResponse, ServiceError> {
-        let not_found = || ServiceError::NotFound(ingestion_id.to_owned());
-        let id = Uuid::parse_str(ingestion_id).map_err(|_| not_found())?;
+        let id = ingestion_uuid(ingestion_id)?;
         let cancelled_batches = self
             .inner
             .store
             .cancel(id, self.inner.clock.now())
             .await?
-            .ok_or_else(not_found)?;
+            .ok_or_else(|| ServiceError::NotFound(ingestion_id.to_owned()))?;
         let view = self.status(ingestion_id).await?;
         Ok(CancelResponse {
             ingestion_id: id,

@@ -13,7 +13,9 @@ mod sqlite;
 pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
-use crate::domain::{BatchStatus, Event, IdResult, Priority, Timestamp};
+use crate::domain::{
+    BatchStatus, Event, EventBody, IdResult, IngestionStatus, Priority, StatusCounts, Timestamp,
+};
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
@@ -300,6 +302,46 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The ingestion's last event, once nothing of it is left to run: the overall-status rule
+/// (`IngestionStatus::of_counts`) applied to the counts a backend read in the transaction that
+/// finished its last batch.
+fn ending_event(ingestion_id: Uuid, counts: StatusCounts) -> Option<EventBody> {
+    match IngestionStatus::of_counts(counts) {
+        IngestionStatus::Completed => Some(EventBody::IngestionCompleted { ingestion_id }),
+        IngestionStatus::Cancelled => Some(EventBody::IngestionCancelled { ingestion_id }),
+        IngestionStatus::Failed => Some(EventBody::IngestionFailed { ingestion_id }),
+        IngestionStatus::YetToStart | IngestionStatus::Triggered => None,
+    }
+}
+
+/// The event of a failed attempt: another one not before `retry_at`, or failed for good.
+fn failure_event(
+    ingestion_id: Uuid,
+    batch_id: Uuid,
+    position: u32,
+    attempt: u32,
+    error: String,
+    retry_at: Option<Timestamp>,
+) -> EventBody {
+    match retry_at {
+        Some(retry_at) => EventBody::BatchRetrying {
+            ingestion_id,
+            batch_id,
+            position,
+            attempt,
+            error,
+            retry_at,
+        },
+        None => EventBody::BatchFailed {
+            ingestion_id,
+            batch_id,
+            position,
+            attempt,
+            error,
+        },
+    }
+}
 
 /// Open the store a URL names, creating and migrating it if needed.
 pub async fn open(

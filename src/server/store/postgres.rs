@@ -13,11 +13,11 @@
 //!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
-    Admission, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IdempotencyKey,
-    IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
-    IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
+    DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
+    QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
+use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp};
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use futures::StreamExt;
@@ -411,7 +411,20 @@ async fn dispatches<C: GenericClient>(
 }
 
 /// The ingestion's last event, if nothing of it is left to run: failed, cancelled or
-/// completed.
+/// A batch went back to waiting (a retry, or an operator's requeue): count it in its priority.
+async fn one_more_waiting<C: GenericClient>(client: &C, batch_id: Uuid) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE queue_depth SET waiting = waiting + 1
+             WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
+            &[&batch_id],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
+/// The ingestion's last event, if nothing of it is left to run (see `ending_event`).
 async fn ending<C: GenericClient>(
     client: &C,
     seq: i64,
@@ -419,26 +432,23 @@ async fn ending<C: GenericClient>(
 ) -> Result<Option<EventBody>, StoreError> {
     let row = client
         .query_one(
-            "SELECT COUNT(*) FILTER (WHERE status NOT IN (2, 3, 4)),
-                    COUNT(*) FILTER (WHERE status = 3),
+            "SELECT COUNT(*) FILTER (WHERE status = 0), COUNT(*) FILTER (WHERE status = 1),
+                    COUNT(*) FILTER (WHERE status = 2), COUNT(*) FILTER (WHERE status = 3),
                     COUNT(*) FILTER (WHERE status = 4)
              FROM batches WHERE ingestion_seq = $1",
             &[&seq],
         )
         .await
         .map_err(pg)?;
-    Ok(
-        match (
-            row.get::<_, i64>(0),
-            row.get::<_, i64>(1),
-            row.get::<_, i64>(2),
-        ) {
-            (0, _, 1..) => Some(EventBody::IngestionFailed { ingestion_id }),
-            (0, 0, _) => Some(EventBody::IngestionCompleted { ingestion_id }),
-            (0, _, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
-            _ => None,
-        },
-    )
+    let count = |i: usize| row.get::<_, i64>(i) as u64;
+    let counts = StatusCounts {
+        waiting: count(0),
+        running: count(1),
+        completed: count(2),
+        cancelled: count(3),
+        failed: count(4),
+    };
+    Ok(ending_event(ingestion_id, counts))
 }
 
 /// How a key seen within the retention window answers, if it was seen.
@@ -831,40 +841,14 @@ impl Store for PostgresStore {
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
         let position = position as u32;
-        let last = match retry_at {
-            Some(retry_at) => {
-                tx.execute(
-                    "UPDATE queue_depth SET waiting = waiting + 1
-                     WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
-                    &[&batch_id],
-                )
-                .await
-                .map_err(pg)?;
-                let body = EventBody::BatchRetrying {
-                    ingestion_id,
-                    batch_id,
-                    position,
-                    attempt,
-                    error,
-                    retry_at,
-                };
-                append_event(&tx, at, &body).await?
-            }
-            None => {
-                let body = EventBody::BatchFailed {
-                    ingestion_id,
-                    batch_id,
-                    position,
-                    attempt,
-                    error,
-                };
-                let mut last = append_event(&tx, at, &body).await?;
-                if let Some(end) = ending(&tx, seq, ingestion_id).await? {
-                    last = append_event(&tx, at, &end).await?;
-                }
-                last
-            }
-        };
+        if retry_at.is_some() {
+            one_more_waiting(&tx, batch_id).await?;
+        }
+        let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
+        let mut last = append_event(&tx, at, &body).await?;
+        if let Some(end) = ending(&tx, seq, ingestion_id).await? {
+            last = append_event(&tx, at, &end).await?;
+        }
         tx.commit().await.map_err(pg)?;
         self.published(Some(last));
         Ok(Completion::Completed)
@@ -895,13 +879,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        tx.execute(
-            "UPDATE queue_depth SET waiting = waiting + 1
-             WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
-            &[&batch_id],
-        )
-        .await
-        .map_err(pg)?;
+        one_more_waiting(&tx, batch_id).await?;
         let body = EventBody::BatchRequeued {
             ingestion_id,
             batch_id,

@@ -14,11 +14,11 @@
 //! a separate database).
 
 use super::{
-    Admission, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, IdempotencyKey,
-    IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store, StoreError,
-    IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
+    DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
+    QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, Timestamp};
+use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::{
@@ -482,43 +482,13 @@ impl Store for SqliteStore {
             };
             let ingestion_id = uuid_of(&ingestion_id)?;
             let position = position as u32;
-            match retry_at {
-                Some(retry_at) => {
-                    conn.prepare_cached(
-                        "UPDATE queue_depth SET waiting = waiting + 1
-                         WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
-                    )
-                    .and_then(|mut st| st.execute([batch_id.to_string()]))
-                    .map_err(unavailable)?;
-                    append_event(
-                        conn,
-                        at,
-                        &EventBody::BatchRetrying {
-                            ingestion_id,
-                            batch_id,
-                            position,
-                            attempt,
-                            error,
-                            retry_at,
-                        },
-                    )?;
-                }
-                None => {
-                    append_event(
-                        conn,
-                        at,
-                        &EventBody::BatchFailed {
-                            ingestion_id,
-                            batch_id,
-                            position,
-                            attempt,
-                            error,
-                        },
-                    )?;
-                    if let Some(end) = ending(conn, seq, ingestion_id)? {
-                        append_event(conn, at, &end)?;
-                    }
-                }
+            if retry_at.is_some() {
+                one_more_waiting(conn, batch_id)?;
+            }
+            let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
+            append_event(conn, at, &body)?;
+            if let Some(end) = ending(conn, seq, ingestion_id)? {
+                append_event(conn, at, &end)?;
             }
             Ok(Completion::Completed)
         })
@@ -552,12 +522,7 @@ impl Store for SqliteStore {
             )
             .and_then(|mut st| st.execute([batch_id.to_string()]))
             .map_err(unavailable)?;
-            conn.prepare_cached(
-                "UPDATE queue_depth SET waiting = waiting + 1
-                 WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
-            )
-            .and_then(|mut st| st.execute([batch_id.to_string()]))
-            .map_err(unavailable)?;
+            one_more_waiting(conn, batch_id)?;
             append_event(
                 conn,
                 at,
@@ -977,26 +942,43 @@ fn claim(
 }
 
 /// The ingestion's last event, if nothing of it is left to run: failed, cancelled or
-/// completed.
+/// A batch went back to waiting (a retry, or an operator's requeue): count it in its priority.
+fn one_more_waiting(conn: &Connection, batch_id: Uuid) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE queue_depth SET waiting = waiting + 1
+         WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
+    )
+    .and_then(|mut st| st.execute([batch_id.to_string()]))
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The ingestion's last event, if nothing of it is left to run (see `ending_event`).
 fn ending(
     conn: &Connection,
     seq: i64,
     ingestion_id: Uuid,
 ) -> Result<Option<EventBody>, StoreError> {
-    let (unfinished, cancelled, failed): (i64, i64, i64) = conn
+    let counts = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(status NOT IN (2, 3, 4)), 0), COALESCE(SUM(status = 3), 0),
+            "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0),
+                    COALESCE(SUM(status = 2), 0), COALESCE(SUM(status = 3), 0),
                     COALESCE(SUM(status = 4), 0)
              FROM batches WHERE ingestion_seq = ?1",
         )
-        .and_then(|mut st| st.query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))))
+        .and_then(|mut st| {
+            st.query_row([seq], |r| {
+                Ok(StatusCounts {
+                    waiting: r.get(0)?,
+                    running: r.get(1)?,
+                    completed: r.get(2)?,
+                    cancelled: r.get(3)?,
+                    failed: r.get(4)?,
+                })
+            })
+        })
         .map_err(unavailable)?;
-    Ok(match (unfinished, cancelled, failed) {
-        (0, _, 1..) => Some(EventBody::IngestionFailed { ingestion_id }),
-        (0, 0, _) => Some(EventBody::IngestionCompleted { ingestion_id }),
-        (0, _, _) => Some(EventBody::IngestionCancelled { ingestion_id }),
-        _ => None,
-    })
+    Ok(ending_event(ingestion_id, counts))
 }
 
 /// Forget expired keys; then answer for a key seen before, or record it for `ingestion`.
