@@ -51,6 +51,7 @@ impl Priority {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct IngestRequest {
+    #[cfg_attr(feature = "ssr", schema(min_items = 1))]
     pub ids: Vec<u64>,
     pub priority: Priority,
 }

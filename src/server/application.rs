@@ -25,6 +25,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 /// A bound, ready-to-run sluice server. Tests bind port 0 and read `local_addr()`.
 pub struct Application {
     listener: TcpListener,
+    limits: http::ConnectionLimits,
     router: Router,
     scheduler: JoinHandle<()>,
     trigger: ShutdownTrigger,
@@ -110,6 +111,7 @@ impl Core {
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.check().map_err(anyhow::Error::msg)?;
         let tokens = settings.tokens().map_err(anyhow::Error::msg)?;
         let store = store::open(&settings.database_url, settings.database_pool_size as usize)
             .await
@@ -157,6 +159,11 @@ impl Application {
         );
         Ok(Self {
             listener,
+            limits: http::ConnectionLimits {
+                max_connections: settings.max_connections as usize,
+                header_timeout: *settings.header_timeout,
+                idle_timeout: *settings.idle_timeout,
+            },
             router,
             scheduler: core.scheduler,
             trigger,
@@ -178,10 +185,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            limits,
             router,
             scheduler,
             trigger,
-            mut shutdown,
+            shutdown,
         } = self;
         let trigger = Arc::new(trigger);
         let on_signal = {
@@ -193,9 +201,7 @@ impl Application {
             }
         };
         tokio::spawn(on_signal);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.triggered().await })
-            .await;
+        let served = http::serve(listener, router, limits, shutdown).await;
         // Whether serving ended by the signal or by an error, stop dispatching the same way.
         trigger.trigger();
         scheduler.await.context("scheduler task")?;
@@ -241,7 +247,8 @@ fn router(
             },
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
-        .layer(axum::middleware::from_fn(
+        .layer(axum::middleware::from_fn_with_state(
+            settings.max_body_bytes as usize,
             http::undecodable_arguments_are_bad_requests,
         ))
         .layer(axum::middleware::from_fn_with_state(

@@ -183,6 +183,23 @@ pub struct Settings {
           value_parser = duration_between(Duration::from_millis(100), Duration::from_secs(3_600)))]
     pub request_timeout: humantime::Duration,
 
+    /// Most connections open at once; past it new ones wait until one closes (1..=1000000).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// How long a client may take to send a request's headers; past it the connection is
+    /// closed (100ms..=10min).
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = duration_between(Duration::from_millis(100), Duration::from_secs(600)))]
+    pub header_timeout: humantime::Duration,
+
+    /// A connection on which nothing was read or written for this long is closed; longer than
+    /// the request timeout (1s..=1h).
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "60s",
+          value_parser = duration_between(Duration::from_secs(1), Duration::from_secs(3_600)))]
+    pub idle_timeout: humantime::Duration,
+
     /// Maximum size of a request body in bytes (1024..=1073741824).
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
@@ -351,6 +368,18 @@ fn duration_between(
 impl Settings {
     pub fn rate_interval(&self) -> Duration {
         *self.rate_interval
+    }
+
+    /// Settings that are only wrong together.
+    pub fn check(&self) -> Result<(), String> {
+        if *self.idle_timeout <= *self.request_timeout {
+            return Err(format!(
+                "--idle-timeout ({}) must be longer than --request-timeout ({}): a request \
+                 still being answered must not be cut as idle",
+                self.idle_timeout, self.request_timeout
+            ));
+        }
+        Ok(())
     }
 
     /// The API and read tokens, the token file included.

@@ -22,7 +22,8 @@ pub struct PauseState {
 /// configured interval.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RateRequest {
-    #[schema(examples("2s"))]
+    /// Required; `null` restores the configured interval.
+    #[schema(examples("2s"), required = true)]
     pub rate_interval: Option<String>,
 }
 

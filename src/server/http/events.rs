@@ -35,7 +35,7 @@ type EventStream = Sse<KeepAliveStream<BoxStream<'static, Result<SseEvent, Infal
         as JSON). Resume with `Last-Event-ID`; a first connection may start after `?after=`. \
         A read token may come as `?access_token=` (EventSource cannot send headers).",
     params(
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event"),
         ("after" = Option<u64>, Query, description = "Start after this event (default: from now)"),
         ("access_token" = Option<String>, Query, description = "A read token, when reads need one"),
     ),
@@ -68,7 +68,7 @@ pub(super) async fn all(
     summary = "One ingestion's changes, from its first event, as Server-Sent Events",
     params(
         ("ingestion_id" = String, Path, description = "The id `POST /ingest` answered"),
-        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event"),
+        ("Last-Event-ID" = Option<u64>, Header, nullable = false, description = "Resume after this event"),
         ("after" = Option<u64>, Query, description = "Start after this event"),
         ("access_token" = Option<String>, Query, description = "A read token, when reads need one"),
     ),
@@ -87,11 +87,12 @@ pub(super) async fn one_ingestion(
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<EventStream, ApiError> {
-    let after = match last_event_id(&headers)? {
-        Some(id) => Some(id),
-        None => query::number(raw.as_deref(), "after")?,
-    }
-    .unwrap_or(0);
+    // Both are checked; a reconnect's Last-Event-ID wins, as for the whole stream.
+    let (resume, after) = (
+        last_event_id(&headers)?,
+        query::number(raw.as_deref(), "after")?,
+    );
+    let after = resume.or(after).unwrap_or(0);
     let view = state.service.status(&ingestion_id).await?;
     Ok(sse(
         state.service,
@@ -107,7 +108,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         .map(|v| {
             v.to_str()
                 .ok()
-                .and_then(|s| s.trim().parse().ok())
+                .and_then(|s| query::non_negative(s.trim()))
                 .ok_or(ApiError::InvalidLastEventId)
         })
         .transpose()

@@ -12,6 +12,7 @@ mod metrics;
 mod openapi;
 mod query;
 mod queue;
+mod serve;
 mod server_fns;
 mod status;
 mod timeout;
@@ -20,6 +21,7 @@ pub use auth::bearer;
 pub use cors::cors;
 pub use error::ApiError;
 pub use metrics::track;
+pub use serve::{serve, ConnectionLimits};
 pub use server_fns::undecodable_arguments_are_bad_requests;
 pub use timeout::request_timeout;
 
@@ -79,6 +81,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
     let mut spec = spec;
     spec.info.version = env!("CARGO_PKG_VERSION").to_owned();
     openapi::add_store_outage(&mut spec);
+    openapi::describe_event_streams(&mut spec);
     router
         .layer(Extension(openapi::Document::new(&spec)))
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -108,6 +108,60 @@ pub fn add_store_outage(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// Event streams: each message on the wire is `id`, `event` and `data` lines, `data` being an
+/// [`Event`](crate::domain::Event) as JSON. Described as such (the OpenAPI 3.2 way of typing a
+/// stream's items; heartbeats are comments and carry no message).
+pub fn describe_event_streams(openapi: &mut utoipa::openapi::OpenApi) {
+    use crate::domain::EventBody;
+    use utoipa::openapi::{
+        schema::{ObjectBuilder, Ref, Type},
+        ContentBuilder,
+    };
+    let message = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("One Server-Sent Events message"))
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+$"))
+                .description(Some("The event id; resume after it with `Last-Event-ID`")),
+        )
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(EventBody::NAMES)),
+        )
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(Ref::from_schema_name("Event"))),
+        )
+        .required("id")
+        .required("event")
+        .required("data")
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        let Some(op) = item.get.as_mut() else {
+            continue;
+        };
+        let Some(ok) = op.responses.responses.get_mut("200") else {
+            continue;
+        };
+        let utoipa::openapi::RefOr::T(ok) = ok else {
+            continue;
+        };
+        if let Some(stream) = ok.content.get_mut("text/event-stream") {
+            *stream = utoipa::openapi::RefOr::T(
+                ContentBuilder::new().schema(Some(message.clone())).build(),
+            );
+        }
+    }
+}
+
 /// `submit_ingestion`'s arguments.
 #[derive(Serialize, ToSchema)]
 pub struct SubmitArgs {
@@ -123,6 +177,7 @@ pub struct IngestionIdArg {
 /// `list_ingestions`' argument.
 #[derive(Serialize, ToSchema)]
 pub struct LimitArg {
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     pub limit: u32,
 }
 

@@ -40,10 +40,15 @@ pub(super) fn number(query: Option<&str>, name: &str) -> Result<Option<u64>, Api
     let Some(value) = raw(query, name) else {
         return Ok(None);
     };
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| ApiError::InvalidQuery(format!("{name} must be a non-negative integer")))
+    non_negative(value).map(Some).ok_or_else(|| {
+        ApiError::InvalidQuery(format!("{name} must be an integer in 0..={}", i64::MAX))
+    })
+}
+
+/// A non-negative integer as the API documents them (OpenAPI `int64`, so at most `i64::MAX`:
+/// what a client's schema says fits is exactly what is accepted).
+pub(super) fn non_negative(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().filter(|&n| n <= i64::MAX as u64)
 }
 
 #[cfg(test)]
@@ -72,7 +77,18 @@ mod tests {
 
     #[test]
     fn a_parameter_that_is_not_a_number_is_refused() {
-        for bad in ["limit=", "limit", "limit=-1", "limit=ten", "limit=1.5"] {
+        assert_eq!(
+            number(Some("limit=9223372036854775807"), "limit").unwrap(),
+            Some(i64::MAX as u64)
+        );
+        for bad in [
+            "limit=",
+            "limit",
+            "limit=-1",
+            "limit=ten",
+            "limit=1.5",
+            "limit=9223372036854775808",
+        ] {
             assert!(
                 matches!(number(Some(bad), "limit"), Err(ApiError::InvalidQuery(_))),
                 "{bad}"

@@ -13,7 +13,7 @@ const DEFAULT_LIMIT: usize = 20;
 #[utoipa::path(
     get, path = "/ingestions", tag = "ingestions",
     summary = "The newest ingestions, newest first",
-    params(("limit" = Option<u32>, Query, description = "At most this many (default 20, capped at 100)")),
+    params(("limit" = Option<u64>, Query, description = "At most this many (default 20, capped at 100)")),
     responses(
         (status = 200, body = RecentIngestions),
         (status = 400, description = "`limit` is not a number (`invalid_query`)", body = ErrorBody),

@@ -1,0 +1,182 @@
+//! Limits a public server needs, over raw TCP where a well-behaved HTTP client would not do
+//! what an attacker does: slow headers, idle connections, too many connections, huge bodies
+//! and huge headers.
+
+mod common;
+
+use common::spawn_app;
+use std::time::{Duration, Instant};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+async fn connect(base: &str) -> TcpStream {
+    TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Read until the server closes the connection; how long that took and what it sent.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (Duration, String) {
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started + within),
+            stream.read(&mut buf),
+        )
+        .await
+        {
+            Err(_) => panic!(
+                "still open after {within:?}; got {:?}",
+                String::from_utf8_lossy(&seen)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return (started.elapsed(), String::from_utf8_lossy(&seen).into())
+            }
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected_and_others_are_served() {
+    let app = spawn_app(&["--header-timeout", "300ms"]).await;
+    let mut slow = connect(&app.base).await;
+    slow.write_all(b"POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Ty")
+        .await
+        .unwrap();
+    // Meanwhile everyone else is served.
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (after, _) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed too early: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let app = spawn_app(&["--request-timeout", "500ms", "--idle-timeout", "1s"]).await;
+    let mut idle = connect(&app.base).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: sluice\r\n\r\n")
+        .await
+        .unwrap();
+    let (after, answered) = read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert!(
+        after >= Duration::from_millis(900),
+        "closed too early: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn past_the_connection_bound_new_clients_wait_until_one_closes() {
+    let app = spawn_app(&["--max-connections", "2", "--header-timeout", "60s"]).await;
+    let first = connect(&app.base).await;
+    let _second = connect(&app.base).await;
+    // Give the server a moment to accept both (it then stops accepting).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(
+        waiting.is_err(),
+        "a third connection was served: {waiting:?}"
+    );
+    drop(first);
+    let res = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn a_declared_100_mb_body_is_refused_at_once_without_reading_it() {
+    let app = spawn_app(&[]).await;
+    let mut stream = connect(&app.base).await;
+    let started = Instant::now();
+    stream
+        .write_all(
+            b"POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n\
+              Content-Length: 104857600\r\n\r\n{\"ids\": [",
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn a_streamed_100_mb_body_is_cut_off_near_the_limit() {
+    let app = spawn_app(&["--max-body-bytes", "1048576"]).await;
+    let stream = connect(&app.base).await;
+    let (mut read, mut write) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        let mut sent = 0usize;
+        let head = b"POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n\
+                     Transfer-Encoding: chunked\r\n\r\n";
+        if write.write_all(head).await.is_err() {
+            return sent;
+        }
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "1,".repeat(32 * 1024));
+        while sent < 100 * 1024 * 1024 {
+            if write.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+            sent += 64 * 1024;
+        }
+        sent
+    });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), read.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    drop(read);
+    let sent = tokio::time::timeout(Duration::from_secs(10), sender)
+        .await
+        .expect("the server closed the connection instead of reading on")
+        .unwrap();
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "the server read {sent} bytes of a body limited to 1 MiB"
+    );
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused_with_431() {
+    let app = spawn_app(&[]).await;
+    let mut stream = connect(&app.base).await;
+    let huge = "x".repeat(100 * 1024);
+    stream
+        .write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: sluice\r\nX-Big: {huge}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .ok();
+    let (_, answer) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+}
