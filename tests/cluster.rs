@@ -4,75 +4,24 @@
 mod common;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/process.rs"]
+mod process;
 
 use common::SseReader;
+use process::Process as Replica;
 use serde_json::{json, Value};
 use std::{
     collections::{HashMap, HashSet},
-    net::TcpListener,
-    process::Stdio,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
-};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
 };
 
 const INTERVAL_MS: i64 = 200;
 
-struct Replica {
-    child: Child,
-    base: String,
-    /// Its log lines, as they come.
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// Start a replica (a real `sluice serve`) on the shared database.
 async fn start(url: &str, extra: &[&str]) -> Replica {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", url])
-        .args(["--database-pool-size", "4"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the sluice binary starts");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let sink = log.clone();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..500 {
-        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
-            if res.status() == 200 {
-                return Replica { child, base, log };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!(
-        "replica on {base} never became ready: {:?}",
-        log.lock().unwrap()
-    );
+    let mut args = vec!["--database-pool-size", "4"];
+    args.extend_from_slice(extra);
+    process::start(url, &args).await
 }
 
 async fn get(client: &reqwest::Client, url: String) -> Value {
@@ -276,7 +225,7 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
 
     // Kill the replica holding a batch mid-flight; another takes it over after the lease.
     for replica in &mut replicas {
-        replica.child.kill().await.unwrap();
+        replica.kill().await;
     }
     let slow = [
         "--rate-interval",
@@ -322,7 +271,7 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let mut dead = replicas.remove(holder);
-    dead.child.kill().await.unwrap();
+    dead.kill().await;
     let killed = Instant::now();
     let killed_at = chrono::Utc::now().timestamp_millis();
 
@@ -360,6 +309,6 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
     assert!(rescued["batches"][0]["results"].as_array().unwrap().len() == 3);
     let _ = rescuer;
     for replica in &mut replicas {
-        replica.child.kill().await.unwrap();
+        replica.kill().await;
     }
 }

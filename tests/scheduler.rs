@@ -434,3 +434,144 @@ async fn shutdown_gives_up_on_a_batch_that_outlasts_the_grace() {
     let view = h.service.status(&id.to_string()).await.unwrap();
     assert_eq!(view.batches[0].status, BatchStatus::Triggered);
 }
+
+/// One submission of the property test: when (µs after the start), at which priority, how
+/// many IDs, and how long each of its batches takes downstream.
+#[derive(Clone, Debug)]
+struct Arrival {
+    at_us: i64,
+    priority: Priority,
+    ids: u64,
+    work_ms: u64,
+}
+
+/// The rules of SPEC §2 written as plainly as possible: whenever the dispatcher may start a
+/// batch (an interval after the last start, and the last batch finished), it starts the best
+/// waiting one (priority, then acceptance, then position); if none waits, the next to arrive
+/// starts on arrival. Start times of each arrival's batches, µs after the start.
+fn reference_starts(arrivals: &[Arrival], interval_us: i64, batch_size: u64) -> Vec<Vec<i64>> {
+    // (arrival time, priority rank, acceptance, position, work)
+    let mut waiting: Vec<(i64, i64, usize, usize, i64)> = Vec::new();
+    for (n, a) in arrivals.iter().enumerate() {
+        for position in 0..a.ids.div_ceil(batch_size) as usize {
+            waiting.push((
+                a.at_us,
+                a.priority.rank(),
+                n,
+                position,
+                a.work_ms as i64 * 1000,
+            ));
+        }
+    }
+    let mut starts: Vec<Vec<i64>> = arrivals
+        .iter()
+        .map(|a| vec![0; a.ids.div_ceil(batch_size) as usize])
+        .collect();
+    let mut free_at = i64::MIN;
+    while !waiting.is_empty() {
+        let first_arrival = waiting.iter().map(|b| b.0).min().unwrap();
+        let now = free_at.max(first_arrival);
+        let best = waiting
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.0 <= now)
+            .min_by_key(|(_, b)| (b.1, b.2, b.3))
+            .map(|(i, _)| i)
+            .unwrap();
+        let (_, _, n, position, work) = waiting.remove(best);
+        starts[n][position] = now;
+        free_at = (now + interval_us).max(now + work);
+    }
+    starts
+}
+
+/// The property test's time unit: more milliseconds than arrivals, so each arrival can have
+/// its own offset within it.
+const TICK_MS: i64 = 16;
+const PROPERTY_INTERVAL_MS: i64 = 63 * TICK_MS;
+
+fn arrivals() -> impl proptest::strategy::Strategy<Value = Vec<Arrival>> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        (
+            0i64..160,
+            prop_oneof![
+                Just(Priority::High),
+                Just(Priority::Medium),
+                Just(Priority::Low)
+            ],
+            1u64..=7,
+            // Shorter and longer than the interval.
+            prop_oneof![3u64..56, 56u64..160],
+        ),
+        1..10,
+    )
+    .prop_map(|raw| {
+        let mut at = 0;
+        raw.into_iter()
+            .enumerate()
+            .map(|(n, (gap, priority, ids, work))| {
+                at += gap * TICK_MS;
+                // Times are whole milliseconds (tokio's timer resolution). Interval and work are
+                // multiples of TICK_MS and arrival n is offset by n + 1 ms, so every start (an
+                // arrival plus intervals and work) keeps its arrival's residue: no arrival lands
+                // exactly on another's start, which would race the dispatcher's timer against
+                // the submission.
+                Arrival {
+                    at_us: (at + n as i64 + 1) * 1000,
+                    priority,
+                    ids,
+                    work_ms: work * TICK_MS as u64,
+                }
+            })
+            .collect()
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn random_arrivals_start_exactly_when_the_reference_model_says(arrivals in arrivals()) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let expected = reference_starts(&arrivals, PROPERTY_INTERVAL_MS * 1000, 3);
+        let actual = runtime.block_on(async {
+            let work: HashMap<u64, Duration> = arrivals
+                .iter()
+                .enumerate()
+                .flat_map(|(n, a)| {
+                    // Every batch of arrival n starts with an ID n*100 + 3k + 1.
+                    (0..a.ids.div_ceil(3)).map(move |k| {
+                        (n as u64 * 100 + 3 * k + 1, Duration::from_millis(a.work_ms))
+                    })
+                })
+                .collect();
+            let interval = Duration::from_millis(PROPERTY_INTERVAL_MS as u64);
+            let h = Harness::start(memory_store().await, interval, Arc::new(Slow(work)));
+            let mut ids = Vec::new();
+            for (n, a) in arrivals.iter().enumerate() {
+                sleep_until(h.start + Duration::from_micros(a.at_us as u64)).await;
+                let first = n as u64 * 100 + 1;
+                ids.push(h.ingest(a.priority, first..first + a.ids).await);
+            }
+            let last = expected.iter().flatten().max().unwrap();
+            sleep_until(h.start + Duration::from_micros(*last as u64) + Duration::from_secs(5)).await;
+            let mut actual = Vec::new();
+            for id in ids {
+                actual.push(
+                    h.starts(id)
+                        .await
+                        .into_iter()
+                        .map(|s| s.expect("every batch started").as_micros() - T0_MICROS)
+                        .collect::<Vec<i64>>(),
+                );
+            }
+            actual
+        });
+        proptest::prop_assert_eq!(actual, expected, "arrivals: {:?}", arrivals);
+    }
+}
