@@ -5,12 +5,15 @@ For each size, on a fresh SQLite file with a release binary: fill the queue whil
 paused (batch size 1, 100 000 IDs per request), then measure
   * claim time: the server's own `sluice_claim_duration_seconds` over ~2 s of dispatching at a
     20 ms interval (mean of the claims in that window);
-  * status: one read of the newest ingestion right after an event (it counts its place in
-    the queue), and req/s + p50 of repeated reads (the place is remembered between events);
+  * status: one read of the newest ingestion (LOW, behind the MEDIUM backlog) right after an
+    event (it computes its place in the queue), the same for the newest MEDIUM ingestion
+    (behind its own priority's whole backlog), and req/s + p50 of repeated reads (the place
+    is remembered between events);
   * RSS of the server process with the backlog in place;
   * start to serving: kill it, start it again on the same file, time until /readyz is 200.
 
 Usage: benches/backlog.py [path/to/release/sluice] [sizes…]   (needs wrk)
+With BENCH_PLOT=file.png also draws claim time, status time and RSS against the backlog.
 """
 
 import json, os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
@@ -76,8 +79,9 @@ def wrk(url):
 
 def main():
     print("| waiting batches | fill s | claim mean µs | status after an event ms | "
-          "status req/s (p50 ms) | RSS MB | start to serving s |")
-    print("|---|---|---|---|---|---|---|")
+          "same priority ms | status req/s (p50 ms) | RSS MB | start to serving s |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for size in SIZES:
         tmp = tempfile.mkdtemp(prefix="sluice-backlog-")
         db = os.path.join(tmp, "sluice.db")
@@ -91,6 +95,7 @@ def main():
             left, first = left - n, first + n
         fill = time.monotonic() - t0
         newest = call(base, "/ingest", {"ids": [7], "priority": "LOW"})["ingestion_id"]
+        last_medium = call(base, "/ingest", {"ids": [8], "priority": "MEDIUM"})["ingestion_id"]
 
         # Claims while dispatching, at 20 ms, for ~2 s.
         before = claim_stats(base)
@@ -106,14 +111,40 @@ def main():
         t0 = time.monotonic()
         call(base, f"/status/{newest}")
         first_read = (time.monotonic() - t0) * 1000
+        call(base, "/admin/rate", {"rate_interval": "20ms"}, method="PUT")
+        t0 = time.monotonic()
+        call(base, f"/status/{last_medium}")
+        same_read = (time.monotonic() - t0) * 1000
         rps, p50 = wrk(f"{base}/status/{newest}")
         rss = rss_mb(proc.pid)
 
         proc.send_signal(signal.SIGKILL); proc.wait()
         proc, base, ready = start(db)
         proc.send_signal(signal.SIGKILL); proc.wait()
-        print(f"| {size:,} | {fill:.1f} | {claim_us:.0f} | {first_read:.1f} | "
+        print(f"| {size:,} | {fill:.1f} | {claim_us:.0f} | {first_read:.1f} | {same_read:.1f} | "
               f"{rps:.0f} ({p50:.2f}) | {rss:.0f} | {ready:.2f} |", flush=True)
+        rows.append((size, claim_us, first_read, same_read, rss, ready))
+    plot = os.environ.get("BENCH_PLOT")
+    if plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        sizes = [r[0] for r in rows]
+        fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=110)
+        a.plot(sizes, [r[1] / 1000 for r in rows], "o-", label="claim the next batch")
+        a.plot(sizes, [r[2] for r in rows], "s-", label="status after an event")
+        a.plot(sizes, [r[3] for r in rows], "^--", label="status after an event, same priority")
+        a.set_xscale("log"); a.set_yscale("log")
+        a.set_xlabel("waiting batches"); a.set_ylabel("ms")
+        a.grid(True, alpha=0.3); a.legend(fontsize=7)
+        b.plot(sizes, [r[4] for r in rows], "o-", label="RSS MB")
+        b.plot(sizes, [r[5] * 1000 for r in rows], "s-", label="start to serving ms")
+        b.set_xscale("log"); b.set_xlabel("waiting batches")
+        b.grid(True, alpha=0.3); b.legend(fontsize=7)
+        fig.suptitle("Backlog scaling (SQLite, release)")
+        fig.tight_layout()
+        fig.savefig(plot)
+        print(f"\n![backlog scaling]({os.path.relpath(plot, 'docs')})")
 
 
 if __name__ == "__main__":

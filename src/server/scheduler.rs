@@ -105,6 +105,17 @@ impl Scheduler {
                 Ok(Claim::Claimed(batch)) => {
                     let lateness = slot_waited_for.map(|slot| batch.started_at.since(slot));
                     self.metrics.batch_dispatched(lateness);
+                    // Signed microseconds after the slot, of the recorded start and of the hand-off
+                    // to the processor (after the claim committed); benches/precision.py reads them.
+                    let late_us =
+                        slot_waited_for.map(|slot| batch.started_at.as_micros() - slot.as_micros());
+                    let handoff_late_us =
+                        slot_waited_for.map(|slot| self.clock.now().as_micros() - slot.as_micros());
+                    tracing::info!(
+                        batch = %batch.batch_id, ingestion = %batch.ingestion_id,
+                        priority = batch.priority.as_str(), attempt = batch.attempt,
+                        late_us, handoff_late_us, "batch triggered"
+                    );
                     self.dispatch(batch, &mut shutdown).await;
                     continue;
                 }
@@ -135,10 +146,6 @@ impl Scheduler {
 
     /// Process one claimed batch, renewing its lease, and record the outcome.
     async fn dispatch(&self, batch: ClaimedBatch, shutdown: &mut Shutdown) {
-        tracing::info!(
-            batch = %batch.batch_id, ingestion = %batch.ingestion_id,
-            priority = batch.priority.as_str(), attempt = batch.attempt, "batch triggered"
-        );
         let work = self.process_with_lease(&batch);
         tokio::pin!(work);
         let results = tokio::select! {

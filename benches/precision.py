@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Dispatch precision: how late each batch starts after its slot, idle and under full HTTP load.
+
+A release sluice on a temporary SQLite file dispatches a HIGH backlog of one-ID batches at a
+50 ms interval for BENCH_PRECISION_SECONDS (60 by default), twice: on an otherwise idle server,
+then while wrk posts ingestions (LOW, 5 IDs) at concurrency 64 for the whole run. The slot of a
+start is the previous recorded start + the interval; the server logs, for every start that
+waited for its slot, in signed microseconds:
+  * late_us: the recorded start (`started_at`) - the slot;
+  * handoff_late_us: the hand-off to the processor (after the claim committed) - the slot.
+An early start is one with a negative lateness; the rate limit forbids any.
+
+Usage: benches/precision.py [path/to/release/sluice]   (needs wrk for the loaded run)
+Prints a Markdown table; with BENCH_PLOT=file.png also draws the lateness distribution.
+"""
+
+import json, os, re, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quick import free_port, post  # noqa: E402
+
+BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/sluice"
+SECONDS = int(os.environ.get("BENCH_PRECISION_SECONDS", "60"))
+INTERVAL_MS = 50
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def run(tmp, name, loaded):
+    port = free_port()
+    log_path = os.path.join(tmp, f"{name}.log")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [BIN, "serve", "--addr", f"127.0.0.1:{port}",
+             "--database-url", f"sqlite://{os.path.join(tmp, name + '.db')}",
+             "--rate-interval", f"{INTERVAL_MS}ms", "--simulated-work", "0s", "--batch-size", "1"],
+            env={**os.environ, "RUST_LOG": "warn,sluice::server::scheduler=info", "NO_COLOR": "1"},
+            stderr=log, stdout=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(500):
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.02)
+    else:
+        raise SystemExit("sluice did not start")
+    # Enough HIGH work to keep every slot of the run busy, submitted at once.
+    batches = SECONDS * 1000 // INTERVAL_MS + 40
+    post(base, {"ids": list(range(1, batches + 1)), "priority": "HIGH"})
+    if loaded:
+        script = os.path.join(tmp, "low.lua")
+        with open(script, "w") as f:
+            f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                    'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "LOW"}\'\n')
+        out = subprocess.run(["wrk", "-t", "2", "-c", "64", "-d", f"{SECONDS}s", "-s", script,
+                              base + "/ingest"], capture_output=True, text=True, check=True).stdout
+        load = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    else:
+        time.sleep(SECONDS)
+        load = 0.0
+    proc.terminate()
+    proc.wait()
+    late, handoff = [], []
+    with open(log_path) as f:
+        for line in f:
+            line = ANSI.sub("", line)
+            if "batch triggered" not in line:
+                continue
+            m = re.search(r"\blate_us=(-?\d+)", line)
+            h = re.search(r"\bhandoff_late_us=(-?\d+)", line)
+            if m and h:
+                late.append(int(m.group(1)))
+                handoff.append(int(h.group(1)))
+    if len(late) < 2:
+        raise SystemExit(f"{name}: no lateness in the log ({log_path})")
+    return late, handoff, load
+
+
+def q(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p * len(s)))]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="sluice-precision-")
+    print(f"## dispatch precision ({SECONDS} s at {INTERVAL_MS} ms, {os.cpu_count()} cores)\n")
+    print("| server | ingest load req/s | starts | early starts | late p50 ms | p99 ms | max ms "
+          "| hand-off p50 ms | p99 ms | max ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    runs = {}
+    for name, loaded in (("idle", False), ("loaded", True)):
+        late, handoff, load = run(tmp, name, loaded)
+        runs[name] = (late, handoff)
+        early = sum(1 for v in late if v < 0)
+        ms = lambda v: f"{v / 1000:.2f}"
+        print(f"| {name} | {load:.0f} | {len(late)} | {early} | {ms(q(late, .5))} | "
+              f"{ms(q(late, .99))} | {ms(max(late))} | {ms(q(handoff, .5))} | "
+              f"{ms(q(handoff, .99))} | {ms(max(handoff))} |")
+    plot = os.environ.get("BENCH_PLOT")
+    if plot:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+        for name, (late, _) in runs.items():
+            s = sorted(v / 1000 for v in late)
+            ax.plot(s, [i / len(s) for i in range(len(s))], label=f"{name} (recorded start)")
+        for name, (_, handoff) in runs.items():
+            s = sorted(v / 1000 for v in handoff)
+            ax.plot(s, [i / len(s) for i in range(len(s))], "--", label=f"{name} (hand-off)")
+        ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel("ms after the slot")
+        ax.set_ylabel("fraction of starts")
+        ax.set_title(f"Dispatch lateness, {INTERVAL_MS} ms interval, {SECONDS} s")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(plot)
+        print(f"\n![dispatch lateness]({os.path.relpath(plot, 'docs')})")
+
+
+if __name__ == "__main__":
+    main()
