@@ -95,7 +95,8 @@ export default defineConfig({
     baseURL,
     trace: "retain-on-failure",
   },
-  webServer: [{
+  // SLUICE_E2E_MAIN_ONLY=1 starts only the main server (scripts/bench's status-to-screen run).
+  webServer: (process.env.SLUICE_E2E_MAIN_ONLY ? (s: any[]) => s.slice(0, 1) : (s: any[]) => s)([{
     command: `${server} serve`,
     cwd: root,
     url: `${baseURL}/`,
@@ -135,7 +136,7 @@ export default defineConfig({
     url: `${csrURL}/index.html`,
     reuseExistingServer: false,
     timeout: 10_000,
-  }, failingServer, ...replicaServers],
+  }, failingServer, ...replicaServers]),
   projects: [
     {
       name: "chromium",

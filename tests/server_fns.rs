@@ -83,6 +83,20 @@ async fn arguments_that_do_not_decode_are_a_client_error_not_a_server_error() {
 }
 
 #[tokio::test]
+async fn arguments_that_are_not_a_json_object_are_refused_as_documented() {
+    let app = spawn_app(&[]).await;
+    for body in ["[]", "\"x\"", "", "  [1]"] {
+        let res = app.post_json("/api/queue", body).await;
+        let status = res.status();
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(status, 400, "{body:?}: {answer}");
+        assert_eq!(answer["code"], "invalid_arguments", "{body:?}");
+    }
+    let res = app.post_json("/api/queue", " {}").await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
 async fn the_dashboard_reads_recent_ingestions_and_the_queue_through_server_functions() {
     let app = spawn_app(&["--rate-interval", "1h"]).await;
     for ids in [[1, 2, 3, 4], [5, 6, 7, 8]] {

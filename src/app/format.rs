@@ -2,14 +2,11 @@
 //! the API's clock), so the server-rendered page and the hydrated one agree to the character.
 
 use crate::domain::Timestamp;
-use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// `14:03:25` (UTC).
 pub fn clock(t: Timestamp) -> String {
-    DateTime::<Utc>::from_timestamp_micros(t.as_micros())
-        .map(|d| d.format("%H:%M:%S").to_string())
-        .unwrap_or_default()
+    t.clock_utc()
 }
 
 /// A span of milliseconds, as precise as is useful: `0.4 s`, `12 s`, `3 min 05 s`, `2 h 07 min`.

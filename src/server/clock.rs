@@ -13,7 +13,14 @@ use tokio::time::Instant;
 pub struct Clock {
     anchor: Timestamp,
     anchor_instant: Instant,
+    /// The real clock (not a test's): waits end with the OS timer's precision.
+    real: bool,
 }
+
+/// tokio's timers fire on whole milliseconds, so a wait ends up to ~1 ms after its instant
+/// (then the task still has to be scheduled). A real clock sleeps the last stretch on a
+/// blocking thread with the OS's microsecond timer instead.
+const PRECISE_STRETCH: Duration = Duration::from_millis(2);
 
 impl Clock {
     /// Anchored at the system's current wall time.
@@ -21,7 +28,10 @@ impl Clock {
         let since_epoch = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
-        Self::starting_at(Timestamp::from_micros(since_epoch.as_micros() as i64))
+        Self {
+            real: true,
+            ..Self::starting_at(Timestamp::from_micros(since_epoch.as_micros() as i64))
+        }
     }
 
     /// Anchored at a chosen time (tests use a round number to read start times easily).
@@ -29,6 +39,7 @@ impl Clock {
         Self {
             anchor,
             anchor_instant: Instant::now(),
+            real: false,
         }
     }
 
@@ -43,5 +54,25 @@ impl Clock {
     /// The monotonic instant at which `t` will be (or was) reached.
     pub fn instant_at(&self, t: Timestamp) -> Instant {
         self.anchor_instant + t.since(self.anchor)
+    }
+
+    /// Wait until `deadline`. A test's (paused) clock wakes exactly on it; the real one wakes
+    /// within microseconds after it rather than up to a millisecond and more (see
+    /// `PRECISE_STRETCH`). Never before it.
+    pub async fn sleep_until(&self, deadline: Instant) {
+        if !self.real {
+            return tokio::time::sleep_until(deadline).await;
+        }
+        if let Some(coarse) = deadline.checked_sub(PRECISE_STRETCH) {
+            tokio::time::sleep_until(coarse).await;
+        }
+        let deadline = deadline.into_std();
+        let _ = tokio::task::spawn_blocking(move || {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !left.is_zero() {
+                std::thread::sleep(left);
+            }
+        })
+        .await;
     }
 }

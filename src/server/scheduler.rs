@@ -17,7 +17,7 @@ use crate::server::{
     store::{Claim, ClaimedBatch, Completion, DynStore},
 };
 use std::{sync::Arc, time::Duration};
-use tokio::{sync::Notify, time::sleep_until};
+use tokio::sync::Notify;
 
 /// How long to wait before asking the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -138,7 +138,7 @@ impl Scheduler {
                 _ = repaced => {}
                 _ = woken, if wait_until.is_none() => {}
                 Ok(()) = events.changed(), if wait_until.is_none() => {}
-                _ = sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if wait_until.is_some() => {}
+                _ = self.clock.sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if wait_until.is_some() => {}
             }
         }
         tracing::info!("scheduler stopped");
