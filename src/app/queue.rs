@@ -54,7 +54,7 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
         .map(|d| {
             let p = d.priority.as_str();
             view! {
-                <div class=format!("depth priority-{}", p.to_lowercase()) data-testid=format!("depth-{p}")>
+                <div class=format!("depth priority-{}", p.to_ascii_lowercase()) data-testid=format!("depth-{p}")>
                     <dt>{p}</dt>
                     <dd>{d.batches} <span class="muted">{if d.batches == 1 { " batch" } else { " batches" }}</span></dd>
                 </div>
@@ -67,7 +67,7 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
             let running = move || format::elapsed(start, now_or(live, snapshot_now));
             view! {
                 <p data-testid="in-flight" data-batch-id=d.batch_id.to_string()>
-                    <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>
+                    <span class=format!("badge priority-{}", d.priority.as_str().to_ascii_lowercase())>
                         {d.priority.as_str()}
                     </span>
                     " " <code>{format::short(d.ingestion_id)}</code>
@@ -113,7 +113,7 @@ fn Dispatch(d: DispatchView) -> impl IntoView {
         <li data-ingestion-id=d.ingestion_id.to_string()>
             <span class="muted">{format::clock(d.started_at)}</span>
             " "
-            <span class=format!("badge priority-{}", d.priority.as_str().to_lowercase())>
+            <span class=format!("badge priority-{}", d.priority.as_str().to_ascii_lowercase())>
                 {d.priority.as_str()}
             </span>
             " " <code>{format::short(d.ingestion_id)}</code> " #" {d.position + 1} " · " <span class="took">{outcome}</span>
