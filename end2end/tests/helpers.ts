@@ -18,7 +18,7 @@ export async function submit(page: Page, ids: string, priority: "HIGH" | "MEDIUM
   return card(page, short);
 }
 
-/** The card of the ingestion whose id starts with `short`. */
+/** The card of the ingestion whose id ends with `short` (the dashboard's short id). */
 export function card(page: Page, short: string): Locator {
-  return page.locator(`[data-testid="ingestion"][data-ingestion-id^="${short}"]`);
+  return page.locator(`[data-testid="ingestion"][data-ingestion-id$="${short}"]`);
 }

@@ -36,9 +36,12 @@ pub fn elapsed(from: Timestamp, to: Timestamp) -> String {
     span(i64::try_from(to.since(from).as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The first 8 hex digits of an id: enough to tell ingestions apart on one screen.
+/// The last 8 hex digits of an id: enough to tell ingestions apart on one screen. (The first
+/// ones of a version 7 id are its creation time, shared by everything made in the same
+/// minute; the last ones are random.)
 pub fn short(id: Uuid) -> String {
-    id.simple().to_string()[..8].to_owned()
+    let simple = id.simple().to_string();
+    simple[simple.len() - 8..].to_owned()
 }
 
 /// A batch's IDs: all of them when few, else the first and last with a count.
