@@ -279,12 +279,7 @@ async fn an_unknown_or_malformed_ingestion_id_is_404() {
 #[tokio::test]
 async fn a_wrong_method_is_405_in_the_error_shape() {
     let app = spawn_app(&[]).await;
-    let res = app
-        .client
-        .get(format!("{}/ingest", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/ingest").await;
     assert_eq!(res.status(), 405);
     assert_error(&res.json().await.unwrap(), "method_not_allowed");
 }
@@ -442,22 +437,12 @@ async fn only_configured_origins_may_call_the_api_from_another_site() {
 #[tokio::test]
 async fn health_and_readiness_answer_for_load_balancers() {
     let app = spawn_app(&[]).await;
-    let res = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/healthz").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap(), json!({"status": "ok"}));
 
     let readyz = || async {
-        let res = app
-            .client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .unwrap();
+        let res = app.get("/readyz").await;
         (res.status(), res.json::<Value>().await.unwrap())
     };
     let (status, body) = readyz().await;
@@ -893,12 +878,7 @@ async fn read_tokens_without_api_tokens_or_a_weak_token_stop_the_start() {
 
 /// Scrape `/metrics` and parse it as Prometheus does.
 async fn scrape(app: &common::TestApp) -> prometheus_parse::Scrape {
-    let res = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/metrics").await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"]
         .to_str()
@@ -1082,12 +1062,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
     assert!(operations >= 20, "{operations}");
 
     // The page for people shows every path, from sluice itself.
-    let res = app
-        .client
-        .get(format!("{}/docs", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/docs").await;
     assert_eq!(res.status(), 200);
     let html = res.text().await.unwrap();
     for path in paths.keys() {

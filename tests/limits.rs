@@ -49,12 +49,7 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected_and_others_are
         .await
         .unwrap();
     // Meanwhile everyone else is served.
-    let res = app
-        .client
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    let res = app.get("/healthz").await;
     assert_eq!(res.status(), 200);
     let (after, _) = read_until_closed(&mut slow, Duration::from_secs(5)).await;
     assert!(

@@ -82,8 +82,13 @@ impl TestApp {
     }
 
     pub async fn get_status(&self, id: &str) -> reqwest::Response {
+        self.get(&format!("/status/{id}")).await
+    }
+
+    /// GET a path of the server.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
-            .get(format!("{}/status/{id}", self.base))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .unwrap()

@@ -125,6 +125,14 @@ impl IdleTimeout {
         self.last_active = Instant::now();
     }
 
+    /// A write's outcome, noting activity when it wrote something.
+    fn noted(&mut self, written: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        written
+    }
+
     /// Ready once the connection has really been idle for the limit.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
@@ -170,12 +178,7 @@ impl AsyncWrite for IdleTimeout {
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let written = Pin::new(&mut self.stream).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
-                self.touch();
-            }
-        }
-        written
+        self.noted(written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -192,12 +195,7 @@ impl AsyncWrite for IdleTimeout {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written {
-            if n > 0 {
-                self.touch();
-            }
-        }
-        written
+        self.noted(written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -396,13 +396,11 @@ async fn sync_loop(
 
 /// Open `<db>-wal` for syncing, and make its directory entry durable.
 fn wal_file(db: &Path) -> Result<std::fs::File, StoreError> {
-    let mut name = db.as_os_str().to_owned();
-    name.push("-wal");
-    let wal = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&name)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {name:?}: {e}")))?;
+    let wal = beside(
+        db,
+        "-wal",
+        std::fs::OpenOptions::new().read(true).write(true),
+    )?;
     let dir = match db.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => dir.to_path_buf(),
         None => std::path::PathBuf::from("."),
@@ -1412,15 +1410,28 @@ fn latest_event(conn: &Connection) -> Result<u64, StoreError> {
         .map_err(unavailable)
 }
 
-fn lock_owner(db: &Path) -> Result<std::fs::File, StoreError> {
+/// Open `<db><suffix>` (the WAL, the lock file) with `options`.
+fn beside(
+    db: &Path,
+    suffix: &str,
+    options: &std::fs::OpenOptions,
+) -> Result<std::fs::File, StoreError> {
     let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    name.push(suffix);
+    options
         .open(&name)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {name:?}: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {name:?}: {e}")))
+}
+
+fn lock_owner(db: &Path) -> Result<std::fs::File, StoreError> {
+    let file = beside(
+        db,
+        ".lock",
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
@@ -1429,7 +1440,8 @@ fn lock_owner(db: &Path) -> Result<std::fs::File, StoreError> {
             db.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
-            "cannot lock {name:?}: {e}"
+            "cannot lock {}.lock: {e}",
+            db.display()
         ))),
     }
 }
