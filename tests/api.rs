@@ -609,6 +609,11 @@ async fn cancelling_an_ingestion_stops_its_waiting_batches_and_the_started_one_f
         "the started batch is still running"
     );
     assert!(body["cancelled_at"].is_string());
+    // Read-your-writes: the very next status read shows the cancel (status reads are
+    // remembered between events, and the cancel's event is committed before its answer).
+    let next: Value = app.get_status(&id).await.json().await.unwrap();
+    assert_eq!(next["batches"][2]["status"], "cancelled");
+    assert_eq!(next["cancelled_at"], body["cancelled_at"]);
 
     let done = app
         .wait_for_status(&id, Duration::from_secs(5), |s| s["status"] == "cancelled")

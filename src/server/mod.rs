@@ -6,6 +6,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod memo;
 pub mod metrics;
 pub mod processor;
 pub mod scheduler;

@@ -9,6 +9,7 @@ use crate::domain::{
 };
 use crate::server::{
     clock::Clock,
+    memo::Memo,
     metrics::Metrics,
     scheduler::{Wake, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL},
     store::{
@@ -100,12 +101,16 @@ struct Inner {
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
     metrics: Metrics,
-    /// Queue places as last read, with the newest event id at the time (see `queue_place`).
-    places: std::sync::Mutex<std::collections::HashMap<Uuid, (u64, QueuePlace)>>,
+    /// Queue places as last read (see `queue_place`).
+    places: Memo<QueuePlace>,
+    /// Ingestions as last read, when the store's feed moves with every write (see `record`).
+    records: Option<Memo<Arc<IngestionRecord>>>,
 }
 
-/// Most queue places remembered (the whole memo is dropped when full: it refills on demand).
+/// Most queue places remembered.
 const PLACES_CACHED: usize = 10_000;
+/// Most IDs of remembered ingestions (one of over a tenth of this is always read afresh).
+const RECORD_IDS_CACHED: usize = 100_000;
 
 /// The service's settings.
 #[derive(Clone, Copy, Debug)]
@@ -161,6 +166,7 @@ impl Service {
             max_waiting,
         } = config;
         let (alive, scheduler) = watch::channel(());
+        let store_feed_is_exact = store.feed_moves_with_every_write();
         let service = Self {
             inner: Arc::new(Inner {
                 store,
@@ -172,7 +178,8 @@ impl Service {
                 wake,
                 scheduler,
                 metrics,
-                places: Default::default(),
+                places: Memo::new(PLACES_CACHED),
+                records: store_feed_is_exact.then(|| Memo::new(RECORD_IDS_CACHED)),
             }),
         };
         (service, SchedulerAlive(alive))
@@ -269,17 +276,35 @@ impl Service {
     /// The status of an ingestion; an unknown or malformed id is `NotFound`.
     pub async fn status(&self, ingestion_id: &str) -> Result<IngestionView, ServiceError> {
         let record = self.record(ingestion_id).await?;
-        self.predicted(record).await
+        self.predicted(&record).await
     }
 
     /// An ingestion as stored; an unknown or malformed id is `NotFound`.
-    async fn record(&self, ingestion_id: &str) -> Result<IngestionRecord, ServiceError> {
+    ///
+    /// Status polls between two events are answered from memory when the store's event feed
+    /// moves with every write (see [`Memo`]); otherwise (several replicas, whose events arrive
+    /// here a moment after they commit) always from the store.
+    async fn record(&self, ingestion_id: &str) -> Result<Arc<IngestionRecord>, ServiceError> {
         let id = ingestion_uuid(ingestion_id)?;
+        let Some(records) = &self.inner.records else {
+            return self.read_record(id, ingestion_id).await.map(Arc::new);
+        };
+        let seen = *self.inner.store.event_feed().borrow();
+        if let Some(record) = records.get(&id, seen) {
+            return Ok(record);
+        }
+        let record = Arc::new(self.read_record(id, ingestion_id).await?);
+        let ids = record.batches.iter().map(|b| b.ids.len()).sum();
+        records.put(id, seen, record.clone(), ids);
+        Ok(record)
+    }
+
+    async fn read_record(&self, id: Uuid, text: &str) -> Result<IngestionRecord, ServiceError> {
         self.inner
             .store
             .ingestion(id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound(ingestion_id.to_owned()))
+            .ok_or_else(|| ServiceError::NotFound(text.to_owned()))
     }
 
     /// A page of an ingestion's per-ID results, in split order (at most `limit`, capped at
@@ -331,7 +356,7 @@ impl Service {
             .await?;
         let mut ingestions = Vec::with_capacity(records.len());
         for record in records {
-            let view = self.predicted(record).await?;
+            let view = self.predicted(&record).await?;
             ingestions.push(IngestionSummary::of(view, LISTED_BATCHES));
         }
         Ok(RecentIngestions {
@@ -472,7 +497,7 @@ impl Service {
     }
 
     /// The view of a record, with predictions for the work it still has to do.
-    async fn predicted(&self, record: IngestionRecord) -> Result<IngestionView, ServiceError> {
+    async fn predicted(&self, record: &IngestionRecord) -> Result<IngestionView, ServiceError> {
         let unfinished = record.batches.iter().any(|b| !b.status.is_final());
         let place = match unfinished {
             true => self.queue_place(record.id).await?,
@@ -491,26 +516,13 @@ impl Service {
     /// place read when the newest event was `n` holds until a newer event commits: status
     /// reads between dispatches do not count the queue again.
     async fn queue_place(&self, id: Uuid) -> Result<Option<QueuePlace>, StoreError> {
-        // Read the feed first: a place cached under an older id is only ever re-read.
         let seen = *self.inner.store.event_feed().borrow();
-        let cached = self
-            .inner
-            .places
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .filter(|(at, _)| *at == seen)
-            .map(|(_, place)| *place);
-        if let Some(place) = cached {
+        if let Some(place) = self.inner.places.get(&id, seen) {
             return Ok(Some(place));
         }
         let place = self.inner.store.queue_place(id).await?;
         if let Some(place) = place {
-            let mut places = self.inner.places.lock().unwrap_or_else(|p| p.into_inner());
-            if places.len() >= PLACES_CACHED {
-                places.clear();
-            }
-            places.insert(id, (seen, place));
+            self.inner.places.put(id, seen, place, 1);
         }
         Ok(place)
     }
@@ -570,7 +582,7 @@ fn dispatch_view(d: DispatchRecord) -> DispatchView {
     }
 }
 
-fn view_of(record: IngestionRecord) -> IngestionView {
+fn view_of(record: &IngestionRecord) -> IngestionView {
     IngestionView {
         ingestion_id: record.id,
         status: IngestionStatus::of(record.batches.iter().map(|b| b.status)),
@@ -579,17 +591,17 @@ fn view_of(record: IngestionRecord) -> IngestionView {
         cancelled_at: record.cancelled_at,
         batches: record
             .batches
-            .into_iter()
+            .iter()
             .map(|b| BatchView {
                 batch_id: b.id,
-                ids: b.ids,
+                ids: b.ids.clone(),
                 status: b.status,
                 started_at: b.started_at,
                 completed_at: b.completed_at,
-                results: b.results,
+                results: b.results.clone(),
                 predicted_start: None,
                 attempts: b.attempt,
-                error: b.error,
+                error: b.error.clone(),
                 retry_at: b.retry_at,
             })
             .collect(),

@@ -286,6 +286,11 @@ pub trait Store: Send + Sync + 'static {
     /// The id of the newest committed event, updated after every commit that appends one.
     fn event_feed(&self) -> watch::Receiver<u64>;
 
+    /// Whether every change moves the feed after it commits and before it is acknowledged,
+    /// so that a read remembered with the feed's value stays exact while the feed stands
+    /// still (true when this process is the only writer).
+    fn feed_moves_with_every_write(&self) -> bool;
+
     /// Pause or resume dispatch (durably, with its event); false if it already was so.
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError>;
 

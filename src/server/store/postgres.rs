@@ -1122,6 +1122,11 @@ impl Store for PostgresStore {
         self.events.clone()
     }
 
+    /// Other replicas' writes reach the feed by NOTIFY, a moment after they commit.
+    fn feed_moves_with_every_write(&self) -> bool {
+        false
+    }
+
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let tx = raw(&mut client).transaction().await.map_err(pg)?;

@@ -245,7 +245,7 @@ impl SqliteStore {
 struct Committed {
     replies: Vec<Reply>,
     /// The newest event id once the group is durable (`None`: could not be read).
-    latest: Option<u64>,
+    latest: u64,
 }
 
 /// The group-commit loop: owns the writer connection until every `SqliteStore` handle is gone.
@@ -289,9 +289,7 @@ async fn group_commit(
             }
             // In memory there is nothing to sync.
             (Ok(()), None) => {
-                if let Some(latest) = committed.latest {
-                    feed.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
-                }
+                advance(&feed, committed.latest);
                 for reply in committed.replies {
                     reply(Ok(()));
                 }
@@ -311,7 +309,7 @@ const BROKEN: &str = "an fsync of the database failed; writes are refused until 
 fn run_group(conn: &Connection, jobs: Vec<Job>) -> (Committed, Result<(), StoreError>) {
     let mut committed = Committed {
         replies: Vec::with_capacity(jobs.len()),
-        latest: None,
+        latest: 0,
     };
     if !conn.is_autocommit() {
         // Left open by a panic in an earlier group.
@@ -337,8 +335,12 @@ fn run_group(conn: &Connection, jobs: Vec<Job>) -> (Committed, Result<(), StoreE
         let _ = run_cached(conn, "RELEASE job");
         committed.replies.push(reply);
     }
-    committed.latest = latest_event(conn).ok();
-    let commit = conn.execute_batch("COMMIT").map_err(unavailable);
+    // The feed must move before any write of the group is acknowledged (status reads are
+    // remembered until it moves), so a group whose newest event cannot be read is undone.
+    let commit = latest_event(conn).and_then(|latest| {
+        committed.latest = latest;
+        conn.execute_batch("COMMIT").map_err(unavailable)
+    });
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -382,9 +384,7 @@ async fn sync_loop(
             }
         };
         if synced.is_ok() {
-            if let Some(latest) = groups.iter().filter_map(|g| g.latest).max() {
-                feed.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
-            }
+            advance(&feed, groups.iter().map(|g| g.latest).max().unwrap_or(0));
         }
         for group in groups {
             for reply in group.replies {
@@ -908,6 +908,11 @@ impl Store for SqliteStore {
         self.events.clone()
     }
 
+    /// Every write goes through this process's one writer, which moves the feed first.
+    fn feed_moves_with_every_write(&self) -> bool {
+        true
+    }
+
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
         self.write(move |conn| {
             let changed = conn
@@ -1401,6 +1406,17 @@ fn append_event(conn: &Connection, at: Timestamp, body: &EventBody) -> Result<()
         })
         .map_err(unavailable)?;
     Ok(())
+}
+
+/// Move the feed forward to `latest` (never back).
+fn advance(feed: &watch::Sender<u64>, latest: u64) {
+    feed.send_if_modified(|seen| {
+        let newer = latest > *seen;
+        if newer {
+            *seen = latest;
+        }
+        newer
+    });
 }
 
 fn latest_event(conn: &Connection) -> Result<u64, StoreError> {
