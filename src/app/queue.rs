@@ -7,6 +7,7 @@ use super::{
     live::Live,
 };
 use crate::domain::{DispatchView, QueueView};
+use leptos::either::Either;
 use leptos::prelude::*;
 
 #[component]
@@ -17,8 +18,8 @@ pub fn QueuePanel(queue: QueueResource) -> impl IntoView {
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match queue.await {
-                        Ok(q) => view! { <QueueBody queue=q/> }.into_any(),
-                        Err(error) => view! { <LoadError error/> }.into_any(),
+                        Ok(q) => Either::Left(view! { <QueueBody queue=q/> }),
+                        Err(error) => Either::Right(view! { <LoadError error/> }),
                     }
                 })}
             </Transition>
@@ -65,7 +66,7 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
         Some(d) => {
             let start = d.started_at;
             let running = move || format::elapsed(start, now_or(live, snapshot_now));
-            view! {
+            Either::Left(view! {
                 <p data-testid="in-flight" data-batch-id=d.batch_id.to_string()>
                     <span class=format!("badge priority-{}", d.priority.as_str().to_ascii_lowercase())>
                         {d.priority.as_str()}
@@ -73,12 +74,11 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
                     " " <code>{format::short(d.ingestion_id)}</code>
                     " #" {d.position + 1} " · " {format::ids(&d.ids)} " · running " {running}
                 </p>
-            }
-            .into_any()
+            })
         }
-        None => {
-            view! { <p class="muted" data-testid="in-flight">"Nothing in flight."</p> }.into_any()
-        }
+        None => Either::Right(
+            view! { <p class="muted" data-testid="in-flight">"Nothing in flight."</p> },
+        ),
     };
     let recent = queue
         .recent

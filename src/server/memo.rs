@@ -88,6 +88,10 @@ mod tests {
         for _ in 0..10 {
             memo.put(Uuid::now_v7(), 1, 'x', 10);
         }
-        assert_eq!(memo.get(&first, 1), None, "the memo was full and started over");
+        assert_eq!(
+            memo.get(&first, 1),
+            None,
+            "the memo was full and started over"
+        );
     }
 }
