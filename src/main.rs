@@ -7,6 +7,10 @@ use sluice::server::{
 };
 use std::process::ExitCode;
 
+/// See `Cargo.toml`: measured against glibc's malloc in docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let settings = match Cli::parse().into_run() {
