@@ -963,7 +963,16 @@ async fn metrics_move_when_work_flows() {
     app.post_json("/admin/resume", "").await;
     app.wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
         .await;
-    let after = scrape(&app).await;
+    // The scheduler counts a completion once the store has it, so a status read can see it
+    // first: wait for the count (bounded), then read the rest.
+    let mut after = scrape(&app).await;
+    for _ in 0..100 {
+        if sample(&after, "sluice_batches_completed_total", &[]) >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = scrape(&app).await;
+    }
     assert!(sample(&after, "sluice_batches_dispatched_total", &[]) >= 3.0);
     assert!(sample(&after, "sluice_batches_completed_total", &[]) >= 3.0);
     // Starts after the first waited for their slot: their lateness was measured.
