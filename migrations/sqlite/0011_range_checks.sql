@@ -3,9 +3,11 @@
 -- table): about 7% of the writer's CPU under ingest load (docs/benchmarks.md). A range says the
 -- same of these integer columns. SQLite cannot change a CHECK in place, so both tables are
 -- rebuilt (migrations run with foreign keys off and are checked before they commit).
+-- Ingestions are never deleted, so a plain rowid key (the largest plus one) grows exactly as
+-- AUTOINCREMENT did, without its sqlite_sequence read and write on every insert.
 CREATE TABLE ingestions_v11 (
     -- Acceptance order: the FIFO tiebreak within a priority.
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER PRIMARY KEY,
     id           TEXT    NOT NULL UNIQUE,
     priority     INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 2),  -- 0 HIGH, 1 MEDIUM, 2 LOW
     created_at   INTEGER NOT NULL,

@@ -101,8 +101,8 @@ where
 
     fn into_reply(self: Box<Self>) -> Reply {
         let Write { outcome, reply, .. } = *self;
-        let outcome = outcome
-            .unwrap_or_else(|| Err(StoreError::Unavailable("the write did not run".into())));
+        let outcome =
+            outcome.unwrap_or_else(|| Err(StoreError::Unavailable("the write did not run".into())));
         Box::new(move |commit: Result<(), StoreError>| {
             let _ = reply.send(commit.and(outcome));
         })
@@ -1582,7 +1582,12 @@ mod tests {
             conn.execute(
                 "INSERT INTO batches (id, ingestion_seq, position, priority, ids, status)
                  VALUES (?1, 1, ?2, 1, ?3, ?4)",
-                params![Uuid::now_v7().to_string(), position, ids_json(&[7, 8]), status],
+                params![
+                    Uuid::now_v7().to_string(),
+                    position,
+                    ids_json(&[7, 8]),
+                    status
+                ],
             )
             .unwrap();
         }
@@ -1602,7 +1607,9 @@ mod tests {
     #[tokio::test]
     async fn a_failing_write_is_undone_alone_and_the_rest_of_its_group_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open_file(&dir.path().join("s.db")).await.unwrap();
+        let store = SqliteStore::open_file(&dir.path().join("s.db"))
+            .await
+            .unwrap();
         // One task on one thread: all three are queued before the writer takes a group.
         let mut fails = add_waiting(1, 100);
         let (a, b, c) = tokio::join!(
@@ -1626,7 +1633,11 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(depth, [1, 0, 1], "the failed write's change is gone, the others kept");
+        assert_eq!(
+            depth,
+            [1, 0, 1],
+            "the failed write's change is gone, the others kept"
+        );
     }
 
     #[tokio::test]
