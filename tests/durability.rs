@@ -1,55 +1,21 @@
 //! The real binary, killed with SIGKILL: nothing acknowledged is lost, and a batch that was in
 //! flight at the kill is dispatched again and completes.
 
+#[path = "support/process.rs"]
+mod process;
+
+use process::Process;
 use serde_json::{json, Value};
 use std::{
     collections::HashMap,
-    net::TcpListener,
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::process::{Child, Command};
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Start `target/.../sluice serve` on `db` and wait until it answers.
-async fn start(db: &Path, extra: &[&str]) -> Server {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("serve")
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--database-url", &format!("sqlite://{}", db.display())])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the sluice binary starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..500 {
-        if client
-            .get(format!("{base}/status/probe"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return Server { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("sluice did not start listening on {base}");
+/// Start `sluice serve` on the SQLite file `db` and wait until it is ready.
+async fn start(db: &Path, extra: &[&str]) -> Process {
+    process::start(&format!("sqlite://{}", db.display()), extra).await
 }
 
 /// GET a JSON body.
@@ -70,33 +36,26 @@ async fn wait_for(client: &reqwest::Client, url: &str, done: impl Fn(&Value) -> 
     panic!("{url} never reached the expected state: {last}");
 }
 
-impl Server {
-    /// Submit an ingestion and return its id.
-    async fn ingest(&self, client: &reqwest::Client, body: Value) -> String {
-        let res = client
-            .post(format!("{}/ingest", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
-        res.json::<Value>().await.unwrap()["ingestion_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    /// SIGKILL: no shutdown hook, no flush, nothing.
-    async fn kill(mut self) {
-        self.child.kill().await.unwrap();
-    }
+/// Submit an ingestion and return its id.
+async fn ingest(server: &Process, client: &reqwest::Client, body: Value) -> String {
+    let res = client
+        .post(format!("{}/ingest", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_ingestion_survives_sigkill_during_concurrent_ingestion() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sluice.db");
-    let server = start(&db, &["--rate-interval", "1h"]).await;
+    let mut server = start(&db, &["--rate-interval", "1h"]).await;
     let client = reqwest::Client::new();
     let acked: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
 
@@ -149,7 +108,7 @@ async fn every_acknowledged_ingestion_survives_sigkill_during_concurrent_ingesti
         acked.len()
     );
 
-    let server = start(&db, &["--rate-interval", "1h"]).await;
+    let mut server = start(&db, &["--rate-interval", "1h"]).await;
     for (id, ids) in &acked {
         let res = client
             .get(format!("{}/status/{id}", server.base))
@@ -195,10 +154,13 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sluice.db");
     let client = reqwest::Client::new();
-    let server = start(&db, &["--rate-interval", "300ms", "--simulated-work", "1h"]).await;
-    let id = server
-        .ingest(&client, json!({"ids": [1, 2, 3, 4], "priority": "HIGH"}))
-        .await;
+    let mut server = start(&db, &["--rate-interval", "300ms", "--simulated-work", "1h"]).await;
+    let id = ingest(
+        &server,
+        &client,
+        json!({"ids": [1, 2, 3, 4], "priority": "HIGH"}),
+    )
+    .await;
     let status_url = format!("{}/status/{id}", server.base);
     let before = wait_for(&client, &status_url, |s| {
         s["batches"][0]["status"] == "triggered"
@@ -206,7 +168,7 @@ async fn a_batch_in_flight_at_sigkill_is_dispatched_again_and_completes() {
     .await;
     server.kill().await;
 
-    let server = start(
+    let mut server = start(
         &db,
         &["--rate-interval", "300ms", "--simulated-work", "10ms"],
     )
@@ -234,8 +196,8 @@ async fn pause_rate_and_cancellations_survive_sigkill() {
     let db = dir.path().join("sluice.db");
     let client = reqwest::Client::new();
     let flags = ["--rate-interval", "50ms", "--simulated-work", "10ms"];
-    let server = start(&db, &flags).await;
-    let admin = |server: &Server, method: reqwest::Method, path: &str, body: Value| {
+    let mut server = start(&db, &flags).await;
+    let admin = |server: &Process, method: reqwest::Method, path: &str, body: Value| {
         client
             .request(method, format!("{}/admin/{path}", server.base))
             .json(&body)
@@ -254,12 +216,18 @@ async fn pause_rate_and_cancellations_survive_sigkill() {
     .await
     .unwrap();
     assert_eq!(res.status(), 200);
-    let kept = server
-        .ingest(&client, json!({"ids": [1, 2, 3, 4], "priority": "LOW"}))
-        .await;
-    let dropped = server
-        .ingest(&client, json!({"ids": [5, 6, 7], "priority": "HIGH"}))
-        .await;
+    let kept = ingest(
+        &server,
+        &client,
+        json!({"ids": [1, 2, 3, 4], "priority": "LOW"}),
+    )
+    .await;
+    let dropped = ingest(
+        &server,
+        &client,
+        json!({"ids": [5, 6, 7], "priority": "HIGH"}),
+    )
+    .await;
     let res = client
         .post(format!("{}/ingest/{dropped}/cancel", server.base))
         .send()
@@ -268,7 +236,7 @@ async fn pause_rate_and_cancellations_survive_sigkill() {
     assert_eq!(res.status(), 200);
     server.kill().await;
 
-    let server = start(&db, &flags).await;
+    let mut server = start(&db, &flags).await;
     let queue: Value = get_json(&client, &format!("{}/queue", server.base)).await;
     assert_eq!(queue["paused"], true);
     assert_eq!(queue["rate_interval_ms"], 300);
@@ -305,9 +273,12 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
         &["--rate-interval", "100ms", "--simulated-work", "1500ms"],
     )
     .await;
-    let id = server
-        .ingest(&client, json!({"ids": [1, 2, 3, 4], "priority": "LOW"}))
-        .await;
+    let id = ingest(
+        &server,
+        &client,
+        json!({"ids": [1, 2, 3, 4], "priority": "LOW"}),
+    )
+    .await;
     let status_url = format!("{}/status/{id}", server.base);
     wait_for(&client, &status_url, |s| {
         s["batches"][0]["status"] == "triggered"
@@ -322,21 +293,15 @@ async fn sigterm_lets_the_batch_in_hand_finish_then_exits_cleanly() {
         .unwrap();
     assert_eq!(listener.status(), 200);
 
-    let pid = server.child.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+    let exit = server
+        .terminate(Duration::from_secs(10))
         .await
-        .expect("sluice exits within the shutdown grace")
-        .unwrap();
+        .expect("sluice exits within the shutdown grace");
     assert!(exit.success(), "{exit:?}");
     drop(listener);
 
     // The batch in hand finished; nothing new was started after the signal.
-    let server = start(&db, &["--rate-interval", "1h"]).await;
+    let mut server = start(&db, &["--rate-interval", "1h"]).await;
     let after: Value = get_json(&client, &format!("{}/status/{id}", server.base)).await;
     assert_eq!(after["batches"][0]["status"], "completed", "{after}");
     assert_eq!(after["batches"][1]["status"], "yet_to_start", "{after}");

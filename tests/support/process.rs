@@ -72,4 +72,19 @@ impl Process {
     pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();
     }
+
+    /// SIGTERM (a graceful shutdown), and the exit status once it is gone, if within `within`.
+    #[allow(dead_code)]
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .ok()
+            .map(Result::unwrap)
+    }
 }
