@@ -323,7 +323,7 @@ const BROKEN: &str = "an fsync of the database failed; writes are refused until 
 /// write touches to a statement journal first: ~8% of the writer's CPU). Should one fail, the
 /// group is rolled back and run again with each write in its own savepoint, so the failing one
 /// is undone without undoing the others.
-fn run_group(conn: &Connection, mut jobs: Vec<Job>) -> (Committed, Result<(), StoreError>) {
+fn run_group(conn: &Connection, jobs: Vec<Job>) -> (Committed, Result<(), StoreError>) {
     let mut committed = Committed {
         replies: Vec::with_capacity(jobs.len()),
         latest: 0,
@@ -342,7 +342,7 @@ fn run_group(conn: &Connection, mut jobs: Vec<Job>) -> (Committed, Result<(), St
             None
         }
     };
-    let Some(mut jobs) = begin(std::mem::take(&mut jobs)) else {
+    let Some(mut jobs) = begin(jobs) else {
         return (committed, Ok(()));
     };
     if jobs.iter_mut().all(|job| job.run(conn)) {
