@@ -109,7 +109,8 @@ struct Inner {
 
 /// Most queue places remembered.
 const PLACES_CACHED: usize = 10_000;
-/// Most IDs of remembered ingestions (one of over a tenth of this is always read afresh).
+/// Most IDs of remembered ingestions (an ingestion of more than a tenth of this is always read
+/// afresh).
 const RECORD_IDS_CACHED: usize = 100_000;
 
 /// The service's settings.
