@@ -1,9 +1,10 @@
 //! SQLite backend: the embedded default.
 //!
 //! - One writer connection behind a *group commit* loop: writes queue up while the previous
-//!   group runs, then all of them run in the next transaction (each in its own savepoint, so
-//!   one failing write does not undo the others) and are acknowledged only once that group is
-//!   durable. Durable acknowledgement without one fsync per request.
+//!   group runs, then all of them run in the next transaction and are acknowledged only once
+//!   that group is durable. Durable acknowledgement without one fsync per request. (Should a
+//!   write fail, the group runs again with each write in its own savepoint, so one failing
+//!   write does not undo the others: see `run_group`.)
 //! - The fsync is pipelined: WAL with `synchronous = NORMAL` makes `COMMIT` a write into the
 //!   WAL file without a sync, and a second task (`sync_loop`) fsyncs the WAL file itself
 //!   before answering the group's writers and publishing its events. While it syncs, the
@@ -256,7 +257,7 @@ impl SqliteStore {
 /// A committed group waiting for the fsync that makes it durable.
 struct Committed {
     replies: Vec<Reply>,
-    /// The newest event id once the group is durable (`None`: could not be read).
+    /// The newest event id once the group is durable (0 if the group could not begin).
     latest: u64,
 }
 
