@@ -87,6 +87,8 @@ impl Scheduler {
         }
         // The slot the loop last slept until, for the lateness of the start that follows.
         let mut awaited_slot = None;
+        // The last hand-off to the processor: its recorded start, and when it was handed over.
+        let mut last_handoff: Option<(crate::domain::Timestamp, tokio::time::Instant)> = None;
         // Committed events, from this process or (on a shared store) any other: new work
         // submitted elsewhere, or dispatch resumed elsewhere, must wake an idle loop too.
         let mut events = self.store.event_feed();
@@ -103,6 +105,16 @@ impl Scheduler {
             let slot_waited_for = awaited_slot.take();
             let wait_until = match claim {
                 Ok(Claim::Claimed(batch)) => {
+                    // The downstream sees batches at least as far apart as their recorded
+                    // starts: a hand-off delayed by a slow commit never lets the next one come
+                    // closer than the rate allows.
+                    if let Some((started, handed)) = last_handoff {
+                        let not_before = handed + batch.started_at.since(started);
+                        if not_before > tokio::time::Instant::now() {
+                            self.clock.sleep_until(not_before).await;
+                        }
+                    }
+                    last_handoff = Some((batch.started_at, tokio::time::Instant::now()));
                     let lateness = slot_waited_for.map(|slot| batch.started_at.since(slot));
                     self.metrics.batch_dispatched(lateness);
                     // Signed microseconds after the slot, of the recorded start and of the hand-off
