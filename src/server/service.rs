@@ -276,8 +276,10 @@ impl Service {
 
     /// The status of an ingestion; an unknown or malformed id is `NotFound`.
     pub async fn status(&self, ingestion_id: &str) -> Result<IngestionView, ServiceError> {
-        let record = self.record(ingestion_id).await?;
-        self.predicted(&record).await
+        // One feed reading for the record and the queue place: both are read after it.
+        let seen = self.feed_now();
+        let record = self.record(ingestion_id, seen).await?;
+        self.predicted(&record, seen).await
     }
 
     /// An ingestion as stored; an unknown or malformed id is `NotFound`.
@@ -285,12 +287,16 @@ impl Service {
     /// Status polls between two events are answered from memory when the store's event feed
     /// moves with every write (see [`Memo`]); otherwise (several replicas, whose events arrive
     /// here a moment after they commit) always from the store.
-    async fn record(&self, ingestion_id: &str) -> Result<Arc<IngestionRecord>, ServiceError> {
+    /// `seen` is the event feed's value read before this call.
+    async fn record(
+        &self,
+        ingestion_id: &str,
+        seen: u64,
+    ) -> Result<Arc<IngestionRecord>, ServiceError> {
         let id = ingestion_uuid(ingestion_id)?;
         let Some(records) = &self.inner.records else {
             return self.read_record(id, ingestion_id).await.map(Arc::new);
         };
-        let seen = *self.inner.store.event_feed().borrow();
         if let Some(record) = records.get(&id, seen) {
             return Ok(record);
         }
@@ -316,7 +322,7 @@ impl Service {
         offset: u64,
         limit: u64,
     ) -> Result<ResultsPage, ServiceError> {
-        let record = self.record(ingestion_id).await?;
+        let record = self.record(ingestion_id, self.feed_now()).await?;
         let total = record.batches.iter().map(|b| b.ids.len() as u64).sum();
         let results = record
             .batches
@@ -349,7 +355,7 @@ impl Service {
     pub async fn recent(&self, limit: usize) -> Result<RecentIngestions, ServiceError> {
         // Read the feed first: replaying an event already reflected is harmless, missing one
         // is not.
-        let last_event_id = *self.inner.store.event_feed().borrow();
+        let last_event_id = self.feed_now();
         let records = self
             .inner
             .store
@@ -357,7 +363,7 @@ impl Service {
             .await?;
         let mut ingestions = Vec::with_capacity(records.len());
         for record in records {
-            let view = self.predicted(&record).await?;
+            let view = self.predicted(&record, last_event_id).await?;
             ingestions.push(IngestionSummary::of(view, LISTED_BATCHES));
         }
         Ok(RecentIngestions {
@@ -369,7 +375,7 @@ impl Service {
 
     /// The queue: depth per priority, the batch in flight, the next slot, recent dispatches.
     pub async fn queue(&self) -> Result<QueueView, ServiceError> {
-        let last_event_id = *self.inner.store.event_feed().borrow();
+        let last_event_id = self.feed_now();
         let queue = self.inner.store.queue(RECENT_DISPATCHES).await?;
         let now = self.inner.clock.now();
         let pace = self.pace_with(queue.rate_interval);
@@ -498,10 +504,15 @@ impl Service {
     }
 
     /// The view of a record, with predictions for the work it still has to do.
-    async fn predicted(&self, record: &IngestionRecord) -> Result<IngestionView, ServiceError> {
+    /// `seen` is the event feed's value read before `record` was.
+    async fn predicted(
+        &self,
+        record: &IngestionRecord,
+        seen: u64,
+    ) -> Result<IngestionView, ServiceError> {
         let unfinished = record.batches.iter().any(|b| !b.status.is_final());
         let place = match unfinished {
-            true => self.queue_place(record.id).await?,
+            true => self.queue_place(record.id, seen).await?,
             false => None,
         };
         let mut view = view_of(record);
@@ -516,8 +527,7 @@ impl Service {
     /// (inserts, claims, completions, failures, cancels, pause and rate all append one), so a
     /// place read when the newest event was `n` holds until a newer event commits: status
     /// reads between dispatches do not count the queue again.
-    async fn queue_place(&self, id: Uuid) -> Result<Option<QueuePlace>, StoreError> {
-        let seen = *self.inner.store.event_feed().borrow();
+    async fn queue_place(&self, id: Uuid, seen: u64) -> Result<Option<QueuePlace>, StoreError> {
         if let Some(place) = self.inner.places.get(&id, seen) {
             return Ok(Some(place));
         }
@@ -545,6 +555,12 @@ impl Service {
     /// Changes whenever newer events are committed; its value is the newest event id.
     pub fn event_feed(&self) -> watch::Receiver<u64> {
         self.inner.store.event_feed()
+    }
+
+    /// The newest event id now. Read it *before* the store: a value read afterwards is then
+    /// at least as new as it, which is what remembering reads by it relies on (see `Memo`).
+    fn feed_now(&self) -> u64 {
+        *self.inner.store.event_feed().borrow()
     }
 }
 
