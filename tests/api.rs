@@ -680,6 +680,30 @@ async fn an_operator_can_change_the_rate_at_run_time() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_408_means_nothing_was_stored_even_when_the_store_was_slow_to_answer() {
+    // Large ingestions at once, with a bound shorter than storing them takes: some answers
+    // come in time, others not. Before the fix, a timeout could cut a request whose write was
+    // already queued: the client saw 408, the ingestion was stored anyway (a retry doubled it).
+    let app = spawn_app(&["--request-timeout", "100ms", "--rate-interval", "1h"]).await;
+    let ids: Vec<String> = (1..=100_000).map(|i| i.to_string()).collect();
+    let body = format!(r#"{{"ids": [{}], "priority": "LOW"}}"#, ids.join(","));
+    let answers = futures::future::join_all((0..16).map(|_| app.post_ingest(&body))).await;
+    let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 408),
+        "{statuses:?}"
+    );
+    let accepted = statuses.iter().filter(|&&s| s == 200).count() as i64;
+    // Whatever a cut request might still have written has had time to land.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.count("ingestions"),
+        accepted,
+        "every stored ingestion was answered 200: {statuses:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_request_too_slow_to_arrive_is_408_and_event_streams_are_not_cut() {
     let app = spawn_app(&["--request-timeout", "300ms"]).await;

@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use sluice::domain::{
-    BatchStatus, IdResult, IngestRequest, IngestionStatus, IngestionView, Limits, NewIngestion,
-    Priority, Timestamp,
+    BatchStatus, Event, IdResult, IngestRequest, IngestionStatus, IngestionView, Limits,
+    NewIngestion, Priority, Timestamp,
 };
 use sluice::server::{
     application::{Core, CoreConfig},
@@ -14,7 +14,10 @@ use sluice::server::{
     scheduler::SchedulerConfig,
     service::Service,
     shutdown::{self, ShutdownTrigger},
-    store::{ClaimedBatch, DynStore, SqliteStore},
+    store::{
+        Admission, Claim, ClaimedBatch, Completion, DynStore, IngestionRecord, Inserted,
+        NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store, StoreError,
+    },
 };
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
 use tokio::time::{sleep_until, Instant};
@@ -46,16 +49,26 @@ impl Harness {
         shutdown_grace: Duration,
         at_secs: f64,
     ) -> Self {
+        let scheduler = SchedulerConfig {
+            interval,
+            lease: Duration::from_secs(15),
+            shutdown_grace,
+            retry: RetryPolicy::default(),
+        };
+        Self::start_scheduler(store, processor, scheduler, at_secs)
+    }
+
+    fn start_scheduler(
+        store: DynStore,
+        processor: Arc<dyn Processor>,
+        scheduler: SchedulerConfig,
+        at_secs: f64,
+    ) -> Self {
         let (trigger, shutdown) = shutdown::channel();
         let config = CoreConfig {
             batch_size: 3,
             limits: Limits::default(),
-            scheduler: SchedulerConfig {
-                interval,
-                lease: Duration::from_secs(15),
-                shutdown_grace,
-                retry: RetryPolicy::default(),
-            },
+            scheduler,
             expected_work: Duration::from_secs(1),
             max_waiting_batches: None,
         };
@@ -433,6 +446,398 @@ async fn shutdown_gives_up_on_a_batch_that_outlasts_the_grace() {
     assert_eq!(Instant::now() - h.start, Duration::from_secs(3));
     let view = h.service.status(&id.to_string()).await.unwrap();
     assert_eq!(view.batches[0].status, BatchStatus::Triggered);
+}
+
+/// A store with faults a real deployment meets: a clock ahead or behind the dispatcher's, a
+/// claim whose commit is slow, a lease lost to another dispatcher. It counts claims.
+#[derive(Default)]
+struct Faults {
+    /// Added to every time the dispatcher passes (the store's clock against its own).
+    skew_us: i64,
+    /// The n-th successful claim (from 1) answers this much later (a slow commit).
+    slow_claim: Option<(usize, Duration)>,
+    /// Renewals of a batch's first attempt answer "lost".
+    lose_first_leases: bool,
+}
+
+struct Faulty {
+    inner: DynStore,
+    faults: Faults,
+    claims: std::sync::atomic::AtomicUsize,
+    claimed: std::sync::atomic::AtomicUsize,
+}
+
+impl Faulty {
+    fn wrap(inner: DynStore, faults: Faults) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            faults,
+            claims: Default::default(),
+            claimed: Default::default(),
+        })
+    }
+
+    fn skewed(&self, now: Timestamp) -> Timestamp {
+        Timestamp::from_micros(now.as_micros() + self.faults.skew_us)
+    }
+
+    fn claims(&self) -> usize {
+        self.claims.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Store for Faulty {
+    async fn insert_ingestion(
+        &self,
+        ingestion: NewIngestionRecord,
+        admission: Admission,
+    ) -> Result<Inserted, StoreError> {
+        let ingestion = NewIngestionRecord {
+            created_at: self.skewed(ingestion.created_at),
+            ..ingestion
+        };
+        self.inner.insert_ingestion(ingestion, admission).await
+    }
+    async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
+        self.inner.ingestion(id).await
+    }
+    async fn claim_next(
+        &self,
+        now: Timestamp,
+        interval: Duration,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.claims.fetch_add(1, SeqCst);
+        let claim = self
+            .inner
+            .claim_next(self.skewed(now), interval, lease)
+            .await?;
+        // Every answer takes a round trip.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if matches!(claim, Claim::Claimed(_)) {
+            let n = self.claimed.fetch_add(1, SeqCst) + 1;
+            if let Some((slow, delay)) = self.faults.slow_claim.filter(|(at, _)| *at == n) {
+                let _ = slow;
+                tokio::time::sleep(delay).await;
+            }
+        }
+        Ok(claim)
+    }
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        if self.faults.lose_first_leases && attempt == 1 {
+            return Ok(false);
+        }
+        self.inner
+            .renew_lease(batch_id, attempt, self.skewed(now), lease)
+            .await
+    }
+    async fn complete(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        results: Vec<IdResult>,
+    ) -> Result<Completion, StoreError> {
+        let at = self.skewed(at);
+        self.inner.complete(batch_id, attempt, at, results).await
+    }
+    async fn fail(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        error: String,
+        retry_at: Option<Timestamp>,
+    ) -> Result<Completion, StoreError> {
+        let (at, retry_at) = (self.skewed(at), retry_at.map(|r| self.skewed(r)));
+        self.inner
+            .fail(batch_id, attempt, at, error, retry_at)
+            .await
+    }
+    async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError> {
+        self.inner.requeue(batch_id, self.skewed(at)).await
+    }
+    async fn cancel(&self, ingestion: Uuid, at: Timestamp) -> Result<Option<u32>, StoreError> {
+        self.inner.cancel(ingestion, self.skewed(at)).await
+    }
+    async fn recover_abandoned(&self) -> Result<u64, StoreError> {
+        self.inner.recover_abandoned().await
+    }
+    async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.inner.last_start().await
+    }
+    async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
+        self.inner.recent_ingestions(limit).await
+    }
+    async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
+        self.inner.queue(recent).await
+    }
+    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+        self.inner.queue_place(ingestion).await
+    }
+    async fn events_after(
+        &self,
+        after: u64,
+        ingestion: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.events_after(after, ingestion, limit).await
+    }
+    fn event_feed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.event_feed()
+    }
+    fn feed_moves_with_every_write(&self) -> bool {
+        self.inner.feed_moves_with_every_write()
+    }
+    async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
+        self.inner.set_paused(paused, self.skewed(at)).await
+    }
+    async fn set_rate_interval(
+        &self,
+        interval: Option<Duration>,
+        effective_ms: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.inner
+            .set_rate_interval(interval, effective_ms, self.skewed(at))
+            .await
+    }
+    async fn check(&self) -> Result<(), StoreError> {
+        self.inner.check().await
+    }
+}
+
+/// A downstream that notes when (seconds after the test's start, on the dispatcher's clock)
+/// each call began, and whether it ran to its end; it fails or panics where told to.
+struct Downstream {
+    start: Instant,
+    work: Duration,
+    calls: std::sync::Mutex<Vec<(Vec<u64>, u32, f64, bool)>>,
+    /// First IDs of batches whose first attempt fails (retryably).
+    fail_first: Vec<u64>,
+    /// First IDs of batches whose first attempt panics.
+    panic_first: Vec<u64>,
+}
+
+impl Downstream {
+    fn new(start: Instant, work: Duration) -> Arc<Self> {
+        Self::with(start, work, vec![], vec![])
+    }
+
+    fn with(
+        start: Instant,
+        work: Duration,
+        fail_first: Vec<u64>,
+        panic_first: Vec<u64>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            start,
+            work,
+            calls: Default::default(),
+            fail_first,
+            panic_first,
+        })
+    }
+
+    /// (first ID, attempt, began at, finished) per call, in call order.
+    fn calls(&self) -> Vec<(u64, u32, f64, bool)> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(ids, attempt, at, done)| (ids[0], *attempt, *at, *done))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Processor for Downstream {
+    async fn process(&self, batch: &ClaimedBatch) -> Result<Vec<IdResult>, ProcessError> {
+        let began = (Instant::now() - self.start).as_secs_f64();
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((batch.ids.clone(), batch.attempt, began, false));
+            calls.len() - 1
+        };
+        let first_attempt = batch.attempt == 1;
+        if first_attempt && self.panic_first.contains(&batch.ids[0]) {
+            panic!("downstream bug on batch {}", batch.ids[0]);
+        }
+        tokio::time::sleep(self.work).await;
+        self.calls.lock().unwrap()[n].3 = true;
+        if first_attempt && self.fail_first.contains(&batch.ids[0]) {
+            return Err(ProcessError::retryable("503 from downstream"));
+        }
+        Ok(batch
+            .ids
+            .iter()
+            .map(|&id| IdResult::processed(id))
+            .collect())
+    }
+}
+
+fn config(interval: Duration, retry: RetryPolicy) -> SchedulerConfig {
+    SchedulerConfig {
+        interval,
+        lease: Duration::from_secs(15),
+        shutdown_grace: Duration::from_secs(10),
+        retry,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_slow_claim_commit_delays_one_start_and_the_pace_comes_back() {
+    // The second claim commits 3 s late: its batch reaches the downstream at T8, not T5.
+    let store = Faulty::wrap(
+        memory_store().await,
+        Faults {
+            slow_claim: Some((2, Duration::from_secs(3))),
+            ..Faults::default()
+        },
+    );
+    let downstream = Downstream::new(Instant::now(), Duration::from_secs(1));
+    let h = Harness::start_scheduler(
+        store,
+        downstream.clone(),
+        config(FIVE_S, RetryPolicy::default()),
+        0.0,
+    );
+    let id = h.ingest(Priority::Medium, 1..=15).await;
+    h.at(40.0).await;
+    let ms = |secs: f64| (secs * 1000.0).round() as i64;
+    let starts: Vec<i64> = h
+        .starts(id)
+        .await
+        .into_iter()
+        .map(|s| (s.unwrap().as_micros() - T0_MICROS) / 1000)
+        .collect();
+    let handed: Vec<i64> = downstream.calls().iter().map(|c| ms(c.2)).collect();
+    // The downstream never sees two batches closer than the interval ...
+    for pair in handed.windows(2) {
+        assert!(pair[1] - pair[0] >= 5000, "hand-offs {handed:?}");
+    }
+    // ... the slow hand-off delays the start after next once, and from then on every batch
+    // is handed over 1 ms (the claim's round trip) after its start, one interval apart:
+    // the delay is not carried over.
+    assert_eq!(starts, [0, 5000, 10_000, 18_000, 23_000]);
+    assert_eq!(handed, [1, 8001, 13_001, 18_001, 23_001]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_backing_off_holds_back_no_new_work() {
+    // The LOW batch fails once and backs off 20 s; HIGH work submitted meanwhile starts on
+    // the next slot, not after the retry.
+    let retry = RetryPolicy {
+        max_attempts: 5,
+        base: Duration::from_secs(40),
+        cap: Duration::from_secs(40),
+    };
+    let downstream = Downstream::with(Instant::now(), Duration::from_secs(1), vec![1], vec![]);
+    let h = Harness::start_scheduler(memory_store().await, downstream, config(FIVE_S, retry), 0.0);
+    let low = h.ingest(Priority::Low, [1]).await;
+    h.at(6.0).await;
+    let high = h.ingest(Priority::High, [2]).await;
+    h.at(7.0).await;
+    assert_eq!(h.starts(high).await, vec![Some(t(6.0))]);
+    let view = h.status(low).await;
+    assert_eq!(view.batches[0].status, BatchStatus::YetToStart);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dispatcher_whose_clock_is_skewed_from_the_stores_starts_on_time_and_asks_once_per_slot()
+{
+    for skew_s in [-2i64, 2] {
+        let store = Faulty::wrap(
+            memory_store().await,
+            Faults {
+                skew_us: skew_s * 1_000_000,
+                ..Faults::default()
+            },
+        );
+        let downstream = Downstream::new(Instant::now(), Duration::from_secs(1));
+        let h = Harness::start_scheduler(
+            store.clone(),
+            downstream.clone(),
+            config(FIVE_S, RetryPolicy::default()),
+            0.0,
+        );
+        h.ingest(Priority::High, 1..=9).await;
+        h.at(12.0).await;
+        let handed: Vec<i64> = downstream
+            .calls()
+            .iter()
+            .map(|c| (c.2 * 1000.0).round() as i64)
+            .collect();
+        // Each start one interval after the last, handed over after the claim's 1 ms.
+        assert_eq!(handed, [1, 5001, 10_001], "store clock {skew_s:+} s");
+        // Per start: the claim, and one more when the batch is done (which finds the slot
+        // not due); never a loop of early wake-ups.
+        assert!(
+            store.claims() <= 7,
+            "{} claims at skew {skew_s:+} s",
+            store.claims()
+        );
+        h.trigger.trigger();
+        h.scheduler.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_processor_fails_that_attempt_and_dispatch_goes_on() {
+    let downstream = Downstream::with(Instant::now(), Duration::from_secs(1), vec![], vec![1]);
+    let h = Harness::start(memory_store().await, FIVE_S, downstream.clone());
+    let id = h.ingest(Priority::High, 1..=6).await;
+    h.at(12.0).await;
+    let view = h.status(id).await;
+    // [1,2,3] panicked at T0: that attempt failed and backed off (under a second); it went
+    // again on the next slot, first in dispatch order, and [4,5,6] on the one after.
+    assert_eq!(view.batches[0].started_at, Some(t(5.0)));
+    assert_eq!(view.batches[0].status, BatchStatus::Completed);
+    assert_eq!(view.batches[1].started_at, Some(t(10.0)));
+    assert_eq!(view.batches[1].status, BatchStatus::Completed);
+    let calls: Vec<(u64, u32, bool)> = downstream.calls().iter().map(|c| (c.0, c.1, c.3)).collect();
+    assert_eq!(calls, [(1, 1, false), (1, 2, true), (4, 1, true)]);
+    assert!(!h.scheduler.is_finished(), "the scheduler still runs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_cancels_the_work_and_discards_its_outcome() {
+    let store = Faulty::wrap(
+        memory_store().await,
+        Faults {
+            lose_first_leases: true,
+            ..Faults::default()
+        },
+    );
+    // Longer than the lease (15 s): the first renewal, at 5 s, finds the lease lost.
+    let downstream = Downstream::new(Instant::now(), Duration::from_secs(20));
+    let h = Harness::start_scheduler(
+        store,
+        downstream.clone(),
+        config(FIVE_S, RetryPolicy::default()),
+        0.0,
+    );
+    let id = h.ingest(Priority::High, [1]).await;
+    h.at(6.0).await;
+    // The first attempt was dropped at its renewal and recorded nothing.
+    let calls: Vec<(u64, u32, bool)> = downstream.calls().iter().map(|c| (c.0, c.1, c.3)).collect();
+    assert_eq!(calls, [(1, 1, false)]);
+    assert_eq!(h.status(id).await.batches[0].status, BatchStatus::Triggered);
+    h.at(40.0).await;
+    // The lease ran out at 15 s; the next claim ran the batch again under attempt 2.
+    let calls = downstream.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!((calls[1].1, calls[1].3), (2, true));
+    let view = h.status(id).await;
+    assert_eq!(view.batches[0].status, BatchStatus::Completed);
 }
 
 /// One submission of the property test: when (µs after the start), at which priority, how

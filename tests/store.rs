@@ -62,6 +62,22 @@ async fn claimed(store: &DynStore, now: Timestamp) -> ClaimedBatch {
     }
 }
 
+/// The answer while the rate slot at `slot` is not due at `now`.
+fn not_before(now: Timestamp, slot: Timestamp) -> Claim {
+    Claim::SlotNotDue {
+        slot,
+        wait: slot.since(now),
+    }
+}
+
+/// The answer at `now` while another batch's lease runs until `until`.
+fn in_flight(now: Timestamp, until: Timestamp) -> Claim {
+    Claim::InFlight {
+        until,
+        wait: until.since(now),
+    }
+}
+
 fn results(batch: &ClaimedBatch) -> Vec<IdResult> {
     batch
         .ids
@@ -151,7 +167,7 @@ mod cases {
         let first = claimed(&store, at(0)).await;
         finish(&store, &first, at(1)).await;
         let almost = Timestamp::from_micros(at(5).as_micros() - 1);
-        assert_eq!(claim(&store, almost).await, Claim::NotBefore(at(5)));
+        assert_eq!(claim(&store, almost).await, not_before(almost, at(5)));
         assert_eq!(claimed(&store, at(5)).await.ids, vec![2]);
     }
 
@@ -160,7 +176,7 @@ mod cases {
         let first = claimed(&store, at(0)).await;
         assert_eq!(
             claim(&store, at(6)).await,
-            Claim::InFlight(first.lease_until)
+            in_flight(at(6), first.lease_until)
         );
         finish(&store, &first, at(7)).await;
         assert_eq!(claimed(&store, at(7)).await.ids, vec![2]);
@@ -181,8 +197,9 @@ mod cases {
             .renew_lease(first.batch_id, first.attempt, at(60), LEASE)
             .await
             .unwrap());
+        // The new holder's lease (until 60) is live a moment before it runs out.
         assert!(store
-            .renew_lease(again.batch_id, again.attempt, at(60), LEASE)
+            .renew_lease(again.batch_id, again.attempt, at(59), LEASE)
             .await
             .unwrap());
         finish(&store, &again, at(40)).await;
@@ -395,7 +412,7 @@ mod cases {
         ingest(&store, Priority::High, at(0), &[&[1], &[2], &[3]]).await;
         let first = claimed(&store, at(0)).await;
         finish(&store, &first, at(0)).await;
-        assert_eq!(claim(&store, at(1)).await, Claim::NotBefore(at(5)));
+        assert_eq!(claim(&store, at(1)).await, not_before(at(1), at(5)));
         store
             .set_rate_interval(Some(Duration::from_secs(1)), 1000, at(1))
             .await
@@ -407,7 +424,7 @@ mod cases {
         let second = claimed(&store, at(1)).await;
         finish(&store, &second, at(1)).await;
         store.set_rate_interval(None, 5000, at(2)).await.unwrap();
-        assert_eq!(claim(&store, at(2)).await, Claim::NotBefore(at(6)));
+        assert_eq!(claim(&store, at(2)).await, not_before(at(2), at(6)));
         assert_eq!(store.queue(0).await.unwrap().rate_interval, None);
         let events = store.events_after(0, None, 100).await.unwrap();
         let changes: Vec<&EventBody> = events
@@ -598,7 +615,13 @@ mod cases {
         let second = claimed(&store, at(5)).await;
         assert_eq!(second.ids, vec![2]);
         finish(&store, &second, at(6)).await;
-        assert_eq!(claim(&store, at(10)).await, Claim::NotBefore(retry_at));
+        assert_eq!(
+            claim(&store, at(10)).await,
+            Claim::RetryWait {
+                at: retry_at,
+                wait: retry_at.since(at(10))
+            }
+        );
         let again = claimed(&store, retry_at).await;
         assert_eq!((again.batch_id, again.attempt), (first.batch_id, 2));
         // A stale attempt's failure is fenced like its completion.
@@ -651,6 +674,52 @@ mod cases {
         assert_eq!(record.batches[0].error, None);
     }
 
+    pub async fn a_lease_that_has_run_out_is_not_renewed(store: DynStore) {
+        ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let first = claimed(&store, at(0)).await;
+        let live = at(0).plus(LEASE - Duration::from_micros(1));
+        assert!(store
+            .renew_lease(first.batch_id, first.attempt, live, LEASE)
+            .await
+            .unwrap());
+        // Renewed at `live`: it now runs until live + LEASE. Past that, it is gone for good,
+        // even before another dispatcher has claimed anything.
+        let run_out = live.plus(LEASE);
+        assert!(!store
+            .renew_lease(first.batch_id, first.attempt, run_out, LEASE)
+            .await
+            .unwrap());
+        let next = claimed(&store, run_out).await;
+        assert_eq!((next.batch_id, next.attempt), (first.batch_id, 2));
+    }
+
+    pub async fn a_retry_backing_off_holds_back_no_new_work(store: DynStore) {
+        ingest(&store, Priority::Low, at(0), &[&[1]]).await;
+        let first = claimed(&store, at(0)).await;
+        let retry_at = at(60);
+        store
+            .fail(
+                first.batch_id,
+                first.attempt,
+                at(1),
+                "503".into(),
+                Some(retry_at),
+            )
+            .await
+            .unwrap();
+        // Only the retry waits: that is no rate slot.
+        assert_eq!(
+            claim(&store, at(6)).await,
+            Claim::RetryWait {
+                at: retry_at,
+                wait: retry_at.since(at(6))
+            }
+        );
+        // New work arriving meanwhile starts as soon as the slot allows.
+        ingest(&store, Priority::High, at(7), &[&[2]]).await;
+        assert_eq!(claimed(&store, at(7)).await.ids, vec![2]);
+    }
+
     /// Cases that need to reopen the same database.
     pub async fn the_last_start_survives_a_restart(open: Open) {
         let store = open().await;
@@ -660,7 +729,7 @@ mod cases {
         drop(store);
         let store = open().await;
         assert_eq!(store.last_start().await.unwrap(), Some(at(0)));
-        assert_eq!(claim(&store, at(2)).await, Claim::NotBefore(at(5)));
+        assert_eq!(claim(&store, at(2)).await, not_before(at(2), at(5)));
     }
 
     pub async fn a_batch_left_in_flight_goes_first_after_a_restart(open: Open) {
@@ -729,6 +798,8 @@ macro_rules! conformance {
                 cancelling_stops_waiting_batches_and_lets_the_started_one_finish,
                 cancelling_an_idle_ingestion_ends_it_at_once_and_an_unknown_one_is_not_found,
                 a_failed_attempt_waits_for_its_retry_then_fails_for_good_and_can_be_requeued,
+                a_lease_that_has_run_out_is_not_renewed,
+                a_retry_backing_off_holds_back_no_new_work,
             );
         }
     };
@@ -812,8 +883,8 @@ async fn postgres_stores_on_one_database_see_each_others_events_and_share_one_sl
     let first = claimed(&a, at(0)).await;
     assert_eq!(first.ingestion_id, id);
     // The slot and the lease are the cluster's: B may not start anything yet.
-    assert_eq!(claim(&b, at(1)).await, Claim::NotBefore(at(5)));
-    assert_eq!(claim(&b, at(6)).await, Claim::InFlight(first.lease_until));
+    assert_eq!(claim(&b, at(1)).await, not_before(at(1), at(5)));
+    assert_eq!(claim(&b, at(6)).await, in_flight(at(6), first.lease_until));
     finish(&a, &first, at(6)).await;
     let second = claimed(&b, at(7)).await;
     assert_eq!(second.ids, vec![2]);
@@ -861,4 +932,46 @@ async fn a_sqlite_file_in_use_by_one_store_cannot_be_opened_by_a_second() {
 async fn sqlite_on_disk_keeps_the_event_log_across_a_restart() {
     let (open, _dir) = reopenable_sqlite_file();
     cases::the_event_log_survives_a_restart(open).await;
+}
+
+/// The defect this guards against: the claim skipped (`SKIP LOCKED`) a batch whose lease had
+/// run out while its holder's renewal held the row, and started the next batch, so two ran at
+/// once. Now the claim waits for the renewal and sees the lease live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_never_starts_a_second_batch_while_the_first_ones_renewal_holds_its_row() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    let store = open_postgres(&db.url).await;
+    ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+    let first = claimed(&store, at(0)).await;
+    // The holder renews just as its lease runs out: its transaction holds the row.
+    let (renewer, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    renewer.batch_execute("BEGIN").await.unwrap();
+    let renewed_until = at(40).as_micros();
+    renewer
+        .execute(
+            "UPDATE batches SET lease_until = $1 WHERE id = $2",
+            &[&renewed_until, &first.batch_id],
+        )
+        .await
+        .unwrap();
+    // Another dispatcher asks after the old lease ran out.
+    let claiming = {
+        let store = store.clone();
+        tokio::spawn(async move { claim(&store, at(31)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    renewer.batch_execute("COMMIT").await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), claiming)
+        .await
+        .expect("the claim finished once the renewal committed")
+        .unwrap();
+    assert_eq!(
+        answer,
+        in_flight(at(31), Timestamp::from_micros(renewed_until))
+    );
 }

@@ -3,6 +3,7 @@
 //! Everything here is wasm-safe (serde, fixed-width integers, no I/O), so the dashboard
 //! and the server agree on every shape and every validation rule by construction.
 
+mod dispatch;
 mod error;
 mod event;
 mod id_text;
@@ -11,6 +12,9 @@ mod request;
 mod status;
 mod time;
 
+pub use dispatch::{
+    decide, slot_after, ClaimFacts, Decision, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+};
 pub use error::{ErrorBody, ErrorDetail, INVALID_ARGUMENTS};
 pub use event::{Event, EventBody};
 pub use id_text::{ids_from_text, IdTextError};

@@ -31,7 +31,7 @@ impl Pace {
         last_start: Option<Timestamp>,
         in_flight_since: Option<Timestamp>,
     ) -> Timestamp {
-        let slot = last_start.map(|t| t.plus(self.interval));
+        let slot = super::slot_after(last_start, self.interval);
         let free = in_flight_since.map(|t| t.plus(self.work));
         [Some(now), slot, free]
             .into_iter()

@@ -1,8 +1,8 @@
 //! Configuration: every setting has a flag and an environment variable (flags win), and is
 //! validated before anything starts, with a message that names the setting.
 
+use crate::domain::{MAX_RATE_INTERVAL, MIN_RATE_INTERVAL};
 use crate::server::auth::{read_token_file, Secret, Tokens};
-use crate::server::scheduler::{MAX_RATE_INTERVAL, MIN_RATE_INTERVAL};
 use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 

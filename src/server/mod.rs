@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod memo;
 pub mod metrics;
+pub mod no_return;
 pub mod processor;
 pub mod scheduler;
 pub mod service;

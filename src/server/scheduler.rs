@@ -1,13 +1,23 @@
 //! The dispatch loop: one batch at a time, in dispatch order, starts at least `interval` apart.
 //!
-//! The rules live in one place, the store's atomic `claim_next` (slot check, in-flight check,
-//! ordered pick, slot advance). This loop only decides *when to ask*: at once when woken by new
-//! work, at the slot the store names, or when a foreign lease may have run out. It never
-//! "catches up": each start is a fresh claim gated by the durable last start, so a stall is
-//! followed by one start, then the normal spacing (no `MissedTickBehavior::Burst`).
+//! The rule lives in one place, `domain::decide`, applied by the store's atomic `claim_next`
+//! (slot check, in-flight check, ordered pick, slot advance). This loop only decides *when to
+//! ask*, from what the store answered:
 //!
-//! It knows no HTTP and no SQL: it talks to a [`Store`](crate::server::store::Store) and a
-//! [`Processor`].
+//! - the rate slot is not due: sleep for the wait the store measured on its own clock (a
+//!   replica whose clock is skewed still asks once per slot), deaf to anything but a rate
+//!   change, since nothing can start sooner;
+//! - another batch is in flight: ask again when its lease would run out;
+//! - only retries back off: ask when the first may go, or at once when new work, an event or
+//!   a resume arrives (a retry wait is no rate slot);
+//! - idle or paused: ask when woken.
+//!
+//! It never "catches up": each start is a fresh claim gated by the durable last start, so a
+//! stall is followed by one start, then the normal spacing. A claimed batch is processed while
+//! its lease is renewed beside it; if the lease is lost (or cannot be renewed before it runs
+//! out) the work is dropped and its outcome discarded, and a panicking processor fails its
+//! attempt like an error. It knows no HTTP and no SQL: it talks to a
+//! [`Store`](crate::server::store::Store) and a [`Processor`].
 
 use crate::server::{
     clock::Clock,
@@ -16,15 +26,12 @@ use crate::server::{
     shutdown::Shutdown,
     store::{Claim, ClaimedBatch, Completion, DynStore},
 };
-use std::{sync::Arc, time::Duration};
-use tokio::sync::Notify;
+use futures::FutureExt;
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use tokio::{sync::Notify, time::Instant};
 
 /// How long to wait before asking the store again after it failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
-
-/// The rate intervals sluice accepts, at start-up and at run time.
-pub const MIN_RATE_INTERVAL: Duration = Duration::from_millis(1);
-pub const MAX_RATE_INTERVAL: Duration = Duration::from_secs(86_400);
 
 #[derive(Clone, Copy, Debug)]
 pub struct SchedulerConfig {
@@ -85,93 +92,120 @@ impl Scheduler {
             ),
             Err(e) => tracing::error!(error = %e, "could not recover abandoned batches"),
         }
-        // The slot the loop last slept until, for the lateness of the start that follows.
-        let mut awaited_slot = None;
-        // The last hand-off to the processor: its recorded start, and when it was handed over.
-        let mut last_handoff: Option<(crate::domain::Timestamp, tokio::time::Instant)> = None;
+        // The slot the loop last slept until (on the store's clock, and here), for the
+        // lateness of the start that follows.
+        let mut awaited: Option<(crate::domain::Timestamp, Instant)> = None;
+        // The last hand-off to the processor: when, the interval then in force, and how long
+        // its claim took to answer (asked to committed).
+        let mut last_handoff: Option<Handoff> = None;
         // Committed events, from this process or (on a shared store) any other: new work
         // submitted elsewhere, or dispatch resumed elsewhere, must wake an idle loop too.
         let mut events = self.store.event_feed();
         while !shutdown.is_triggered() {
             // Before the claim: an event committed while it runs wakes the wait below at once.
             events.mark_unchanged();
-            let asked = std::time::Instant::now();
+            let asked = Instant::now();
             let claim = self
                 .store
                 .claim_next(self.clock.now(), self.config.interval, self.config.lease)
                 .await;
             self.metrics.claim_took(asked.elapsed());
             // Only the wait just before this claim counts.
-            let slot_waited_for = awaited_slot.take();
-            let wait_until = match claim {
+            let slot_waited_for = awaited.take();
+            let wait = match claim {
                 Ok(Claim::Claimed(batch)) => {
-                    // The downstream sees batches at least as far apart as their recorded
-                    // starts: a hand-off delayed by a slow commit never lets the next one come
-                    // closer than the rate allows.
-                    if let Some((started, handed)) = last_handoff {
-                        let not_before = handed + batch.started_at.since(started);
-                        if not_before > tokio::time::Instant::now() {
+                    // Without the wait below: the claim's own round trip.
+                    let claim_took = asked.elapsed();
+                    // The downstream never sees two batches closer than the interval: a
+                    // hand-off waits for the previous one plus the interval (only needed when
+                    // this claim committed faster than the last one).
+                    if let Some(not_before) = last_handoff.map(Handoff::next_not_before) {
+                        if not_before > Instant::now() {
                             self.clock.sleep_until(not_before).await;
                         }
                     }
-                    last_handoff = Some((batch.started_at, tokio::time::Instant::now()));
-                    let lateness = slot_waited_for.map(|slot| batch.started_at.since(slot));
+                    let handed = Instant::now();
+                    last_handoff = Some(Handoff {
+                        at: handed,
+                        interval: batch.interval,
+                        claim_took,
+                    });
+                    let lateness = slot_waited_for.map(|(slot, _)| batch.started_at.since(slot));
                     self.metrics.batch_dispatched(lateness);
-                    // Signed microseconds after the slot, of the recorded start and of the hand-off
-                    // to the processor (after the claim committed); benches/precision.py reads them.
-                    let late_us =
-                        slot_waited_for.map(|slot| batch.started_at.as_micros() - slot.as_micros());
-                    let handoff_late_us =
-                        slot_waited_for.map(|slot| self.clock.now().as_micros() - slot.as_micros());
+                    // Signed microseconds after the slot, of the recorded start and of the
+                    // hand-off to the processor (after the claim committed);
+                    // benches/precision.py reads them.
+                    let late_us = slot_waited_for
+                        .map(|(slot, _)| batch.started_at.as_micros() - slot.as_micros());
+                    let handoff_late_us = slot_waited_for.map(|(_, at)| micros_after(handed, at));
                     tracing::info!(
                         batch = %batch.batch_id, ingestion = %batch.ingestion_id,
                         priority = batch.priority.as_str(), attempt = batch.attempt,
                         late_us, handoff_late_us, "batch triggered"
                     );
-                    self.dispatch(batch, &mut shutdown).await;
+                    self.dispatch(batch, asked, &mut shutdown).await;
                     continue;
                 }
-                Ok(Claim::NotBefore(slot)) => {
-                    awaited_slot = Some(slot);
-                    Some(self.clock.instant_at(slot))
+                Ok(Claim::SlotNotDue { slot, wait }) => {
+                    // The store measured the wait from its now, which is (at the latest)
+                    // when it was asked.
+                    let at = (asked + wait)
+                        .max(last_handoff.map_or(asked, Handoff::next_claim_not_before));
+                    awaited = Some((slot, at));
+                    Wait::Until(at)
                 }
-                Ok(Claim::InFlight(lease_until)) => Some(self.clock.instant_at(lease_until)),
+                Ok(Claim::InFlight { wait, .. }) => Wait::Until(asked + wait),
+                Ok(Claim::RetryWait { wait, .. }) => Wait::Listen(Some(asked + wait)),
                 // Resuming wakes the scheduler like new work does.
-                Ok(Claim::Idle | Claim::Paused) => None,
+                Ok(Claim::Idle | Claim::Paused) => Wait::Listen(None),
                 Err(e) => {
                     tracing::error!(error = %e, "claiming the next batch failed; retrying");
-                    Some(tokio::time::Instant::now() + STORE_RETRY)
+                    Wait::Until(Instant::now() + STORE_RETRY)
                 }
+            };
+            let (until, listen) = match wait {
+                Wait::Until(at) => (Some(at), false),
+                Wait::Listen(at) => (at, true),
             };
             let woken = self.wake.notified();
             let repaced = self.pace.notified();
             tokio::select! {
                 _ = shutdown.triggered() => break,
-                _ = repaced => {}
-                _ = woken, if wait_until.is_none() => {}
-                Ok(()) = events.changed(), if wait_until.is_none() => {}
-                _ = self.clock.sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if wait_until.is_some() => {}
+                // A new rate applies to the very next slot, as the store computes it.
+                _ = repaced => last_handoff = None,
+                _ = woken, if listen => {}
+                Ok(()) = events.changed(), if listen => {}
+                _ = self.clock.sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {}
             }
         }
         tracing::info!("scheduler stopped");
     }
 
     /// Process one claimed batch, renewing its lease, and record the outcome.
-    async fn dispatch(&self, batch: ClaimedBatch, shutdown: &mut Shutdown) {
-        let work = self.process_with_lease(&batch);
+    ///
+    /// `asked` is when its claim was asked: the lease began no earlier.
+    async fn dispatch(&self, batch: ClaimedBatch, asked: Instant, shutdown: &mut Shutdown) {
+        let work = self.process_with_lease(&batch, asked);
         tokio::pin!(work);
-        let results = tokio::select! {
-            results = &mut work => results,
+        let outcome = tokio::select! {
+            outcome = &mut work => outcome,
             _ = shutdown.triggered() => {
                 tracing::info!(grace = ?self.config.shutdown_grace, "shutting down: letting the batch in hand finish");
                 match tokio::time::timeout(self.config.shutdown_grace, &mut work).await {
-                    Ok(results) => results,
+                    Ok(outcome) => outcome,
                     Err(_) => {
                         tracing::warn!(batch = %batch.batch_id, "batch did not finish within the grace; it will be dispatched again on the next start");
                         return;
                     }
                 }
             }
+        };
+        let Some(results) = outcome else {
+            // The work was dropped when the lease was lost: whatever it did is not recorded
+            // (the next claim runs the batch again under a newer attempt).
+            self.metrics.completion_fenced();
+            tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, "lease lost: the attempt was cancelled and its outcome discarded");
+            return;
         };
         // A failed attempt: try again later (a new dispatch under the rate limit), or give up.
         let (results, failure) = match results {
@@ -235,31 +269,104 @@ impl Scheduler {
         }
     }
 
-    /// Run the processor while renewing the lease at a third of its length.
+    /// Run the processor while its lease is renewed beside it (both polled together, so a
+    /// slow renewal never starves the work, nor the work the renewal). `None` when the lease
+    /// was lost, or could not be renewed before it ran out: the work is then dropped (its
+    /// downstream call cancelled). A panic in the processor fails the attempt like an error.
     async fn process_with_lease(
         &self,
         batch: &ClaimedBatch,
-    ) -> Result<Vec<crate::domain::IdResult>, ProcessError> {
-        let every = self.config.lease / 3;
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let work = self.processor.process(batch);
-        tokio::pin!(work);
+        asked: Instant,
+    ) -> Option<Result<Vec<crate::domain::IdResult>, ProcessError>> {
+        let work = AssertUnwindSafe(self.processor.process(batch)).catch_unwind();
+        tokio::select! {
+            outcome = work => Some(outcome.unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                tracing::error!(batch = %batch.batch_id, panic = %what, "the processor panicked");
+                Err(ProcessError::retryable(format!("the processor panicked: {what}")))
+            })),
+            () = self.keep_lease(batch, asked) => None,
+        }
+    }
+
+    /// Renew the lease at a third of its length; return once it is lost, or once it runs out
+    /// before a renewal got through (the next claim may then take the batch over).
+    async fn keep_lease(&self, batch: &ClaimedBatch, asked: Instant) {
+        let lease = self.config.lease;
+        // When the lease runs out at the latest, on this process's clock: it began at the
+        // store's now, no earlier than the claim was asked.
+        let mut runs_out = asked + lease;
         loop {
-            tokio::select! {
-                results = &mut work => return results,
-                _ = renew.tick() => {
-                    let renewed = self
-                        .store
-                        .renew_lease(batch.batch_id, batch.attempt, self.clock.now(), self.config.lease)
-                        .await;
-                    match renewed {
-                        Ok(true) => {}
-                        Ok(false) => tracing::warn!(batch = %batch.batch_id, "lease lost: another dispatcher took the batch over"),
-                        Err(e) => tracing::error!(error = %e, batch = %batch.batch_id, "renewing the lease failed"),
-                    }
+            tokio::time::sleep_until((runs_out - lease) + lease / 3).await;
+            let asked = Instant::now();
+            let renewal =
+                self.store
+                    .renew_lease(batch.batch_id, batch.attempt, self.clock.now(), lease);
+            match tokio::time::timeout_at(runs_out, renewal).await {
+                Ok(Ok(true)) => runs_out = asked + lease,
+                Ok(Ok(false)) => {
+                    tracing::warn!(batch = %batch.batch_id, "lease lost: another dispatcher may have taken the batch over");
+                    return;
+                }
+                Ok(Err(e)) if Instant::now() < runs_out => {
+                    tracing::error!(error = %e, batch = %batch.batch_id, "renewing the lease failed; trying again");
+                    // Try again soon, within what is left of the lease.
+                    let left = runs_out.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(left / 3).await;
+                }
+                Ok(Err(_)) | Err(_) => {
+                    tracing::warn!(batch = %batch.batch_id, "the lease ran out before it could be renewed");
+                    return;
                 }
             }
         }
+    }
+}
+
+/// A batch handed to the processor.
+///
+/// A start is recorded when its claim commits, and the batch reaches the processor once the
+/// commit answers: a slow commit hands it over late. The next hand-off must still come an
+/// interval after this one ([`next_not_before`](Self::next_not_before)), and to keep that
+/// wait from being passed on to every later batch, the next claim itself is not asked before
+/// this hand-off plus the interval, less what a claim takes to answer
+/// ([`next_claim_not_before`](Self::next_claim_not_before)). So one slow commit delays one
+/// start, and the pace is back on the very next one; with commits of a steady length, starts
+/// land exactly on their slots.
+#[derive(Clone, Copy)]
+struct Handoff {
+    at: Instant,
+    interval: Duration,
+    claim_took: Duration,
+}
+
+impl Handoff {
+    fn next_not_before(self) -> Instant {
+        self.at + self.interval
+    }
+
+    fn next_claim_not_before(self) -> Instant {
+        let early = self.claim_took.min(self.interval);
+        self.at + (self.interval - early)
+    }
+}
+
+/// How the loop waits for its next claim.
+enum Wait {
+    /// Until then; only a rate change or shutdown wakes it sooner.
+    Until(Instant),
+    /// Until new work, an event or a resume (or then, if given).
+    Listen(Option<Instant>),
+}
+
+/// Signed microseconds from `at` to `instant`.
+fn micros_after(instant: Instant, at: Instant) -> i64 {
+    match instant.checked_duration_since(at) {
+        Some(d) => d.as_micros() as i64,
+        None => -(at.duration_since(instant).as_micros() as i64),
     }
 }

@@ -5,13 +5,15 @@
 use crate::domain::{
     BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IdResultView,
     IngestRequest, IngestionStatus, IngestionSummary, IngestionView, Limits, NewIngestion, Pace,
-    Priority, QueueView, RecentIngestions, RequestError, ResultsPage, Timestamp,
+    Priority, QueueView, RecentIngestions, RequestError, ResultsPage, Timestamp, MAX_RATE_INTERVAL,
+    MIN_RATE_INTERVAL,
 };
 use crate::server::{
     clock::Clock,
     memo::Memo,
     metrics::Metrics,
-    scheduler::{Wake, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL},
+    no_return,
+    scheduler::Wake,
     store::{
         Admission, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted,
         NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError,
@@ -254,6 +256,7 @@ impl Service {
             key,
             max_waiting: self.inner.max_waiting,
         };
+        no_return::pass();
         match self.inner.store.insert_ingestion(record, admission).await? {
             Inserted::Created => {
                 self.inner.wake.work.notify_one();
@@ -411,6 +414,7 @@ impl Service {
     /// it is harmless: nothing more is cancelled. An unknown or malformed id is `NotFound`.
     pub async fn cancel(&self, ingestion_id: &str) -> Result<CancelResponse, ServiceError> {
         let id = ingestion_uuid(ingestion_id)?;
+        no_return::pass();
         let cancelled_batches = self
             .inner
             .store
@@ -443,6 +447,7 @@ impl Service {
     pub async fn retry_batch(&self, batch_id: &str) -> Result<(), ServiceError> {
         let not_found = || ServiceError::BatchNotFound(batch_id.to_owned());
         let id = Uuid::parse_str(batch_id).map_err(|_| not_found())?;
+        no_return::pass();
         match self.inner.store.requeue(id, self.inner.clock.now()).await? {
             None => Err(not_found()),
             Some(false) => Err(ServiceError::BatchNotFailed(id)),
@@ -455,6 +460,7 @@ impl Service {
 
     /// Pause dispatch (nothing new starts; the batch in flight finishes). False if it was.
     pub async fn pause(&self) -> Result<bool, ServiceError> {
+        no_return::pass();
         Ok(self
             .inner
             .store
@@ -464,6 +470,7 @@ impl Service {
 
     /// Resume dispatch, still under the rate limit. False if it was not paused.
     pub async fn resume(&self) -> Result<bool, ServiceError> {
+        no_return::pass();
         let changed = self
             .inner
             .store
@@ -483,6 +490,7 @@ impl Service {
             return Err(ServiceError::InvalidRate);
         }
         let effective = interval.unwrap_or(self.inner.pace.interval);
+        no_return::pass();
         self.inner
             .store
             .set_rate_interval(

@@ -7,6 +7,18 @@
 //! lease and fencing token, and advances the slot, all in one transaction. Each backend keeps
 //! its row types private; only the records below cross this boundary.
 
+/// Dispatch order (SPEC §2: priority, then the ingestion's acceptance order, then the batch's
+/// position), as an SQL `ORDER BY` list over `batches`: the one copy every query of both
+/// backends uses (`dispatch_order!()` for a bare table, `dispatch_order!(b)` for an alias).
+macro_rules! dispatch_order {
+    () => {
+        "priority, ingestion_seq, position"
+    };
+    (b) => {
+        "b.priority, b.ingestion_seq, b.position"
+    };
+}
+
 mod postgres;
 mod sqlite;
 
@@ -14,7 +26,8 @@ pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    BatchStatus, Event, EventBody, IdResult, IngestionStatus, Priority, StatusCounts, Timestamp,
+    BatchStatus, Decision, Event, EventBody, IdResult, IngestionStatus, Priority, StatusCounts,
+    Timestamp,
 };
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
@@ -109,6 +122,9 @@ pub struct ClaimedBatch {
     pub attempt: u32,
     pub started_at: Timestamp,
     pub lease_until: Timestamp,
+    /// The rate interval in force when it was claimed: the next start is not before
+    /// `started_at` plus this.
+    pub interval: Duration,
 }
 
 /// A batch that has started, for the queue's in-flight and recent-dispatch lists.
@@ -158,19 +174,39 @@ pub struct QueuePlace {
     pub in_flight_since: Option<Timestamp>,
 }
 
-/// What `claim_next` found.
+/// What `claim_next` found: the claim rule's decision (`domain::decide`) as applied by the
+/// store. Waits are durations on the store's clock, from the moment it decided.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Claim {
     /// A batch was dispatched now; the slot has moved to its start.
     Claimed(ClaimedBatch),
-    /// The rate limit holds until this time.
-    NotBefore(Timestamp),
-    /// Another batch is in flight; its lease runs until this time.
-    InFlight(Timestamp),
+    /// The rate slot comes at `slot`, `wait` from the store's now. Only a rate change can
+    /// make it sooner.
+    SlotNotDue { slot: Timestamp, wait: Duration },
+    /// Another batch is in flight; its lease runs until `until`, `wait` from now.
+    InFlight { until: Timestamp, wait: Duration },
+    /// Only retries backing off wait; the first may go `wait` from now. New work is
+    /// claimable at once: whoever waits here must also listen for it.
+    RetryWait { at: Timestamp, wait: Duration },
     /// Nothing is waiting.
     Idle,
     /// Dispatch is paused; nothing starts until it is resumed.
     Paused,
+}
+
+impl Claim {
+    /// The store's answer for a decision that started nothing (`Start` is the backend's to
+    /// apply, in its transaction).
+    fn waiting<C>(decision: Decision<C>) -> Result<Self, C> {
+        Ok(match decision {
+            Decision::Start(candidate) => return Err(candidate),
+            Decision::SlotNotDue { slot, wait } => Claim::SlotNotDue { slot, wait },
+            Decision::InFlight { until, wait } => Claim::InFlight { until, wait },
+            Decision::RetryWait { at, wait } => Claim::RetryWait { at, wait },
+            Decision::Idle => Claim::Idle,
+            Decision::Paused => Claim::Paused,
+        })
+    }
 }
 
 /// The outcome of `complete`.
@@ -215,7 +251,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Claim, StoreError>;
 
     /// Extend the lease of a batch still held under `attempt` to `lease` from now (the
-    /// store's now, where the store keeps the time); false if it was taken over.
+    /// store's now, where the store keeps the time), if the lease is still live; false if it
+    /// has run out or the batch was taken over (its holder must then stop: the next claim may
+    /// already have started another batch).
     async fn renew_lease(
         &self,
         batch_id: Uuid,

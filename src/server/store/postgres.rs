@@ -17,7 +17,9 @@ use super::{
     DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp};
+use crate::domain::{
+    decide, BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+};
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use futures::StreamExt;
@@ -624,55 +626,71 @@ impl Store for PostgresStore {
             ..
         } = slot(&tx, true).await?;
         let now = self.now_in(&tx, now).await?;
-        if paused {
-            return Ok(Claim::Paused);
-        }
-        let interval = rate_interval.unwrap_or(interval);
-        if let Some(last) = last_start {
-            let slot = last.plus(interval);
-            if now < slot {
-                return Ok(Claim::NotBefore(slot));
-            }
-        }
-        let live: Option<i64> = tx
-            .query_one("SELECT MAX(lease_until) FROM batches WHERE status = 1", &[])
+        type Key = (i16, i64, i32);
+        // Every triggered batch (normally at most one), locked: a lease being renewed right now
+        // is waited for and read as renewed, never skipped as if it had run out.
+        let triggered = tx
+            .query(
+                concat!(
+                    "SELECT priority, ingestion_seq, position, lease_until FROM batches
+                     WHERE status = 1 ORDER BY ",
+                    dispatch_order!(),
+                    " FOR UPDATE"
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg)?;
+        let latest_lease = triggered
+            .iter()
+            .filter_map(|r| r.get::<_, Option<i64>>(3))
+            .max();
+        let abandoned = triggered
+            .iter()
+            .find(|r| {
+                r.get::<_, Option<i64>>(3)
+                    .is_none_or(|until| until <= now.as_micros())
+            })
+            .map(|r| -> Key { (r.get(0), r.get(1), r.get(2)) });
+        // The first waiting batch not backing off after a failed attempt, locked (not skipped:
+        // claims queue on the slot row, so a locked waiting row is one being cancelled or
+        // requeued, and passing it over would break dispatch order).
+        let waiting = tx
+            .query_opt(
+                concat!(
+                    "SELECT priority, ingestion_seq, position FROM batches
+                     WHERE status = 0 AND (retry_at IS NULL OR retry_at <= $1) ORDER BY ",
+                    dispatch_order!(),
+                    " LIMIT 1 FOR UPDATE"
+                ),
+                &[&now.as_micros()],
+            )
             .await
             .map_err(pg)?
-            .get(0);
-        if let Some(until) = live.filter(|&until| until > now.as_micros()) {
-            return Ok(Claim::InFlight(Timestamp::from_micros(until)));
-        }
-        type Key = (i16, i64, i32);
-        let first = |status: i16| {
-            let tx = &tx;
-            async move {
-                // Waiting batches backing off after a failed attempt are not ready yet.
-                tx.query_opt(
-                    "SELECT priority, ingestion_seq, position FROM batches
-                     WHERE status = $1 AND (retry_at IS NULL OR retry_at <= $2)
-                     ORDER BY priority, ingestion_seq, position LIMIT 1
-                     FOR UPDATE SKIP LOCKED",
-                    &[&status, &now.as_micros()],
-                )
-                .await
-                .map_err(pg)
-                .map(|row| row.map(|r| -> Key { (r.get(0), r.get(1), r.get(2)) }))
-            }
-        };
-        // The first abandoned batch (triggered, lease run out) and the first waiting one.
-        let abandoned = first(TRIGGERED).await?;
-        let waiting = first(WAITING).await?;
-        let Some(chosen) = abandoned.into_iter().chain(waiting).min() else {
-            // Only retries backing off wait: look again when the first may go.
-            let next_retry: Option<i64> = tx
+            .map(|r| -> Key { (r.get(0), r.get(1), r.get(2)) });
+        let candidate = abandoned.into_iter().chain(waiting).min();
+        // Only asked when it can matter (it scans the waiting batches).
+        let next_retry: Option<i64> = match candidate {
+            Some(_) => None,
+            None => tx
                 .query_one("SELECT MIN(retry_at) FROM batches WHERE status = 0", &[])
                 .await
                 .map_err(pg)?
-                .get(0);
-            return Ok(match next_retry {
-                Some(at) => Claim::NotBefore(Timestamp::from_micros(at)),
-                None => Claim::Idle,
-            });
+                .get(0),
+        };
+        let interval = rate_interval.unwrap_or(interval);
+        let decision = decide(ClaimFacts {
+            now,
+            paused,
+            last_start,
+            interval,
+            latest_lease: latest_lease.map(Timestamp::from_micros),
+            candidate,
+            next_retry: next_retry.map(Timestamp::from_micros),
+        });
+        let chosen = match Claim::waiting(decision) {
+            Ok(claim) => return Ok(claim),
+            Err(chosen) => chosen,
         };
         let (rank, seq, position) = chosen;
         let from_waiting = i64::from(waiting == Some(chosen));
@@ -725,6 +743,7 @@ impl Store for PostgresStore {
             attempt: attempt as u32,
             started_at: now,
             lease_until,
+            interval,
         }))
     }
 
@@ -736,15 +755,18 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        let until = match self.clock {
-            SlotClock::Caller => format!("{}", now.plus(lease).as_micros()),
-            SlotClock::Database => format!("{DB_NOW} + {}", micros(lease)),
+        let now = match self.clock {
+            SlotClock::Caller => format!("{}", now.as_micros()),
+            SlotClock::Database => DB_NOW.to_owned(),
         };
+        // Only a live lease is extended: once it has run out, the batch may already belong to
+        // the next claim, and its holder must stop.
         let changed = client
             .execute(
                 &format!(
-                    "UPDATE batches SET lease_until = {until}
-                     WHERE id = $1 AND attempt = $2 AND status = 1"
+                    "UPDATE batches SET lease_until = {now} + {}
+                     WHERE id = $1 AND attempt = $2 AND status = 1 AND lease_until > {now}",
+                    micros(lease)
                 ),
                 &[&batch_id, &(attempt as i32)],
             )
@@ -999,7 +1021,7 @@ impl Store for PostgresStore {
         }
         let in_flight = dispatches(
             &tx,
-            "WHERE b.status = 1 ORDER BY b.priority, b.ingestion_seq, b.position",
+            concat!("WHERE b.status = 1 ORDER BY ", dispatch_order!(b)),
             i64::MAX,
         )
         .await?;
@@ -1011,10 +1033,14 @@ impl Store for PostgresStore {
         .await?;
         let oldest: Option<i64> = tx
             .query_one(
-                "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
-                   SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
-                           ORDER BY priority, ingestion_seq, position LIMIT 1)
-                   FROM (VALUES (0::smallint), (1::smallint), (2::smallint)) AS v(p))",
+                concat!(
+                    "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
+                       SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
+                               ORDER BY ",
+                    dispatch_order!(),
+                    " LIMIT 1)
+                       FROM (VALUES (0::smallint), (1::smallint), (2::smallint)) AS v(p))"
+                ),
                 &[],
             )
             .await

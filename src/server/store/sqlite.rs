@@ -25,7 +25,9 @@ use super::{
     DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{BatchStatus, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp};
+use crate::domain::{
+    decide, BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::{
@@ -551,13 +553,20 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let until = now.plus(lease);
         self.write(move |conn| {
+            // Only a live lease is extended: once it has run out, the batch may already
+            // belong to the next claim, and its holder must stop.
             let changed = conn
                 .prepare_cached(
                     "UPDATE batches SET lease_until = ?1
-                     WHERE id = ?2 AND attempt = ?3 AND status = 1",
+                     WHERE id = ?2 AND attempt = ?3 AND status = 1 AND lease_until > ?4",
                 )
                 .and_then(|mut st| {
-                    st.execute(params![until.as_micros(), batch_id.to_string(), attempt])
+                    st.execute(params![
+                        until.as_micros(),
+                        batch_id.to_string(),
+                        attempt,
+                        now.as_micros()
+                    ])
                 })
                 .map_err(unavailable)?;
             Ok(changed == 1)
@@ -807,7 +816,7 @@ impl Store for SqliteStore {
             }
             let in_flight = dispatches(
                 &tx,
-                "WHERE b.status = 1 ORDER BY b.priority, b.ingestion_seq, b.position",
+                concat!("WHERE b.status = 1 ORDER BY ", dispatch_order!(b)),
                 i64::MAX,
             )?;
             let recent = dispatches(
@@ -818,10 +827,14 @@ impl Store for SqliteStore {
             // The first waiting batch of each priority (three index seeks) holds the oldest.
             let oldest_waiting: Option<i64> = tx
                 .prepare_cached(
-                    "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
-                       SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
-                               ORDER BY priority, ingestion_seq, position LIMIT 1)
-                       FROM (SELECT 0 AS p UNION ALL SELECT 1 UNION ALL SELECT 2))",
+                    concat!(
+                        "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
+                           SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
+                                   ORDER BY ",
+                        dispatch_order!(),
+                        " LIMIT 1)
+                           FROM (SELECT 0 AS p UNION ALL SELECT 1 UNION ALL SELECT 2))"
+                    ),
                 )
                 .and_then(|mut st| st.query_row([], |r| r.get(0)))
                 .map_err(unavailable)?;
@@ -1010,6 +1023,7 @@ impl Store for SqliteStore {
 /// Dispatch order key: (priority, ingestion acceptance order, position).
 type OrderKey = (i64, i64, i64);
 
+/// The claim: read the facts the rule needs (`domain::decide`), apply its decision.
 fn claim(
     conn: &Connection,
     now: Timestamp,
@@ -1021,58 +1035,54 @@ fn claim(
         paused,
         rate_interval,
     } = slot(conn)?;
-    if paused {
-        return Ok(Claim::Paused);
-    }
     let interval = rate_interval.unwrap_or(interval);
-    if let Some(last) = last_start {
-        let slot = last.plus(interval);
-        if now < slot {
-            return Ok(Claim::NotBefore(slot));
-        }
-    }
-
-    let live_lease: Option<i64> = conn
+    let latest_lease: Option<i64> = conn
         .prepare_cached("SELECT MAX(lease_until) FROM batches WHERE status = 1")
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .map_err(unavailable)?;
-    if let Some(until) = live_lease.filter(|&until| until > now.as_micros()) {
-        return Ok(Claim::InFlight(Timestamp::from_micros(until)));
-    }
-
-    // Candidates: the first abandoned (triggered, lease expired) and the first waiting batch.
-    let first = |sql: &str, params: &[i64]| -> Result<Option<OrderKey>, StoreError> {
+    let first = |sql: &str| -> Result<Option<OrderKey>, StoreError> {
         conn.prepare_cached(sql)
             .and_then(|mut st| {
-                st.query_row(rusqlite::params_from_iter(params), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
+                st.query_row([now.as_micros()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
             })
             .map_err(unavailable)
     };
-    let abandoned = first(
-        "SELECT priority, ingestion_seq, position FROM batches WHERE status = 1
-         ORDER BY priority, ingestion_seq, position LIMIT 1",
-        &[],
-    )?;
-    // Waiting, and not backing off after a failed attempt.
-    let waiting = first(
+    // The first abandoned batch (triggered, lease run out) and the first waiting batch that is
+    // not backing off after a failed attempt: the candidate is the earlier of the two.
+    let abandoned = first(concat!(
         "SELECT priority, ingestion_seq, position FROM batches
-         WHERE status = 0 AND (retry_at IS NULL OR retry_at <= ?1)
-         ORDER BY priority, ingestion_seq, position LIMIT 1",
-        &[now.as_micros()],
-    )?;
-    let Some(chosen) = abandoned.into_iter().chain(waiting).min() else {
-        // Only retries backing off wait: look again when the first may go.
-        let next_retry: Option<i64> = conn
+         WHERE status = 1 AND lease_until <= ?1 ORDER BY ",
+        dispatch_order!(),
+        " LIMIT 1"
+    ))?;
+    let waiting = first(concat!(
+        "SELECT priority, ingestion_seq, position FROM batches
+         WHERE status = 0 AND (retry_at IS NULL OR retry_at <= ?1) ORDER BY ",
+        dispatch_order!(),
+        " LIMIT 1"
+    ))?;
+    let candidate = abandoned.into_iter().chain(waiting).min();
+    // Only asked when it can matter (it scans the waiting batches).
+    let next_retry: Option<i64> = match candidate {
+        Some(_) => None,
+        None => conn
             .prepare_cached("SELECT MIN(retry_at) FROM batches WHERE status = 0")
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
-            .map_err(unavailable)?;
-        return Ok(match next_retry {
-            Some(at) => Claim::NotBefore(Timestamp::from_micros(at)),
-            None => Claim::Idle,
-        });
+            .map_err(unavailable)?,
+    };
+    let decision = decide(ClaimFacts {
+        now,
+        paused,
+        last_start,
+        interval,
+        latest_lease: latest_lease.map(Timestamp::from_micros),
+        candidate,
+        next_retry: next_retry.map(Timestamp::from_micros),
+    });
+    let chosen = match Claim::waiting(decision) {
+        Ok(claim) => return Ok(claim),
+        Err(chosen) => chosen,
     };
     let (rank, seq, position) = chosen;
     let from_waiting = i64::from(waiting == Some(chosen));
@@ -1121,6 +1131,7 @@ fn claim(
         attempt: attempt as u32,
         started_at: now,
         lease_until,
+        interval,
     }))
 }
 

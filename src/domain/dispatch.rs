@@ -1,0 +1,240 @@
+//! The claim rule, written once for every store.
+//!
+//! Whether the next batch may start now, and if not, what the dispatcher waits for, is a pure
+//! function of a few facts a store reads inside its claiming transaction ([`ClaimFacts`]).
+//! Each backend only fetches those facts (under its own locking) and applies the outcome, so
+//! the rule cannot drift between SQLite and PostgreSQL; a plain model checks it in the tests
+//! below and in `tests/simulation.rs`.
+//!
+//! The order of the checks is the rule:
+//!
+//! 1. paused: nothing starts;
+//! 2. the rate slot (the last start plus the interval in force) is not due: wait for it;
+//! 3. another batch holds a live lease: at most one in flight, wait for it to end;
+//! 4. the first claimable batch in dispatch order (a triggered batch whose lease ran out, or a
+//!    waiting batch not backing off) starts now;
+//! 5. only retries backing off wait: wait for the first, but new work starts as soon as it
+//!    arrives (a retry wait is no rate slot);
+//! 6. nothing waits: idle.
+//!
+//! Waits are durations measured on the store's clock (the `now` the store read), so a
+//! dispatcher whose own clock is skewed still asks once per slot.
+
+use super::Timestamp;
+use std::time::Duration;
+
+/// The rate intervals sluice accepts, at start-up and at run time.
+pub const MIN_RATE_INTERVAL: Duration = Duration::from_millis(1);
+pub const MAX_RATE_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// What a store knows, inside its claiming transaction, when asked for the next batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimFacts<C> {
+    /// The store's now.
+    pub now: Timestamp,
+    /// Dispatch is paused by an operator.
+    pub paused: bool,
+    /// When the last batch started, if ever.
+    pub last_start: Option<Timestamp>,
+    /// The rate interval in force (a run-time setting, else the configured one).
+    pub interval: Duration,
+    /// The latest lease of any triggered batch, if one is triggered (live or run out).
+    pub latest_lease: Option<Timestamp>,
+    /// The first claimable batch in dispatch order at `now`, if any.
+    pub candidate: Option<C>,
+    /// The earliest time a waiting batch that is backing off may go, if one backs off.
+    pub next_retry: Option<Timestamp>,
+}
+
+/// What the dispatcher does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision<C> {
+    /// Start this batch now.
+    Start(C),
+    /// The rate slot comes at `slot`, `wait` after the store's now. Nothing starts before.
+    SlotNotDue { slot: Timestamp, wait: Duration },
+    /// Another batch is in flight; its lease runs until `until`, `wait` from now.
+    InFlight { until: Timestamp, wait: Duration },
+    /// Only retries wait; the first may go at `at`, `wait` from now. New work goes first.
+    RetryWait { at: Timestamp, wait: Duration },
+    /// Nothing waits.
+    Idle,
+    /// Dispatch is paused.
+    Paused,
+}
+
+/// The rate slot: when the batch after one started at `last_start` may start.
+pub fn slot_after(last_start: Option<Timestamp>, interval: Duration) -> Option<Timestamp> {
+    last_start.map(|last| last.plus(interval))
+}
+
+/// The claim rule (see the module doc).
+pub fn decide<C>(facts: ClaimFacts<C>) -> Decision<C> {
+    let now = facts.now;
+    if facts.paused {
+        return Decision::Paused;
+    }
+    if let Some(slot) = slot_after(facts.last_start, facts.interval).filter(|&slot| now < slot) {
+        return Decision::SlotNotDue {
+            slot,
+            wait: slot.since(now),
+        };
+    }
+    if let Some(until) = facts.latest_lease.filter(|&until| until > now) {
+        return Decision::InFlight {
+            until,
+            wait: until.since(now),
+        };
+    }
+    if let Some(candidate) = facts.candidate {
+        return Decision::Start(candidate);
+    }
+    match facts.next_retry {
+        // A retry already due would have been the candidate; a store that still reports one
+        // (a retry time in the past) is answered with a short wait rather than a busy loop.
+        Some(at) => Decision::RetryWait {
+            at,
+            wait: at.since(now).max(Duration::from_micros(1)),
+        },
+        None => Decision::Idle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(us: i64) -> Timestamp {
+        Timestamp::from_micros(us)
+    }
+
+    fn facts() -> ClaimFacts<u32> {
+        ClaimFacts {
+            now: at(10_000),
+            paused: false,
+            last_start: None,
+            interval: Duration::from_micros(5_000),
+            latest_lease: None,
+            candidate: Some(7),
+            next_retry: None,
+        }
+    }
+
+    /// The rule as a reader would state it, independently of `decide`'s structure: what may
+    /// start, and otherwise the earliest moment worth looking again and why.
+    fn model(f: &ClaimFacts<u32>) -> Decision<u32> {
+        let now = f.now.as_micros();
+        let slot = f
+            .last_start
+            .map(|l| l.as_micros() + f.interval.as_micros() as i64);
+        let lease_live = f.latest_lease.is_some_and(|l| l.as_micros() > now);
+        let may_start = !f.paused && slot.is_none_or(|s| s <= now) && !lease_live;
+        if f.paused {
+            Decision::Paused
+        } else if !slot.is_none_or(|s| s <= now) {
+            let s = slot.unwrap();
+            Decision::SlotNotDue {
+                slot: at(s),
+                wait: Duration::from_micros((s - now) as u64),
+            }
+        } else if lease_live {
+            let l = f.latest_lease.unwrap().as_micros();
+            Decision::InFlight {
+                until: at(l),
+                wait: Duration::from_micros((l - now) as u64),
+            }
+        } else if may_start && f.candidate.is_some() {
+            Decision::Start(f.candidate.unwrap())
+        } else if let Some(r) = f.next_retry {
+            Decision::RetryWait {
+                at: r,
+                wait: Duration::from_micros((r.as_micros() - now).max(1) as u64),
+            }
+        } else {
+            Decision::Idle
+        }
+    }
+
+    #[test]
+    fn a_due_slot_with_nothing_in_flight_starts_the_candidate() {
+        assert_eq!(decide(facts()), Decision::Start(7));
+    }
+
+    #[test]
+    fn a_slot_not_yet_due_is_waited_for_on_the_stores_clock() {
+        let f = ClaimFacts {
+            last_start: Some(at(8_000)),
+            ..facts()
+        };
+        assert_eq!(
+            decide(f),
+            Decision::SlotNotDue {
+                slot: at(13_000),
+                wait: Duration::from_micros(3_000)
+            }
+        );
+    }
+
+    #[test]
+    fn a_waiting_retry_never_holds_back_claimable_work() {
+        let f = ClaimFacts {
+            next_retry: Some(at(30_000_000)),
+            ..facts()
+        };
+        assert_eq!(decide(f), Decision::Start(7));
+    }
+
+    #[test]
+    fn only_retries_waiting_is_a_retry_wait_not_a_rate_slot() {
+        let f = ClaimFacts {
+            candidate: None,
+            next_retry: Some(at(30_000)),
+            ..facts()
+        };
+        assert_eq!(
+            decide(f),
+            Decision::RetryWait {
+                at: at(30_000),
+                wait: Duration::from_micros(20_000)
+            }
+        );
+    }
+
+    #[test]
+    fn a_live_lease_holds_the_next_start_and_a_run_out_one_does_not() {
+        let live = ClaimFacts {
+            latest_lease: Some(at(10_001)),
+            ..facts()
+        };
+        assert!(matches!(decide(live), Decision::InFlight { .. }));
+        let run_out = ClaimFacts {
+            latest_lease: Some(at(10_000)),
+            ..facts()
+        };
+        assert_eq!(decide(run_out), Decision::Start(7));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_decision_agrees_with_the_plain_model(
+            now in 0i64..100,
+            paused: bool,
+            last in proptest::option::of(0i64..100),
+            interval in 1u64..50,
+            lease in proptest::option::of(0i64..200),
+            candidate in proptest::option::of(0u32..3),
+            retry in proptest::option::of(101i64..300),
+        ) {
+            let f = ClaimFacts {
+                now: at(now),
+                paused,
+                last_start: last.map(at),
+                interval: Duration::from_micros(interval),
+                latest_lease: lease.map(at),
+                candidate,
+                next_retry: retry.map(at),
+            };
+            proptest::prop_assert_eq!(decide(f.clone()), model(&f));
+        }
+    }
+}
