@@ -1,7 +1,9 @@
 //! PostgreSQL backend: any number of sluice processes, one queue, one rate limit.
 //!
 //! - Every claim locks the one `dispatch_slot` row (`FOR UPDATE`) for its transaction, then
-//!   picks the batch with `FOR UPDATE SKIP LOCKED` and advances the slot before committing:
+//!   locks the triggered and the first waiting batch (`FOR UPDATE`, never `SKIP LOCKED`: a
+//!   lease being renewed is waited for, not taken for run out), applies the claim rule
+//!   (`domain::decide`) and advances the slot before committing:
 //!   claims are serialized cluster-wide, so start-to-start spacing and "at most one in flight"
 //!   hold across replicas, with no leader.
 //! - Slots are read on the database's clock (`SlotClock::Database`): replicas' clocks need not
