@@ -3,12 +3,19 @@
 
 A release sluice on a temporary SQLite file dispatches a HIGH backlog of one-ID batches at a
 50 ms interval for BENCH_PRECISION_SECONDS (60 by default), twice: on an otherwise idle server,
-then while wrk posts ingestions (LOW, 5 IDs) at concurrency 64 for the whole run. The slot of a
-start is the previous recorded start + the interval; the server logs, for every start that
-waited for its slot, in signed microseconds:
+then while wrk posts ingestions (LOW, 5 IDs) at concurrency 64 for the whole run, and on for
+another quarter of the run after the load stops ("after load"). The slot of a start is the
+previous recorded start + the interval; the server logs, for every start that waited for its
+slot, in signed microseconds:
   * late_us: the recorded start (`started_at`) - the slot;
   * handoff_late_us: the hand-off to the processor (after the claim committed) - the slot.
 An early start is one with a negative lateness; the rate limit forbids any.
+
+Lateness only sees starts that waited for their slot. A pace that slows down (a start that
+finds its slot long passed never waited) shows in the gaps between consecutive starts, which
+the backlog keeps busy: every start's recorded time and hand-off are logged too, and the table
+gives the start-to-start and hand-off-to-hand-off gaps as multiples of the interval (1.00 is
+exact; below 1 is too close).
 
 Usage: benches/precision.py [path/to/release/sluice]   (needs wrk for the loaded run)
 Prints a Markdown table; with BENCH_PLOT=file.png also draws the lateness distribution.
@@ -26,6 +33,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def run(tmp, name, loaded):
+    """Lateness lists, (start gaps, hand-off gaps) during the run and after it, and the load."""
     port = free_port()
     log_path = os.path.join(tmp, f"{name}.log")
     with open(log_path, "w") as log:
@@ -56,12 +64,16 @@ def run(tmp, name, loaded):
         out = subprocess.run(["wrk", "-t", "2", "-c", "64", "-d", f"{SECONDS}s", "-s", script,
                               base + "/ingest"], capture_output=True, text=True, check=True).stdout
         load = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        load_ended = time.time()
+        # Does the pace come back once the load is gone?
+        time.sleep(max(2, SECONDS // 4))
     else:
         time.sleep(SECONDS)
         load = 0.0
+        load_ended = None
     proc.terminate()
     proc.wait()
-    late, handoff = [], []
+    late, handoff, times = [], [], []
     with open(log_path) as f:
         for line in f:
             line = ANSI.sub("", line)
@@ -72,9 +84,20 @@ def run(tmp, name, loaded):
             if m and h:
                 late.append(int(m.group(1)))
                 handoff.append(int(h.group(1)))
-    if len(late) < 2:
+            s = re.search(r"\bstart_us=(-?\d+)", line)
+            t = re.search(r"\bhanded_us=(-?\d+)", line)
+            if s and t:
+                times.append((int(s.group(1)), int(t.group(1))))
+    if len(late) < 2 or len(times) < 3:
         raise SystemExit(f"{name}: no lateness in the log ({log_path})")
-    return late, handoff, load
+    # Gaps between consecutive starts (skipping the first, which found the server idle),
+    # split at the end of the load by the start's wall time.
+    during, after = ([], []), ([], [])
+    for (s0, h0), (s1, h1) in zip(times[1:], times[2:]):
+        part = after if load_ended and s1 / 1e6 > load_ended else during
+        part[0].append(s1 - s0)
+        part[1].append(h1 - h0)
+    return late, handoff, load, during, after
 
 
 def q(values, p):
@@ -88,15 +111,29 @@ def main():
     print("| server | ingest load req/s | starts | early starts | late p50 ms | p99 ms | max ms "
           "| hand-off p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    runs = {}
+    runs, gaps = {}, []
     for name, loaded in (("idle", False), ("loaded", True)):
-        late, handoff, load = run(tmp, name, loaded)
+        late, handoff, load, during, after = run(tmp, name, loaded)
         runs[name] = (late, handoff)
+        gaps.append((name, during))
+        if after[0]:
+            gaps.append(("after load", after))
         early = sum(1 for v in late if v < 0)
         ms = lambda v: f"{v / 1000:.2f}"
         print(f"| {name} | {load:.0f} | {len(late)} | {early} | {ms(q(late, .5))} | "
               f"{ms(q(late, .99))} | {ms(max(late))} | {ms(q(handoff, .5))} | "
               f"{ms(q(handoff, .99))} | {ms(max(handoff))} |")
+    interval_us = INTERVAL_MS * 1000
+    print("\nGaps between consecutive starts, as multiples of the interval (1.00 is exact):\n")
+    print("| phase | gaps | start-to-start p50 | p99 | max | min | hand-off gap p50 | p99 | max | min |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, (starts, handed) in gaps:
+        if not starts:
+            continue
+        x = lambda v: f"{v / interval_us:.3f}"
+        print(f"| {name} | {len(starts)} | {x(q(starts, .5))} | {x(q(starts, .99))} | "
+              f"{x(max(starts))} | {x(min(starts))} | {x(q(handed, .5))} | {x(q(handed, .99))} | "
+              f"{x(max(handed))} | {x(min(handed))} |")
     plot = os.environ.get("BENCH_PLOT")
     if plot:
         import matplotlib

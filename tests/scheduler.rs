@@ -615,12 +615,15 @@ impl Store for Faulty {
     }
 }
 
+/// A call to the downstream: the batch's IDs, its attempt, when it began, whether it ended.
+type Call = (Vec<u64>, u32, f64, bool);
+
 /// A downstream that notes when (seconds after the test's start, on the dispatcher's clock)
 /// each call began, and whether it ran to its end; it fails or panics where told to.
 struct Downstream {
     start: Instant,
     work: Duration,
-    calls: std::sync::Mutex<Vec<(Vec<u64>, u32, f64, bool)>>,
+    calls: std::sync::Mutex<Vec<Call>>,
     /// First IDs of batches whose first attempt fails (retryably).
     fail_first: Vec<u64>,
     /// First IDs of batches whose first attempt panics.

@@ -386,11 +386,7 @@ impl Sim {
         let replica = self.rng.below(self.replicas.len() as u64) as usize;
         match self.rng.below(100) {
             0..=19 => self.ingest().await?,
-            20..=49 => {
-                if self.replicas[replica].holding.is_none() {
-                    self.claim(replica).await?
-                }
-            }
+            20..=49 if self.replicas[replica].holding.is_none() => self.claim(replica).await?,
             50..=69 => self.finish(replica).await?,
             70..=79 => self.renew(replica).await?,
             80..=83 => {

@@ -131,7 +131,7 @@ mod tests {
         let may_start = !f.paused && slot.is_none_or(|s| s <= now) && !lease_live;
         if f.paused {
             Decision::Paused
-        } else if !slot.is_none_or(|s| s <= now) {
+        } else if slot.is_some_and(|s| s > now) {
             let s = slot.unwrap();
             Decision::SlotNotDue {
                 slot: at(s),

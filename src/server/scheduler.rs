@@ -138,10 +138,14 @@ impl Scheduler {
                     let late_us = slot_waited_for
                         .map(|(slot, _)| batch.started_at.as_micros() - slot.as_micros());
                     let handoff_late_us = slot_waited_for.map(|(_, at)| micros_after(handed, at));
+                    // And every start's recorded time and hand-off (this process's clock), for
+                    // the gaps between consecutive starts, whether they waited or not.
+                    let start_us = batch.started_at.as_micros();
+                    let handed_us = self.clock.now().as_micros();
                     tracing::info!(
                         batch = %batch.batch_id, ingestion = %batch.ingestion_id,
                         priority = batch.priority.as_str(), attempt = batch.attempt,
-                        late_us, handoff_late_us, "batch triggered"
+                        late_us, handoff_late_us, start_us, handed_us, "batch triggered"
                     );
                     self.dispatch(batch, asked, &mut shutdown).await;
                     continue;
