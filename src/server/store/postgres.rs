@@ -43,6 +43,9 @@ const EVENT_RETENTION: i64 = 100_000;
 /// The channel every replica listens on; the payload is the new event's id.
 const CHANNEL: &str = "sluice_events";
 
+/// Connections kept for the dispatcher, beside the request pool.
+const DISPATCH_CONNECTIONS: usize = 2;
+
 /// Whose clock decides the rate slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlotClock {
@@ -54,6 +57,9 @@ pub enum SlotClock {
 
 pub struct PostgresStore {
     pool: Pool,
+    /// The dispatcher's own connections (claims, renewals, completions): request traffic
+    /// waiting for `pool` can never delay a claim or a lease renewal.
+    dispatch: Pool,
     clock: SlotClock,
     events: watch::Receiver<u64>,
     feed: Arc<watch::Sender<u64>>,
@@ -86,20 +92,26 @@ impl PostgresStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
-        let manager = deadpool_postgres::Manager::from_config(
-            config.clone(),
-            NoTls,
-            deadpool_postgres::ManagerConfig {
-                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(2))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))?;
+        let pool_of = |size: usize| {
+            let manager = deadpool_postgres::Manager::from_config(
+                config.clone(),
+                NoTls,
+                deadpool_postgres::ManagerConfig {
+                    recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))
+        };
+        let pool = pool_of(pool_size.max(2))?;
+        // A claim and a renewal never overlap within one dispatcher; the second connection is
+        // slack for a completion retried while the next claim runs.
+        let dispatch = pool_of(DISPATCH_CONNECTIONS)?;
         let mut client = pool
             .get()
             .await
@@ -112,6 +124,7 @@ impl PostgresStore {
         let listener = tokio::spawn(listen(config, feed.clone()));
         Ok(Self {
             pool,
+            dispatch,
             clock,
             events,
             feed,
@@ -121,6 +134,14 @@ impl PostgresStore {
 
     async fn client(&self) -> Result<Object, StoreError> {
         self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// A connection of the dispatcher's own (see `dispatch`).
+    async fn dispatch_client(&self) -> Result<Object, StoreError> {
+        self.dispatch
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
@@ -618,7 +639,7 @@ impl Store for PostgresStore {
         interval: Duration,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.dispatch_client().await?;
         let tx = raw(&mut client).transaction().await.map_err(pg)?;
         // Every claimer in the cluster queues here: one claim at a time.
         let Slot {
@@ -756,7 +777,7 @@ impl Store for PostgresStore {
         now: Timestamp,
         lease: Duration,
     ) -> Result<bool, StoreError> {
-        let client = self.client().await?;
+        let client = self.dispatch_client().await?;
         let now = match self.clock {
             SlotClock::Caller => format!("{}", now.as_micros()),
             SlotClock::Database => DB_NOW.to_owned(),
@@ -786,7 +807,7 @@ impl Store for PostgresStore {
     ) -> Result<Completion, StoreError> {
         let results = serde_json::to_value(&results)
             .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
-        let mut client = self.client().await?;
+        let mut client = self.dispatch_client().await?;
         let tx = raw(&mut client).transaction().await.map_err(pg)?;
         let done = tx
             .query_opt(
@@ -837,7 +858,7 @@ impl Store for PostgresStore {
         error: String,
         retry_at: Option<Timestamp>,
     ) -> Result<Completion, StoreError> {
-        let mut client = self.client().await?;
+        let mut client = self.dispatch_client().await?;
         let tx = raw(&mut client).transaction().await.map_err(pg)?;
         let retry = retry_at.map(Timestamp::as_micros);
         let done = tx
