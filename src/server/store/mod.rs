@@ -26,8 +26,8 @@ pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    BatchStatus, Decision, Event, EventBody, IdResult, IngestionStatus, Priority, StatusCounts,
-    Timestamp,
+    decide, BatchStatus, ClaimFacts, Decision, Event, EventBody, IdResult, IngestionStatus,
+    Priority, StatusCounts, Timestamp,
 };
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
@@ -195,10 +195,10 @@ pub enum Claim {
 }
 
 impl Claim {
-    /// The store's answer for a decision that started nothing (`Start` is the backend's to
-    /// apply, in its transaction).
-    fn waiting<C>(decision: Decision<C>) -> Result<Self, C> {
-        Ok(match decision {
+    /// Apply the claim rule to the facts a backend read: the answer if nothing starts, else
+    /// the candidate to start (the backend's to apply, in its transaction).
+    fn decide<C>(facts: ClaimFacts<C>) -> Result<Self, C> {
+        Ok(match decide(facts) {
             Decision::Start(candidate) => return Err(candidate),
             Decision::SlotNotDue { slot, wait } => Claim::SlotNotDue { slot, wait },
             Decision::InFlight { until, wait } => Claim::InFlight { until, wait },

@@ -20,7 +20,7 @@ use super::{
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    decide, BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+    BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
@@ -702,7 +702,7 @@ impl Store for PostgresStore {
                 .get(0),
         };
         let interval = rate_interval.unwrap_or(interval);
-        let decision = decide(ClaimFacts {
+        let chosen = match Claim::decide(ClaimFacts {
             now,
             paused,
             last_start,
@@ -710,8 +710,7 @@ impl Store for PostgresStore {
             latest_lease: latest_lease.map(Timestamp::from_micros),
             candidate,
             next_retry: next_retry.map(Timestamp::from_micros),
-        });
-        let chosen = match Claim::waiting(decision) {
+        }) {
             Ok(claim) => return Ok(claim),
             Err(chosen) => chosen,
         };

@@ -26,7 +26,7 @@ use super::{
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    decide, BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+    BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -1071,7 +1071,7 @@ fn claim(
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(unavailable)?,
     };
-    let decision = decide(ClaimFacts {
+    let chosen = match Claim::decide(ClaimFacts {
         now,
         paused,
         last_start,
@@ -1079,8 +1079,7 @@ fn claim(
         latest_lease: latest_lease.map(Timestamp::from_micros),
         candidate,
         next_retry: next_retry.map(Timestamp::from_micros),
-    });
-    let chosen = match Claim::waiting(decision) {
+    }) {
         Ok(claim) => return Ok(claim),
         Err(chosen) => chosen,
     };
