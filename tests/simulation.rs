@@ -259,7 +259,7 @@ impl Sim {
                 self.replicas[replica].holding = Some((id, batch.attempt));
                 Ok(())
             }
-            (Expected::SlotNotDue(slot), Claim::SlotNotDue { slot: s, wait })
+            (Expected::SlotNotDue(slot), Claim::SlotNotDue { slot: s, wait, .. })
                 if micros(s) == slot && wait.as_micros() as i64 == slot - self.now =>
             {
                 Ok(())

@@ -67,6 +67,7 @@ fn not_before(now: Timestamp, slot: Timestamp) -> Claim {
     Claim::SlotNotDue {
         slot,
         wait: slot.since(now),
+        interval: INTERVAL,
     }
 }
 

@@ -119,7 +119,9 @@ impl Scheduler {
                     // The downstream never sees two batches closer than the interval: a
                     // hand-off waits for the previous one plus the interval (only needed when
                     // this claim committed faster than the last one).
-                    if let Some(not_before) = last_handoff.map(Handoff::next_not_before) {
+                    if let Some(not_before) =
+                        last_handoff.map(|last| last.next_not_before(batch.interval))
+                    {
                         if not_before > Instant::now() {
                             self.clock.sleep_until(not_before).await;
                         }
@@ -150,11 +152,16 @@ impl Scheduler {
                     self.dispatch(batch, asked, &mut shutdown).await;
                     continue;
                 }
-                Ok(Claim::SlotNotDue { slot, wait }) => {
+                Ok(Claim::SlotNotDue {
+                    slot,
+                    wait,
+                    interval,
+                }) => {
                     // The store measured the wait from its now, which is (at the latest)
                     // when it was asked.
-                    let at = (asked + wait)
-                        .max(last_handoff.map_or(asked, Handoff::next_claim_not_before));
+                    let at = (asked + wait).max(
+                        last_handoff.map_or(asked, |last| last.next_claim_not_before(interval)),
+                    );
                     awaited = Some((slot, at));
                     Wait::Until(at)
                 }
@@ -176,7 +183,7 @@ impl Scheduler {
             tokio::select! {
                 _ = shutdown.triggered() => break,
                 // A new rate applies to the very next slot, as the store computes it.
-                _ = repaced => last_handoff = None,
+                _ = repaced => {}
                 _ = woken, if listen => {}
                 Ok(()) = events.changed(), if listen => {}
                 _ = self.clock.sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {}
@@ -349,13 +356,15 @@ struct Handoff {
 }
 
 impl Handoff {
-    fn next_not_before(self) -> Instant {
-        self.at + self.interval
+    /// `interval` is the one in force now: a rate shortened since (here or on another
+    /// replica) applies at once.
+    fn next_not_before(self, interval: Duration) -> Instant {
+        self.at + self.interval.min(interval)
     }
 
-    fn next_claim_not_before(self) -> Instant {
-        let early = self.claim_took.min(self.interval);
-        self.at + (self.interval - early)
+    fn next_claim_not_before(self, interval: Duration) -> Instant {
+        let interval = self.interval.min(interval);
+        self.at + (interval - self.claim_took.min(interval))
     }
 }
 

@@ -99,7 +99,10 @@ pub async fn serve(
 /// A stream that fails its reads once nothing has been read or written for `limit`, so an
 /// idle or stalled connection is closed. A request being answered slowly (an event stream
 /// between heartbeats, a long ingest) writes or is written to within the limit, or is bounded
-/// by the request timeout.
+/// by the request timeout; a request past its point of no return (its write handed to the
+/// store, `no_return.rs`) is answered when the store answers, which takes far less than the
+/// idle limit unless the store is down (then the write fails: SQLite's busy timeout is 5 s,
+/// PostgreSQL's pool wait 10 s).
 ///
 /// Reads and writes only note the time; the timer is moved when it fires early, so the hot
 /// path never touches the timer wheel.

@@ -180,9 +180,13 @@ pub struct QueuePlace {
 pub enum Claim {
     /// A batch was dispatched now; the slot has moved to its start.
     Claimed(ClaimedBatch),
-    /// The rate slot comes at `slot`, `wait` from the store's now. Only a rate change can
-    /// make it sooner.
-    SlotNotDue { slot: Timestamp, wait: Duration },
+    /// The rate slot comes at `slot`, `wait` from the store's now, under `interval` (the one
+    /// in force). Only a rate change can make it sooner.
+    SlotNotDue {
+        slot: Timestamp,
+        wait: Duration,
+        interval: Duration,
+    },
     /// Another batch is in flight; its lease runs until `until`, `wait` from now.
     InFlight { until: Timestamp, wait: Duration },
     /// Only retries backing off wait; the first may go `wait` from now. New work is
@@ -198,9 +202,14 @@ impl Claim {
     /// Apply the claim rule to the facts a backend read: the answer if nothing starts, else
     /// the candidate to start (the backend's to apply, in its transaction).
     fn decide<C>(facts: ClaimFacts<C>) -> Result<Self, C> {
+        let interval = facts.interval;
         Ok(match decide(facts) {
             Decision::Start(candidate) => return Err(candidate),
-            Decision::SlotNotDue { slot, wait } => Claim::SlotNotDue { slot, wait },
+            Decision::SlotNotDue { slot, wait } => Claim::SlotNotDue {
+                slot,
+                wait,
+                interval,
+            },
             Decision::InFlight { until, wait } => Claim::InFlight { until, wait },
             Decision::RetryWait { at, wait } => Claim::RetryWait { at, wait },
             Decision::Idle => Claim::Idle,

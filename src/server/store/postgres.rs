@@ -109,8 +109,8 @@ impl PostgresStore {
                 .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))
         };
         let pool = pool_of(pool_size.max(2))?;
-        // A claim and a renewal never overlap within one dispatcher; the second connection is
-        // slack for a completion retried while the next claim runs.
+        // One dispatcher asks one thing at a time, but a renewal dropped mid-query (its lease
+        // given up) may still hold its connection while the next claim runs.
         let dispatch = pool_of(DISPATCH_CONNECTIONS)?;
         let mut client = pool
             .get()
@@ -648,7 +648,6 @@ impl Store for PostgresStore {
             rate_interval,
             ..
         } = slot(&tx, true).await?;
-        let now = self.now_in(&tx, now).await?;
         type Key = (i16, i64, i32);
         // Every triggered batch (normally at most one), locked: a lease being renewed right now
         // is waited for and read as renewed, never skipped as if it had run out.
@@ -664,6 +663,9 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
+        // The time is read after each lock that may have been waited for, so a start is never
+        // recorded before the wait that preceded it.
+        let read_at = self.now_in(&tx, now).await?;
         let latest_lease = triggered
             .iter()
             .filter_map(|r| r.get::<_, Option<i64>>(3))
@@ -672,7 +674,7 @@ impl Store for PostgresStore {
             .iter()
             .find(|r| {
                 r.get::<_, Option<i64>>(3)
-                    .is_none_or(|until| until <= now.as_micros())
+                    .is_none_or(|until| until <= read_at.as_micros())
             })
             .map(|r| -> Key { (r.get(0), r.get(1), r.get(2)) });
         // The first waiting batch not backing off after a failed attempt, locked (not skipped:
@@ -686,11 +688,12 @@ impl Store for PostgresStore {
                     dispatch_order!(),
                     " LIMIT 1 FOR UPDATE"
                 ),
-                &[&now.as_micros()],
+                &[&read_at.as_micros()],
             )
             .await
             .map_err(pg)?
             .map(|r| -> Key { (r.get(0), r.get(1), r.get(2)) });
+        let now = self.now_in(&tx, now).await?;
         let candidate = abandoned.into_iter().chain(waiting).min();
         // Only asked when it can matter (it scans the waiting batches).
         let next_retry: Option<i64> = match candidate {
