@@ -18,6 +18,8 @@ gives the start-to-start and hand-off-to-hand-off gaps as multiples of the inter
 exact; below 1 is too close).
 
 Usage: benches/precision.py [path/to/release/sluice]   (needs wrk for the loaded run)
+BENCH_PRECISION_SECONDS, BENCH_PRECISION_INTERVAL_MS and BENCH_PRECISION_WORK_MS change the
+run's length, the interval and the simulated work per batch.
 Prints a Markdown table; with BENCH_PLOT=file.png also draws the lateness distribution.
 """
 
@@ -28,7 +30,9 @@ from quick import free_port, post  # noqa: E402
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/sluice"
 SECONDS = int(os.environ.get("BENCH_PRECISION_SECONDS", "60"))
-INTERVAL_MS = 50
+INTERVAL_MS = int(os.environ.get("BENCH_PRECISION_INTERVAL_MS", "50"))
+# Simulated work per batch (the issue that found the pace ratcheting down used 20 ms and 2 ms).
+WORK_MS = int(os.environ.get("BENCH_PRECISION_WORK_MS", "0"))
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -40,7 +44,8 @@ def run(tmp, name, loaded):
         proc = subprocess.Popen(
             [BIN, "serve", "--addr", f"127.0.0.1:{port}",
              "--database-url", f"sqlite://{os.path.join(tmp, name + '.db')}",
-             "--rate-interval", f"{INTERVAL_MS}ms", "--simulated-work", "0s", "--batch-size", "1"],
+             "--rate-interval", f"{INTERVAL_MS}ms", "--simulated-work", f"{WORK_MS}ms",
+             "--batch-size", "1"],
             env={**os.environ, "RUST_LOG": "warn,sluice::server::scheduler=info", "NO_COLOR": "1"},
             stderr=log, stdout=log,
         )
@@ -107,7 +112,8 @@ def q(values, p):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="sluice-precision-")
-    print(f"## dispatch precision ({SECONDS} s at {INTERVAL_MS} ms, {os.cpu_count()} cores)\n")
+    print(f"## dispatch precision ({SECONDS} s at {INTERVAL_MS} ms, {WORK_MS} ms work, "
+          f"{os.cpu_count()} cores)\n")
     print("| server | ingest load req/s | starts | early starts | late p50 ms | p99 ms | max ms "
           "| hand-off p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
