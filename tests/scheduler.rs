@@ -727,10 +727,10 @@ async fn one_slow_claim_commit_delays_one_start_and_the_pace_comes_back() {
     for pair in handed.windows(2) {
         assert!(pair[1] - pair[0] >= 5000, "hand-offs {handed:?}");
     }
-    // ... the slow hand-off delays the start after next once, and from then on every batch
-    // is handed over 1 ms (the claim's round trip) after its start, one interval apart:
-    // the delay is not carried over.
-    assert_eq!(starts, [0, 5000, 10_000, 18_000, 23_000]);
+    // ... the slow hand-off delays the next start once, and from then on every batch is
+    // handed over 1 ms (the claim's round trip) after its start, one interval apart: the
+    // delay is not carried over.
+    assert_eq!(starts, [0, 5000, 13_000, 18_000, 23_000]);
     assert_eq!(handed, [1, 8001, 13_001, 18_001, 23_001]);
 }
 

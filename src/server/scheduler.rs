@@ -98,6 +98,7 @@ impl Scheduler {
         // The last hand-off to the processor: when, the interval then in force, and how long
         // its claim took to answer (asked to committed).
         let mut last_handoff: Option<Handoff> = None;
+        let mut claim_times = ClaimTimes::default();
         // Committed events, from this process or (on a shared store) any other: new work
         // submitted elsewhere, or dispatch resumed elsewhere, must wake an idle loop too.
         let mut events = self.store.event_feed();
@@ -130,7 +131,7 @@ impl Scheduler {
                     last_handoff = Some(Handoff {
                         at: handed,
                         interval: batch.interval,
-                        claim_took,
+                        claim_takes: claim_times.record(claim_took),
                     });
                     let lateness = slot_waited_for.map(|(slot, _)| batch.started_at.since(slot));
                     self.metrics.batch_dispatched(lateness);
@@ -345,14 +346,16 @@ impl Scheduler {
 /// interval after this one ([`next_not_before`](Self::next_not_before)), and to keep that
 /// wait from being passed on to every later batch, the next claim itself is not asked before
 /// this hand-off plus the interval, less what a claim takes to answer
-/// ([`next_claim_not_before`](Self::next_claim_not_before)). So one slow commit delays one
-/// start, and the pace is back on the very next one; with commits of a steady length, starts
-/// land exactly on their slots.
+/// ([`next_claim_not_before`](Self::next_claim_not_before), with a high estimate from
+/// [`ClaimTimes`]). So one slow commit delays one start, and the pace is back on the next;
+/// commits that only jitter within their usual range delay nothing, and a hand-off lags its
+/// recorded start by at most about that usual range.
 #[derive(Clone, Copy)]
 struct Handoff {
     at: Instant,
     interval: Duration,
-    claim_took: Duration,
+    /// What a claim usually takes to answer, at the most (see `ClaimTimes`).
+    claim_takes: Duration,
 }
 
 impl Handoff {
@@ -364,7 +367,37 @@ impl Handoff {
 
     fn next_claim_not_before(self, interval: Duration) -> Instant {
         let interval = self.interval.min(interval);
-        self.at + (interval - self.claim_took.min(interval))
+        self.at + (interval - self.claim_takes.min(interval))
+    }
+}
+
+/// The round trips of the last claims that started a batch, for a high estimate of the next
+/// one's: the second longest of the last 16, which one slow commit does not move.
+#[derive(Default)]
+struct ClaimTimes(std::collections::VecDeque<Duration>);
+
+impl ClaimTimes {
+    const KEEP: usize = 16;
+
+    /// Note one claim's round trip; the estimate with it.
+    fn record(&mut self, took: Duration) -> Duration {
+        if self.0.len() == Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back(took);
+        let (mut first, mut second) = (Duration::ZERO, Duration::ZERO);
+        for &d in &self.0 {
+            if d > first {
+                (first, second) = (d, first);
+            } else if d > second {
+                second = d;
+            }
+        }
+        if self.0.len() == 1 {
+            first
+        } else {
+            second
+        }
     }
 }
 
