@@ -15,7 +15,7 @@ mod process;
 
 use serde_json::{json, Value};
 use sluice::domain::EventBody;
-use sluice::server::{config::parse_database_url, store};
+use sluice::server::{application::open_store, config::parse_database_url};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -251,7 +251,7 @@ async fn crash_rounds(database_url: &str, extra: &[&str]) {
     server.kill().await;
 
     // From the store itself: no ingestion twice, and the rate limit held across every life.
-    let store = store::open(&parse_database_url(database_url).unwrap(), 2)
+    let store = open_store(&parse_database_url(database_url).unwrap(), 2)
         .await
         .unwrap();
     let stored = store.recent_ingestions(1_000_000).await.unwrap();

@@ -20,12 +20,30 @@
 //! Waits are durations measured on the store's clock (the `now` the store read), so a
 //! dispatcher whose own clock is skewed still asks once per slot.
 
-use super::Timestamp;
+use super::{Priority, Timestamp};
 use std::time::Duration;
+use uuid::Uuid;
 
 /// The rate intervals sluice accepts, at start-up and at run time.
 pub const MIN_RATE_INTERVAL: Duration = Duration::from_millis(1);
 pub const MAX_RATE_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// A batch handed to a dispatcher, with what it needs to complete it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedBatch {
+    pub batch_id: Uuid,
+    pub ingestion_id: Uuid,
+    pub priority: Priority,
+    pub position: u32,
+    pub ids: Vec<u64>,
+    /// Fencing token: only a completion carrying the latest attempt is accepted.
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub lease_until: Timestamp,
+    /// The rate interval in force when it was claimed: the next start is not before
+    /// `started_at` plus this.
+    pub interval: Duration,
+}
 
 /// What a store knows, inside its claiming transaction, when asked for the next batch.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ mod status;
 mod time;
 
 pub use dispatch::{
-    decide, slot_after, ClaimFacts, Decision, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+    decide, slot_after, ClaimFacts, ClaimedBatch, Decision, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
 };
 pub use error::{ErrorBody, ErrorDetail, INVALID_ARGUMENTS};
 pub use event::{Event, EventBody};

@@ -5,15 +5,14 @@ use crate::domain::{Limits, Pace};
 use crate::server::{
     auth::Tokens,
     clock::Clock,
-    config::ProcessorKind,
-    config::Settings,
+    config::{DatabaseUrl, ProcessorKind, Settings},
     http::{self, ApiState},
     metrics::Metrics,
     processor::{HttpProcessor, Processor, RetryPolicy, SimulatedProcessor},
     scheduler::{Scheduler, SchedulerConfig, Wake},
     service::{Service, ServiceConfig},
     shutdown::{self, Shutdown, ShutdownTrigger},
-    store::{self, DynStore},
+    store::{DynStore, PostgresStore, SlotClock, SqliteStore, StoreError},
 };
 use anyhow::Context;
 use axum::Router;
@@ -113,7 +112,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.check().map_err(anyhow::Error::msg)?;
         let tokens = settings.tokens().map_err(anyhow::Error::msg)?;
-        let store = store::open(&settings.database_url, settings.database_pool_size as usize)
+        let store = open_store(&settings.database_url, settings.database_pool_size as usize)
             .await
             .with_context(|| format!("opening the store at {}", settings.database_url))?;
         let listener = TcpListener::bind(settings.addr)
@@ -283,4 +282,15 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = terminate => {}
     }
+}
+
+/// Open the store a URL names, creating and migrating it if needed.
+pub async fn open_store(url: &DatabaseUrl, pool_size: usize) -> Result<DynStore, StoreError> {
+    Ok(match url {
+        DatabaseUrl::SqliteFile(path) => Arc::new(SqliteStore::open_file(path).await?),
+        DatabaseUrl::SqliteMemory => Arc::new(SqliteStore::open_memory().await?),
+        DatabaseUrl::Postgres(url) => {
+            Arc::new(PostgresStore::open(url.expose(), SlotClock::Database, pool_size).await?)
+        }
+    })
 }

@@ -5,8 +5,7 @@
 //!   result. Failures say whether another attempt could help (`retryable`); the scheduler
 //!   decides when (backoff) and how often.
 
-use crate::domain::IdResult;
-use crate::server::store::ClaimedBatch;
+use crate::domain::{ClaimedBatch, IdResult};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::time::Duration;

@@ -22,6 +22,8 @@ macro_rules! dispatch_order {
 mod postgres;
 mod sqlite;
 
+/// Claims hand these to the dispatcher (defined with the claim rule, in `domain`).
+pub use crate::domain::ClaimedBatch;
 pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
@@ -108,23 +110,6 @@ pub struct BatchRecord {
     pub error: Option<String>,
     /// A waiting retry is not started before this.
     pub retry_at: Option<Timestamp>,
-}
-
-/// A batch handed to a dispatcher, with what it needs to complete it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClaimedBatch {
-    pub batch_id: Uuid,
-    pub ingestion_id: Uuid,
-    pub priority: Priority,
-    pub position: u32,
-    pub ids: Vec<u64>,
-    /// Fencing token: only a completion carrying the latest attempt is accepted.
-    pub attempt: u32,
-    pub started_at: Timestamp,
-    pub lease_until: Timestamp,
-    /// The rate interval in force when it was claimed: the next start is not before
-    /// `started_at` plus this.
-    pub interval: Duration,
 }
 
 /// A batch that has started, for the queue's in-flight and recent-dispatch lists.
@@ -393,19 +378,4 @@ fn failure_event(
             error,
         },
     }
-}
-
-/// Open the store a URL names, creating and migrating it if needed.
-pub async fn open(
-    url: &crate::server::config::DatabaseUrl,
-    pool_size: usize,
-) -> Result<DynStore, StoreError> {
-    use crate::server::config::DatabaseUrl;
-    Ok(match url {
-        DatabaseUrl::SqliteFile(path) => Arc::new(SqliteStore::open_file(path).await?),
-        DatabaseUrl::SqliteMemory => Arc::new(SqliteStore::open_memory().await?),
-        DatabaseUrl::Postgres(url) => {
-            Arc::new(PostgresStore::open(url.expose(), SlotClock::Database, pool_size).await?)
-        }
-    })
 }

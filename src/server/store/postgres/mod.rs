@@ -1,0 +1,789 @@
+//! PostgreSQL backend: any number of sluice processes, one queue, one rate limit.
+//!
+//! - Every claim locks the one `dispatch_slot` row (`FOR UPDATE`) for its transaction, then
+//!   locks the triggered and the first waiting batch (`FOR UPDATE`, never `SKIP LOCKED`: a
+//!   lease being renewed is waited for, not taken for run out), applies the claim rule
+//!   (`domain::decide`) and advances the slot before committing:
+//!   claims are serialized cluster-wide, so start-to-start spacing and "at most one in flight"
+//!   hold across replicas, with no leader.
+//! - Slots are read on the database's clock (`SlotClock::Database`): replicas' clocks need not
+//!   agree. (The conformance suite drives the store with given times, `SlotClock::Caller`.)
+//! - A dead replica's batch is rescued when its lease runs out: the next claim takes an expired
+//!   triggered batch first (by dispatch order) under a new attempt, and the dead replica's late
+//!   completion is fenced by the attempt number.
+//! - Events get ids from `event_seq` under a row lock held to commit, so they become visible in
+//!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
+
+use super::{
+    ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
+    DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
+    QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
+};
+use crate::domain::{
+    BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+};
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool, Runtime};
+use futures::StreamExt;
+use std::{sync::Arc, time::Duration};
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
+use uuid::Uuid;
+
+mod claim;
+mod listen;
+mod migrate;
+mod rows;
+
+use listen::*;
+use migrate::*;
+use rows::*;
+
+/// Events kept in the log (as on SQLite).
+const EVENT_RETENTION: i64 = 100_000;
+
+/// The channel every replica listens on; the payload is the new event's id.
+const CHANNEL: &str = "sluice_events";
+
+/// Connections kept for the dispatcher, beside the request pool.
+const DISPATCH_CONNECTIONS: usize = 2;
+
+/// Whose clock decides the rate slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotClock {
+    /// The database's (`clock_timestamp()`): replicas' clocks need not agree. The default.
+    Database,
+    /// The `now` each call passes: deterministic tests.
+    Caller,
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// The dispatcher's own connections (claims, renewals, completions): request traffic
+    /// waiting for `pool` can never delay a claim or a lease renewal.
+    dispatch: Pool,
+    clock: SlotClock,
+    events: watch::Receiver<u64>,
+    feed: Arc<watch::Sender<u64>>,
+    listener: JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The driver's client behind a pooled connection (the pool's own wrappers have their own
+/// transaction types; the helpers here take the driver's).
+fn raw(object: &mut Object) -> &mut tokio_postgres::Client {
+    object
+}
+
+/// The database's time in µs since the epoch.
+const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl PostgresStore {
+    /// Connect, bring the schema up to date (one process at a time, under an advisory lock),
+    /// and start listening for other replicas' events.
+    pub async fn open(url: &str, clock: SlotClock, pool_size: usize) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool_of = |size: usize| {
+            let manager = deadpool_postgres::Manager::from_config(
+                config.clone(),
+                NoTls,
+                deadpool_postgres::ManagerConfig {
+                    recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(10)))
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))
+        };
+        let pool = pool_of(pool_size.max(2))?;
+        // One dispatcher asks one thing at a time, but a renewal dropped mid-query (its lease
+        // given up) may still hold its connection while the next claim runs.
+        let dispatch = pool_of(DISPATCH_CONNECTIONS)?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        migrate(raw(&mut client)).await?;
+        let latest = latest_event(&**client).await?;
+        drop(client);
+        let (feed, events) = watch::channel(latest);
+        let feed = Arc::new(feed);
+        let listener = tokio::spawn(listen(config, feed.clone()));
+        Ok(Self {
+            pool,
+            dispatch,
+            clock,
+            events,
+            feed,
+            listener,
+        })
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// A connection of the dispatcher's own (see `dispatch`).
+    async fn dispatch_client(&self) -> Result<Object, StoreError> {
+        self.dispatch
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// Tell this process's listeners at once (other replicas hear the NOTIFY).
+    fn published(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            advance(&self.feed, id);
+        }
+    }
+
+    async fn now_in<C: GenericClient>(
+        &self,
+        client: &C,
+        given: Timestamp,
+    ) -> Result<Timestamp, StoreError> {
+        match self.clock {
+            SlotClock::Caller => Ok(given),
+            SlotClock::Database => {
+                let row = client
+                    .query_one(&format!("SELECT {DB_NOW}"), &[])
+                    .await
+                    .map_err(pg)?;
+                Ok(Timestamp::from_micros(row.get(0)))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_ingestion(
+        &self,
+        ingestion: NewIngestionRecord,
+        admission: Admission,
+    ) -> Result<Inserted, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let new = ingestion.batches.len() as i64;
+        if let Some(key) = &admission.key {
+            // Two requests with one key wait for each other here: one stores, one replays.
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                &[&key.key],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let now = ingestion.created_at;
+        if let Some(max) = admission.max_waiting {
+            // Locked to commit, so two submissions cannot both squeeze under the bound.
+            let waiting: i64 = tx
+                .query(
+                    "SELECT waiting FROM queue_depth ORDER BY priority FOR UPDATE",
+                    &[],
+                )
+                .await
+                .map_err(pg)?
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .sum();
+            if waiting.saturating_add(new) > max as i64 {
+                let replay = match &admission.key {
+                    Some(key) => seen_key(&tx, key, now).await?,
+                    None => None,
+                };
+                return Ok(replay.unwrap_or(Inserted::QueueFull {
+                    waiting: waiting.max(0) as u64,
+                }));
+            }
+        }
+        if let Some(key) = &admission.key {
+            let horizon = now
+                .as_micros()
+                .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[&horizon],
+            )
+            .await
+            .map_err(pg)?;
+            if let Some(seen) = seen_key(&tx, key, now).await? {
+                return Ok(seen);
+            }
+            tx.execute(
+                "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
+                 VALUES ($1, $2, $3, $4)",
+                &[&key.key, &key.fingerprint, &ingestion.id, &now.as_micros()],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        let rank = ingestion.priority.rank() as i16;
+        let row = tx
+            .query_one(
+                "INSERT INTO ingestions (id, priority, created_at) VALUES ($1, $2, $3)
+                 RETURNING seq",
+                &[&ingestion.id, &rank, &now.as_micros()],
+            )
+            .await
+            .map_err(pg)?;
+        let seq: i64 = row.get(0);
+        // All batches in one statement: ids and their arrays as parallel arrays.
+        let batch_ids: Vec<Uuid> = ingestion.batches.iter().map(|b| b.id).collect();
+        let id_lists: Vec<String> = ingestion
+            .batches
+            .iter()
+            .map(|b| {
+                let ids: Vec<String> = b.ids.iter().map(u64::to_string).collect();
+                format!("{{{}}}", ids.join(","))
+            })
+            .collect();
+        tx.execute(
+            "INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+             SELECT b.id, $2::bigint, b.position - 1, $3::smallint, b.ids::bigint[]
+             FROM unnest($1::uuid[], $4::text[]) WITH ORDINALITY AS b(id, ids, position)",
+            &[&batch_ids, &seq, &rank, &id_lists],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE queue_depth SET waiting = waiting + $1 WHERE priority = $2",
+            &[&new, &rank],
+        )
+        .await
+        .map_err(pg)?;
+        let event = append_event(
+            &tx,
+            now,
+            &EventBody::IngestionCreated {
+                ingestion_id: ingestion.id,
+                priority: ingestion.priority,
+                batches: ingestion.batches.len() as u32,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(event));
+        Ok(Inserted::Created)
+    }
+
+    async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let head = tx
+            .query_opt(&format!("{HEAD} WHERE id = $1"), &[&id])
+            .await
+            .map_err(pg)?;
+        match head {
+            Some(head) => Ok(Some(ingestion_of(&tx, &head).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn claim_next(
+        &self,
+        now: Timestamp,
+        interval: Duration,
+        lease: Duration,
+    ) -> Result<Claim, StoreError> {
+        self.claim(now, interval, lease).await
+    }
+
+    async fn renew_lease(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let client = self.dispatch_client().await?;
+        let now = match self.clock {
+            SlotClock::Caller => format!("{}", now.as_micros()),
+            SlotClock::Database => DB_NOW.to_owned(),
+        };
+        // Only a live lease is extended: once it has run out, the batch may already belong to
+        // the next claim, and its holder must stop.
+        let changed = client
+            .execute(
+                &format!(
+                    "UPDATE batches SET lease_until = {now} + {}
+                     WHERE id = $1 AND attempt = $2 AND status = 1 AND lease_until > {now}",
+                    micros(lease)
+                ),
+                &[&batch_id, &(attempt as i32)],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(changed == 1)
+    }
+
+    async fn complete(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        results: Vec<IdResult>,
+    ) -> Result<Completion, StoreError> {
+        let results = serde_json::to_value(&results)
+            .map_err(|e| StoreError::Corrupt(format!("results: {e}")))?;
+        let mut client = self.dispatch_client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let done = tx
+            .query_opt(
+                "UPDATE batches b
+                 SET status = 2, completed_at = $1, results = $2, lease_until = NULL,
+                     error = NULL, retry_at = NULL
+                 FROM ingestions i
+                 WHERE b.id = $3 AND b.attempt = $4 AND b.status = 1 AND i.seq = b.ingestion_seq
+                 RETURNING b.ingestion_seq, b.position, i.id",
+                &[&at.as_micros(), &results, &batch_id, &(attempt as i32)],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(done) = done else {
+            return Ok(Completion::Fenced);
+        };
+        let (seq, position, ingestion_id): (i64, i32, Uuid) =
+            (done.get(0), done.get(1), done.get(2));
+        let mut last = append_event(
+            &tx,
+            at,
+            &EventBody::BatchCompleted {
+                ingestion_id,
+                batch_id,
+                position: position as u32,
+            },
+        )
+        .await?;
+        if let Some(end) = ending(&tx, seq, ingestion_id).await? {
+            last = append_event(&tx, at, &end).await?;
+        }
+        tx.execute(
+            "DELETE FROM events WHERE id <= $1",
+            &[&(last as i64 - EVENT_RETENTION)],
+        )
+        .await
+        .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Completion::Completed)
+    }
+
+    async fn fail(
+        &self,
+        batch_id: Uuid,
+        attempt: u32,
+        at: Timestamp,
+        error: String,
+        retry_at: Option<Timestamp>,
+    ) -> Result<Completion, StoreError> {
+        let mut client = self.dispatch_client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let retry = retry_at.map(Timestamp::as_micros);
+        let done = tx
+            .query_opt(
+                "UPDATE batches b
+                 SET status = CASE WHEN $1::bigint IS NULL THEN 4 ELSE 0 END, retry_at = $1,
+                     error = $2, lease_until = NULL,
+                     completed_at = CASE WHEN $1::bigint IS NULL THEN $3::bigint END
+                 FROM ingestions i
+                 WHERE b.id = $4 AND b.attempt = $5 AND b.status = 1 AND i.seq = b.ingestion_seq
+                 RETURNING b.ingestion_seq, b.position, i.id",
+                &[
+                    &retry,
+                    &error,
+                    &at.as_micros(),
+                    &batch_id,
+                    &(attempt as i32),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        let Some(done) = done else {
+            return Ok(Completion::Fenced);
+        };
+        let (seq, position, ingestion_id): (i64, i32, Uuid) =
+            (done.get(0), done.get(1), done.get(2));
+        let position = position as u32;
+        if retry_at.is_some() {
+            one_more_waiting(&tx, batch_id).await?;
+        }
+        let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
+        let mut last = append_event(&tx, at, &body).await?;
+        if let Some(end) = ending(&tx, seq, ingestion_id).await? {
+            last = append_event(&tx, at, &end).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Completion::Completed)
+    }
+
+    async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT b.status, b.position, i.id FROM batches b
+                 JOIN ingestions i ON i.seq = b.ingestion_seq WHERE b.id = $1 FOR UPDATE OF b",
+                &[&batch_id],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let (status, position, ingestion_id): (i16, i32, Uuid) =
+            (row.get(0), row.get(1), row.get(2));
+        if status != FAILED {
+            return Ok(Some(false));
+        }
+        tx.execute(
+            "UPDATE batches SET status = 0, retry_at = NULL, completed_at = NULL WHERE id = $1",
+            &[&batch_id],
+        )
+        .await
+        .map_err(pg)?;
+        one_more_waiting(&tx, batch_id).await?;
+        let body = EventBody::BatchRequeued {
+            ingestion_id,
+            batch_id,
+            position: position as u32,
+        };
+        let last = append_event(&tx, at, &body).await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Some(true))
+    }
+
+    async fn cancel(&self, ingestion: Uuid, at: Timestamp) -> Result<Option<u32>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let Some(row) = tx
+            .query_opt("SELECT seq FROM ingestions WHERE id = $1", &[&ingestion])
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = row.get(0);
+        let cancelled = tx
+            .execute(
+                "UPDATE batches SET status = 3 WHERE ingestion_seq = $1 AND status = 0",
+                &[&seq],
+            )
+            .await
+            .map_err(pg)? as i64;
+        if cancelled == 0 {
+            return Ok(Some(0));
+        }
+        tx.execute(
+            "UPDATE queue_depth SET waiting = waiting - $1
+             WHERE priority = (SELECT priority FROM ingestions WHERE seq = $2)",
+            &[&cancelled, &seq],
+        )
+        .await
+        .map_err(pg)?;
+        tx.execute(
+            "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, $1) WHERE seq = $2",
+            &[&at.as_micros(), &seq],
+        )
+        .await
+        .map_err(pg)?;
+        let mut last = append_event(
+            &tx,
+            at,
+            &EventBody::BatchesCancelled {
+                ingestion_id: ingestion,
+                batches: cancelled as u32,
+            },
+        )
+        .await?;
+        if let Some(end) = ending(&tx, seq, ingestion).await? {
+            last = append_event(&tx, at, &end).await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(last));
+        Ok(Some(cancelled as u32))
+    }
+
+    async fn recover_abandoned(&self) -> Result<u64, StoreError> {
+        // Shared by many processes: a triggered batch may be another replica's, alive. Leases
+        // decide; an expired one is rescued by the next claim.
+        Ok(0)
+    }
+
+    async fn last_start(&self) -> Result<Option<Timestamp>, StoreError> {
+        let client = self.client().await?;
+        Ok(slot(&**client, false).await?.last_start)
+    }
+
+    async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let heads = tx
+            .query(
+                &format!("{HEAD} ORDER BY seq DESC LIMIT $1"),
+                &[&(limit as i64)],
+            )
+            .await
+            .map_err(pg)?;
+        let mut out = Vec::with_capacity(heads.len());
+        for head in &heads {
+            out.push(ingestion_of(&tx, head).await?);
+        }
+        Ok(out)
+    }
+
+    async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let mut waiting = [0u64; 3];
+        for row in tx
+            .query("SELECT priority, waiting FROM queue_depth", &[])
+            .await
+            .map_err(pg)?
+        {
+            let rank: i16 = row.get(0);
+            let slot = waiting
+                .get_mut(rank as usize)
+                .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
+            *slot = row.get::<_, i64>(1) as u64;
+        }
+        let in_flight = dispatches(
+            &tx,
+            concat!("WHERE b.status = 1 ORDER BY ", dispatch_order!(b)),
+            i64::MAX,
+        )
+        .await?;
+        let recent = dispatches(
+            &tx,
+            "WHERE b.started_at IS NOT NULL ORDER BY b.started_at DESC",
+            recent as i64,
+        )
+        .await?;
+        let oldest: Option<i64> = tx
+            .query_one(
+                concat!(
+                    "SELECT MIN(created_at) FROM ingestions WHERE seq IN (
+                       SELECT (SELECT ingestion_seq FROM batches WHERE status = 0 AND priority = p
+                               ORDER BY ",
+                    dispatch_order!(),
+                    " LIMIT 1)
+                       FROM (VALUES (0::smallint), (1::smallint), (2::smallint)) AS v(p))"
+                ),
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let slot = slot(&tx, false).await?;
+        Ok(QueueRecord {
+            waiting,
+            in_flight,
+            recent,
+            last_start: slot.last_start,
+            paused: slot.paused,
+            rate_interval: slot.rate_interval,
+            oldest_waiting: oldest.map(Timestamp::from_micros),
+        })
+    }
+
+    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client)
+            .build_transaction()
+            .read_only(true)
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .start()
+            .await
+            .map_err(pg)?;
+        let Some(head) = tx
+            .query_opt(
+                "SELECT seq, priority FROM ingestions WHERE id = $1",
+                &[&ingestion],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
+        let ahead: i64 = tx
+            .query_one(
+                "SELECT (SELECT COALESCE(SUM(waiting), 0)::bigint FROM queue_depth WHERE priority < $1)
+                      + (SELECT COUNT(*) FROM batches
+                         WHERE status = 0 AND priority = $1 AND ingestion_seq < $2)",
+                &[&priority, &seq],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        let in_flight_since: Option<i64> = tx
+            .query_one("SELECT MAX(started_at) FROM batches WHERE status = 1", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        let slot = slot(&tx, false).await?;
+        Ok(Some(QueuePlace {
+            ahead: ahead as u64,
+            paused: slot.paused,
+            rate_interval: slot.rate_interval,
+            last_start: slot.last_start,
+            in_flight_since: in_flight_since.map(Timestamp::from_micros),
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        after: u64,
+        ingestion: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let client = self.client().await?;
+        let (after, limit) = (after as i64, limit as i64);
+        let rows = match ingestion {
+            None => {
+                client
+                    .query(
+                        "SELECT id, at, body FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                        &[&after, &limit],
+                    )
+                    .await
+            }
+            Some(id) => {
+                client
+                    .query(
+                        "SELECT id, at, body FROM events WHERE ingestion_id = $1 AND id > $2
+                         ORDER BY id LIMIT $3",
+                        &[&id.to_string(), &after, &limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(pg)?;
+        rows.into_iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                Ok(Event {
+                    id: id as u64,
+                    at: Timestamp::from_micros(r.get(1)),
+                    body: serde_json::from_str(r.get::<_, &str>(2))
+                        .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))?,
+                })
+            })
+            .collect()
+    }
+
+    fn event_feed(&self) -> watch::Receiver<u64> {
+        self.events.clone()
+    }
+
+    /// Other replicas' writes reach the feed by NOTIFY, a moment after they commit.
+    fn feed_moves_with_every_write(&self) -> bool {
+        false
+    }
+
+    async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        let changed = tx
+            .execute(
+                "UPDATE dispatch_slot SET paused = $1 WHERE id = 1 AND paused != $1",
+                &[&paused],
+            )
+            .await
+            .map_err(pg)?
+            > 0;
+        let mut event = None;
+        if changed {
+            let body = match paused {
+                true => EventBody::DispatchPaused {},
+                false => EventBody::DispatchResumed {},
+            };
+            event = Some(append_event(&tx, at, &body).await?);
+        }
+        tx.commit().await.map_err(pg)?;
+        self.published(event);
+        Ok(changed)
+    }
+
+    async fn set_rate_interval(
+        &self,
+        interval: Option<Duration>,
+        effective_ms: u64,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = raw(&mut client).transaction().await.map_err(pg)?;
+        tx.execute(
+            "UPDATE dispatch_slot SET rate_interval = $1 WHERE id = 1",
+            &[&interval.map(micros)],
+        )
+        .await
+        .map_err(pg)?;
+        let event = append_event(
+            &tx,
+            at,
+            &EventBody::RateChanged {
+                rate_interval_ms: effective_ms,
+            },
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        self.published(Some(event));
+        Ok(())
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let version: i32 = client
+            .query_one("SELECT version FROM sluice_schema", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if version as usize != MIGRATIONS.len() {
+            return Err(StoreError::Migration(format!(
+                "schema version {version}, this build expects {}",
+                MIGRATIONS.len()
+            )));
+        }
+        Ok(())
+    }
+}

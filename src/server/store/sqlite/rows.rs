@@ -1,0 +1,366 @@
+//! Rows and codecs: how records, batches, events and keys are read and written.
+
+use super::*;
+
+pub(super) const WAITING: i64 = 0;
+pub(super) const TRIGGERED: i64 = 1;
+pub(super) const COMPLETED: i64 = 2;
+pub(super) const CANCELLED: i64 = 3;
+pub(super) const FAILED: i64 = 4;
+
+/// A batch went back to waiting (a retry, or an operator's requeue): count it in its priority.
+pub(super) fn one_more_waiting(conn: &Connection, batch_id: Uuid) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE queue_depth SET waiting = waiting + 1
+         WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
+    )
+    .and_then(|mut st| st.execute([batch_id.to_string()]))
+    .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The ingestion's last event, if nothing of it is left to run (see `ending_event`).
+pub(super) fn ending(
+    conn: &Connection,
+    seq: i64,
+    ingestion_id: Uuid,
+) -> Result<Option<EventBody>, StoreError> {
+    let counts = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0),
+                    COALESCE(SUM(status = 2), 0), COALESCE(SUM(status = 3), 0),
+                    COALESCE(SUM(status = 4), 0)
+             FROM batches WHERE ingestion_seq = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([seq], |r| {
+                Ok(StatusCounts {
+                    waiting: r.get(0)?,
+                    running: r.get(1)?,
+                    completed: r.get(2)?,
+                    cancelled: r.get(3)?,
+                    failed: r.get(4)?,
+                })
+            })
+        })
+        .map_err(unavailable)?;
+    Ok(ending_event(ingestion_id, counts))
+}
+
+/// Forget expired keys; then answer for a key seen before, or record it for `ingestion`.
+pub(super) fn remember_key(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    ingestion: &NewIngestionRecord,
+) -> Result<Option<Inserted>, StoreError> {
+    let now = ingestion.created_at.as_micros();
+    let horizon = now.saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+    conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
+        .and_then(|mut st| st.execute([horizon]))
+        .map_err(unavailable)?;
+    match seen_key(conn, key, ingestion.created_at)? {
+        Some(seen) => Ok(Some(seen)),
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    key.key,
+                    key.fingerprint,
+                    ingestion.id.to_string(),
+                    now
+                ])
+            })
+            .map_err(unavailable)?;
+            Ok(None)
+        }
+    }
+}
+
+/// How a key seen within the retention window answers, if it was seen.
+pub(super) fn seen_key(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    now: Timestamp,
+) -> Result<Option<Inserted>, StoreError> {
+    let horizon = now
+        .as_micros()
+        .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
+    let seen: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT fingerprint, ingestion_id FROM idempotency_keys
+             WHERE key = ?1 AND created_at >= ?2",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![key.key, horizon], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(unavailable)?;
+    Ok(match seen {
+        Some((fingerprint, id)) if fingerprint == key.fingerprint => {
+            Some(Inserted::Replayed(uuid_of(&id)?))
+        }
+        Some(_) => Some(Inserted::KeyConflict),
+        None => None,
+    })
+}
+
+/// The one row beside the queue: last start, pause flag, run-time rate interval.
+pub(super) struct Slot {
+    pub(super) last_start: Option<Timestamp>,
+    pub(super) paused: bool,
+    pub(super) rate_interval: Option<Duration>,
+}
+
+pub(super) fn slot(conn: &Connection) -> Result<Slot, StoreError> {
+    conn.prepare_cached("SELECT last_start, paused, rate_interval FROM dispatch_slot WHERE id = 1")
+        .and_then(|mut st| {
+            st.query_row([], |r| {
+                Ok(Slot {
+                    last_start: r.get::<_, Option<i64>>(0)?.map(Timestamp::from_micros),
+                    paused: r.get(1)?,
+                    rate_interval: r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|us| Duration::from_micros(us.max(0) as u64)),
+                })
+            })
+        })
+        .map_err(unavailable)
+}
+
+/// An ingestion's own row; `HEAD` selects it.
+pub(super) struct Head {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) priority: i64,
+    pub(super) created_at: i64,
+    pub(super) cancelled_at: Option<i64>,
+}
+
+pub(super) const HEAD: &str = "SELECT seq, id, priority, created_at, cancelled_at FROM ingestions";
+
+impl Head {
+    pub(super) fn of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            priority: r.get(2)?,
+            created_at: r.get(3)?,
+            cancelled_at: r.get(4)?,
+        })
+    }
+}
+
+/// An ingestion's record from its head row and its batches.
+pub(super) fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRecord, StoreError> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, position, ids, status, attempt, started_at, completed_at, results, error,
+                    retry_at
+             FROM batches WHERE ingestion_seq = ?1 ORDER BY position",
+        )
+        .map_err(unavailable)?;
+    let rows = st
+        .query_map([head.seq], |r| {
+            Ok(BatchRow {
+                id: r.get(0)?,
+                position: r.get(1)?,
+                ids: r.get(2)?,
+                status: r.get(3)?,
+                attempt: r.get(4)?,
+                started_at: r.get(5)?,
+                completed_at: r.get(6)?,
+                results: r.get(7)?,
+                error: r.get(8)?,
+                retry_at: r.get(9)?,
+            })
+        })
+        .map_err(unavailable)?;
+    let batches = rows
+        .map(|row| row.map_err(unavailable)?.into_record())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IngestionRecord {
+        id: uuid_of(&head.id)?,
+        priority: priority_of(head.priority)?,
+        created_at: Timestamp::from_micros(head.created_at),
+        cancelled_at: head.cancelled_at.map(Timestamp::from_micros),
+        batches,
+    })
+}
+
+/// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
+pub(super) fn dispatches(
+    conn: &Connection,
+    filter: &str,
+    limit: i64,
+) -> Result<Vec<DispatchRecord>, StoreError> {
+    let sql = format!(
+        "SELECT b.id, i.id, b.priority, b.position, b.ids, b.attempt, b.started_at, b.completed_at
+         FROM batches b JOIN ingestions i ON i.seq = b.ingestion_seq {filter} LIMIT ?1"
+    );
+    type Row = (String, String, i64, i64, String, i64, i64, Option<i64>);
+    let rows = conn
+        .prepare_cached(&sql)
+        .and_then(|mut st| {
+            st.query_map([limit], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect::<Result<Vec<Row>, _>>()
+        })
+        .map_err(unavailable)?;
+    rows.into_iter()
+        .map(
+            |(batch, ingestion, priority, position, ids, attempt, started, completed)| {
+                Ok(DispatchRecord {
+                    batch_id: uuid_of(&batch)?,
+                    ingestion_id: uuid_of(&ingestion)?,
+                    priority: priority_of(priority)?,
+                    position: position as u32,
+                    ids: ids_of(&ids)?,
+                    attempt: attempt as u32,
+                    started_at: Timestamp::from_micros(started),
+                    completed_at: completed.map(Timestamp::from_micros),
+                })
+            },
+        )
+        .collect()
+}
+
+pub(super) struct BatchRow {
+    pub(super) id: String,
+    pub(super) position: i64,
+    pub(super) ids: String,
+    pub(super) status: i64,
+    pub(super) attempt: i64,
+    pub(super) started_at: Option<i64>,
+    pub(super) completed_at: Option<i64>,
+    pub(super) results: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) retry_at: Option<i64>,
+}
+
+impl BatchRow {
+    pub(super) fn into_record(self) -> Result<BatchRecord, StoreError> {
+        let status = match self.status {
+            WAITING => BatchStatus::YetToStart,
+            TRIGGERED => BatchStatus::Triggered,
+            COMPLETED => BatchStatus::Completed,
+            CANCELLED => BatchStatus::Cancelled,
+            FAILED => BatchStatus::Failed,
+            other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
+        };
+        let results = match self.results {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| StoreError::Corrupt(format!("batch results: {e}")))?,
+            None => Vec::new(),
+        };
+        Ok(BatchRecord {
+            id: uuid_of(&self.id)?,
+            position: self.position as u32,
+            ids: ids_of(&self.ids)?,
+            status,
+            attempt: self.attempt as u32,
+            started_at: self.started_at.map(Timestamp::from_micros),
+            completed_at: self.completed_at.map(Timestamp::from_micros),
+            results,
+            error: self.error,
+            retry_at: self.retry_at.map(Timestamp::from_micros),
+        })
+    }
+}
+
+pub(super) fn append_event(
+    conn: &Connection,
+    at: Timestamp,
+    body: &EventBody,
+) -> Result<(), StoreError> {
+    let json =
+        serde_json::to_string(body).map_err(|e| StoreError::Corrupt(format!("event: {e}")))?;
+    conn.prepare_cached("INSERT INTO events (at, ingestion_id, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut st| {
+            st.execute(params![
+                at.as_micros(),
+                // Queue-wide events have no ingestion: '' never matches one's stream.
+                body.ingestion_id()
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                json
+            ])
+        })
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Move the feed forward to `latest` (never back).
+pub(super) fn advance(feed: &watch::Sender<u64>, latest: u64) {
+    feed.send_if_modified(|seen| {
+        let newer = latest > *seen;
+        if newer {
+            *seen = latest;
+        }
+        newer
+    });
+}
+
+pub(super) fn latest_event(conn: &Connection) -> Result<u64, StoreError> {
+    conn.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")
+        .and_then(|mut st| st.query_row([], |r| r.get::<_, i64>(0)))
+        .map(|id| id as u64)
+        .map_err(unavailable)
+}
+
+pub(super) fn ids_json(ids: &[u64]) -> String {
+    let mut out = String::with_capacity(ids.len() * 11 + 2);
+    out.push('[');
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&id.to_string());
+    }
+    out.push(']');
+    out
+}
+
+pub(super) fn ids_of(json: &str) -> Result<Vec<u64>, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("batch ids: {e}")))
+}
+
+pub(super) fn uuid_of(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
+}
+
+pub(super) fn priority_of(rank: i64) -> Result<Priority, StoreError> {
+    Priority::from_rank(rank).ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
+}
+
+pub(super) fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// A poisoned lock only means an earlier task panicked; the connection itself is still usable
+/// (`run_group` rolls back any transaction that panic left open).
+pub(super) fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+pub(super) async fn blocking<T, F>(f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+}

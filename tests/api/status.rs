@@ -1,0 +1,222 @@
+//! Reading: status in the reference's shape, lists, predictions, unknown ids.
+
+use super::*;
+
+#[tokio::test]
+async fn the_status_shows_the_reference_shape_and_reaches_completed() {
+    let app = spawn_app(&[]).await;
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}"#)
+        .await;
+
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
+        .await;
+    assert_eq!(
+        keys(&status),
+        vec![
+            "batches",
+            "cancelled_at",
+            "created_at",
+            "ingestion_id",
+            "predicted_completion",
+            "priority",
+            "status"
+        ]
+    );
+    assert_eq!(status["predicted_completion"], Value::Null);
+    assert_eq!(status["ingestion_id"], id);
+    assert_eq!(status["priority"], "MEDIUM");
+    let batches = status["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2);
+    assert_eq!(batches[0]["ids"], json!([1, 2, 3]));
+    assert_eq!(batches[1]["ids"], json!([4, 5]));
+    for batch in batches {
+        assert_eq!(
+            keys(batch),
+            vec![
+                "attempts",
+                "batch_id",
+                "completed_at",
+                "error",
+                "ids",
+                "predicted_start",
+                "results",
+                "retry_at",
+                "started_at",
+                "status"
+            ]
+        );
+        assert_eq!(batch["status"], "completed");
+        assert_eq!(batch["predicted_start"], Value::Null);
+        for field in ["started_at", "completed_at"] {
+            let t = batch[field].as_str().unwrap();
+            // RFC 3339, UTC, milliseconds: 2026-11-28T14:36:08.123Z
+            assert_eq!(t.len(), 24, "{t}");
+            assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+        }
+        let expected: Vec<Value> = batch["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| json!({"id": id, "data": "processed"}))
+            .collect();
+        assert_eq!(batch["results"], Value::Array(expected));
+    }
+    // The second batch started at least one interval after the first.
+    let start = |b: &Value| {
+        chrono::DateTime::parse_from_rfc3339(b["started_at"].as_str().unwrap()).unwrap()
+    };
+    assert!(start(&batches[1]) - start(&batches[0]) >= chrono::Duration::milliseconds(50));
+}
+
+#[tokio::test]
+async fn a_waiting_ingestion_shows_null_times_and_yet_to_start() {
+    // A long interval keeps the second ingestion waiting behind the first.
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    app.post_ingest(r#"{"ids": [1], "priority": "HIGH"}"#).await;
+    let id = app.ingest(r#"{"ids": [2, 3], "priority": "LOW"}"#).await;
+    let status: Value = app.get_status(&id).await.json().await.unwrap();
+    assert_eq!(status["status"], "yet_to_start");
+    assert_eq!(status["batches"][0]["status"], "yet_to_start");
+    assert_eq!(status["batches"][0]["started_at"], Value::Null);
+    assert_eq!(status["batches"][0]["completed_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_unknown_or_malformed_ingestion_id_is_404() {
+    let app = spawn_app(&[]).await;
+    for id in [
+        uuid::Uuid::new_v4().to_string().as_str(),
+        "not-a-uuid",
+        "123",
+        "%20",
+    ] {
+        let res = app.get_status(id).await;
+        assert_eq!(res.status(), 404, "{id}");
+        assert_error(&res.json().await.unwrap(), "not_found");
+    }
+}
+
+#[tokio::test]
+async fn the_newest_ingestions_are_listed_newest_first() {
+    let app = spawn_app(&[]).await;
+    let mut ids = Vec::new();
+    for priority in ["LOW", "HIGH", "MEDIUM"] {
+        let res = app
+            .post_ingest(&format!(
+                r#"{{"ids": [1, 2, 3, 4], "priority": "{priority}"}}"#
+            ))
+            .await;
+        ids.push(res.json::<Value>().await.unwrap()["ingestion_id"].clone());
+    }
+    let get = |query: &'static str| {
+        let url = format!("{}/ingestions{query}", app.base);
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let res = get("?limit=2").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(keys(&body), vec!["ingestions", "last_event_id", "now"]);
+    let listed: Vec<&Value> = body["ingestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["ingestion_id"])
+        .collect();
+    assert_eq!(listed, vec![&ids[2], &ids[1]]);
+    assert_eq!(
+        body["ingestions"][0]["batches"].as_array().unwrap().len(),
+        2
+    );
+    assert!(body["last_event_id"].as_u64().unwrap() >= 3);
+
+    let all: Value = get("").await.json().await.unwrap();
+    assert_eq!(all["ingestions"].as_array().unwrap().len(), 3);
+
+    let res = get("?limit=ten").await;
+    assert_eq!(res.status(), 400);
+    assert_error(&res.json().await.unwrap(), "invalid_query");
+}
+
+#[tokio::test]
+async fn the_queue_and_status_predict_when_waiting_work_will_run() {
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "LOW"}"#)
+        .await;
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), |s| {
+            s["batches"][0]["status"] == "completed"
+        })
+        .await;
+    let started =
+        Timestamp::parse_rfc3339(status["batches"][0]["started_at"].as_str().unwrap()).unwrap();
+    let hour = Duration::from_secs(3600);
+    let predicted = |i: usize| {
+        status["batches"][i]["predicted_start"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339)
+    };
+    assert_eq!(predicted(0), None, "a started batch has no prediction");
+    assert_eq!(predicted(1), Some(started.plus(hour)));
+    assert_eq!(predicted(2), Some(started.plus(hour * 2)));
+    assert_eq!(
+        status["predicted_completion"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339),
+        Some(started.plus(hour * 2).plus(Duration::from_millis(10)))
+    );
+
+    let queue = app.get_json("/queue").await;
+    assert_eq!(queue["rate_interval_ms"], 3_600_000);
+    assert_eq!(
+        queue["waiting"],
+        json!([
+            {"priority": "HIGH", "batches": 0},
+            {"priority": "MEDIUM", "batches": 0},
+            {"priority": "LOW", "batches": 2}
+        ])
+    );
+    assert_eq!(queue["in_flight"], Value::Null);
+    assert_eq!(
+        queue["next_slot"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339),
+        Some(started.plus(hour))
+    );
+    assert_eq!(queue["recent"][0]["ids"], json!([1, 2, 3]));
+    assert_eq!(queue["recent"][0]["ingestion_id"], id);
+}
+
+#[tokio::test]
+async fn a_status_read_reflects_work_that_overtook_it_since_the_last_read() {
+    // Queue places are remembered between events; a new event must refresh them.
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let low = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6], "priority": "LOW"}"#)
+        .await;
+    let predicted = |s: &Value| {
+        Timestamp::parse_rfc3339(s["batches"][1]["predicted_start"].as_str().unwrap()).unwrap()
+    };
+    let before = app
+        .wait_for_status(&low, Duration::from_secs(5), |s| {
+            s["batches"][0]["status"] != "yet_to_start"
+        })
+        .await;
+    let again: Value = app.get_status(&low).await.json().await.unwrap();
+    assert_eq!(
+        predicted(&again),
+        predicted(&before),
+        "nothing changed in between"
+    );
+    app.ingest(r#"{"ids": [7, 8, 9], "priority": "HIGH"}"#)
+        .await;
+    let after: Value = app.get_status(&low).await.json().await.unwrap();
+    assert_eq!(
+        predicted(&after).as_micros() - predicted(&before).as_micros(),
+        3_600_000_000,
+        "one HIGH batch now goes first: one interval later"
+    );
+}
