@@ -93,8 +93,9 @@ def run(tmp, name, loaded):
             t = re.search(r"\bhanded_us=(-?\d+)", line)
             if s and t:
                 times.append((int(s.group(1)), int(t.group(1))))
-    if len(late) < 2:
-        raise SystemExit(f"{name}: no lateness in the log ({log_path})")
+    # A build whose starts never wait for their slot (the pace fell behind it) logs none.
+    if not late:
+        late, handoff = [0], [0]
     # Every recorded start, from the database (so a build that does not log them is measured
     # the same way); hand-offs from the log where the build logs them.
     db = sqlite3.connect(os.path.join(tmp, name + ".db"))

@@ -19,6 +19,7 @@ macro_rules! dispatch_order {
     };
 }
 
+mod codec;
 mod postgres;
 mod sqlite;
 

@@ -41,19 +41,17 @@ pub(super) async fn append_event<C: GenericClient>(
     Ok(id as u64)
 }
 
-pub(super) const WAITING: i16 = 0;
-pub(super) const TRIGGERED: i16 = 1;
-pub(super) const COMPLETED: i16 = 2;
-pub(super) const CANCELLED: i16 = 3;
-pub(super) const FAILED: i16 = 4;
+use crate::server::store::codec;
+
+/// The shared code (`store::codec`) in this schema's `smallint`.
+pub(super) const FAILED: i16 = codec::FAILED as i16;
 
 pub(super) fn ids_of(ids: Vec<i64>) -> Vec<u64> {
     ids.into_iter().map(|id| id as u64).collect()
 }
 
 pub(super) fn priority_of(rank: i16) -> Result<Priority, StoreError> {
-    Priority::from_rank(i64::from(rank))
-        .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
+    codec::priority_of(i64::from(rank))
 }
 
 pub(super) fn results_of(json: Option<serde_json::Value>) -> Result<Vec<IdResult>, StoreError> {
@@ -109,14 +107,7 @@ pub(super) async fn ingestion_of<C: GenericClient>(
     let batches = rows
         .into_iter()
         .map(|r| {
-            let status = match r.get::<_, i16>(3) {
-                WAITING => BatchStatus::YetToStart,
-                TRIGGERED => BatchStatus::Triggered,
-                COMPLETED => BatchStatus::Completed,
-                CANCELLED => BatchStatus::Cancelled,
-                FAILED => BatchStatus::Failed,
-                other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
-            };
+            let status = codec::batch_status(i64::from(r.get::<_, i16>(3)))?;
             Ok(BatchRecord {
                 id: r.get(0),
                 position: r.get::<_, i32>(1) as u32,

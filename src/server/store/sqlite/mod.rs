@@ -25,9 +25,7 @@ use super::{
     DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{
-    BatchStatus, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
-};
+use crate::domain::{ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::{
@@ -778,6 +776,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{BatchStatus, Priority};
+    use crate::server::store::codec::{COMPLETED, WAITING};
 
     /// A database written by the build before migration `version`, holding one ingestion.
     fn database_at(path: &Path, version: usize, ingestion: Uuid) {

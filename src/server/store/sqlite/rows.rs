@@ -2,11 +2,7 @@
 
 use super::*;
 
-pub(super) const WAITING: i64 = 0;
-pub(super) const TRIGGERED: i64 = 1;
-pub(super) const COMPLETED: i64 = 2;
-pub(super) const CANCELLED: i64 = 3;
-pub(super) const FAILED: i64 = 4;
+pub(super) use crate::server::store::codec::{batch_status, priority_of, FAILED};
 
 /// A batch went back to waiting (a retry, or an operator's requeue): count it in its priority.
 pub(super) fn one_more_waiting(conn: &Connection, batch_id: Uuid) -> Result<(), StoreError> {
@@ -252,14 +248,7 @@ pub(super) struct BatchRow {
 
 impl BatchRow {
     pub(super) fn into_record(self) -> Result<BatchRecord, StoreError> {
-        let status = match self.status {
-            WAITING => BatchStatus::YetToStart,
-            TRIGGERED => BatchStatus::Triggered,
-            COMPLETED => BatchStatus::Completed,
-            CANCELLED => BatchStatus::Cancelled,
-            FAILED => BatchStatus::Failed,
-            other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
-        };
+        let status = batch_status(self.status)?;
         let results = match self.results {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| StoreError::Corrupt(format!("batch results: {e}")))?,
@@ -339,10 +328,6 @@ pub(super) fn ids_of(json: &str) -> Result<Vec<u64>, StoreError> {
 
 pub(super) fn uuid_of(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(|e| StoreError::Corrupt(format!("uuid {s:?}: {e}")))
-}
-
-pub(super) fn priority_of(rank: i64) -> Result<Priority, StoreError> {
-    Priority::from_rank(rank).ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
 }
 
 pub(super) fn unavailable(e: rusqlite::Error) -> StoreError {

@@ -1,0 +1,28 @@
+//! What both backends store as small integers: a batch's status and a priority's rank. One
+//! copy of the codes and of their decoding; each backend only picks its integer width.
+
+use super::StoreError;
+use crate::domain::{BatchStatus, Priority};
+
+pub const WAITING: i64 = 0;
+pub const TRIGGERED: i64 = 1;
+pub const COMPLETED: i64 = 2;
+pub const CANCELLED: i64 = 3;
+pub const FAILED: i64 = 4;
+
+/// A stored status code as a status; an unknown code is corrupt data.
+pub fn batch_status(code: i64) -> Result<BatchStatus, StoreError> {
+    Ok(match code {
+        WAITING => BatchStatus::YetToStart,
+        TRIGGERED => BatchStatus::Triggered,
+        COMPLETED => BatchStatus::Completed,
+        CANCELLED => BatchStatus::Cancelled,
+        FAILED => BatchStatus::Failed,
+        other => return Err(StoreError::Corrupt(format!("batch status {other}"))),
+    })
+}
+
+/// A stored priority rank as a priority; an unknown rank is corrupt data.
+pub fn priority_of(rank: i64) -> Result<Priority, StoreError> {
+    Priority::from_rank(rank).ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
+}
