@@ -95,8 +95,8 @@ impl Scheduler {
         // The slot the loop last slept until (on the store's clock, and here), for the
         // lateness of the start that follows.
         let mut awaited: Option<(crate::domain::Timestamp, Instant)> = None;
-        // The last hand-off to the processor: when, the interval then in force, and how long
-        // its claim took to answer (asked to committed).
+        // The last hand-off to the processor (see `Handoff`), and the recent claims' round
+        // trips it estimates the next one's from.
         let mut last_handoff: Option<Handoff> = None;
         let mut claim_times = ClaimTimes::default();
         // Committed events, from this process or (on a shared store) any other: new work
@@ -119,7 +119,7 @@ impl Scheduler {
                     let claim_took = asked.elapsed();
                     // The downstream never sees two batches closer than the interval: a
                     // hand-off waits for the previous one plus the interval (only needed when
-                    // this claim committed faster than the last one).
+                    // the previous hand-off came later than a claim usually takes).
                     if let Some(not_before) =
                         last_handoff.map(|last| last.next_not_before(batch.interval))
                     {
