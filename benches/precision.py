@@ -93,9 +93,8 @@ def run(tmp, name, loaded):
             t = re.search(r"\bhanded_us=(-?\d+)", line)
             if s and t:
                 times.append((int(s.group(1)), int(t.group(1))))
-    # A build whose starts never wait for their slot (the pace fell behind it) logs none.
-    if not late:
-        late, handoff = [0], [0]
+    # A build whose starts never wait for their slot (the pace fell behind it) logs none:
+    # its lateness columns then read n/a.
     # Every recorded start, from the database (so a build that does not log them is measured
     # the same way); hand-offs from the log where the build logs them.
     db = sqlite3.connect(os.path.join(tmp, name + ".db"))
@@ -134,10 +133,11 @@ def main():
         if after[0]:
             gaps.append(("after load", after))
         early = sum(1 for v in late if v < 0)
-        ms = lambda v: f"{v / 1000:.2f}"
-        print(f"| {name} | {load:.0f} | {len(late)} | {early} | {ms(q(late, .5))} | "
-              f"{ms(q(late, .99))} | {ms(max(late))} | {ms(q(handoff, .5))} | "
-              f"{ms(q(handoff, .99))} | {ms(max(handoff))} |")
+        ms = lambda values, f: f"{f(values) / 1000:.2f}" if values else "n/a"
+        p50, p99 = (lambda v: q(v, .5)), (lambda v: q(v, .99))
+        print(f"| {name} | {load:.0f} | {len(late)} | {early} | {ms(late, p50)} | "
+              f"{ms(late, p99)} | {ms(late, max)} | {ms(handoff, p50)} | "
+              f"{ms(handoff, p99)} | {ms(handoff, max)} |")
     interval_us = INTERVAL_MS * 1000
     print("\nGaps between consecutive starts, as multiples of the interval (1.00 is exact):\n")
     print("| phase | gaps | start-to-start p50 | p99 | max | min | hand-off gap p50 | p99 | max | min |")

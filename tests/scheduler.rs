@@ -518,8 +518,7 @@ impl Store for Faulty {
         tokio::time::sleep(Duration::from_millis(1)).await;
         if matches!(claim, Claim::Claimed(_)) {
             let n = self.claimed.fetch_add(1, SeqCst) + 1;
-            if let Some((slow, delay)) = self.faults.slow_claim.filter(|(at, _)| *at == n) {
-                let _ = slow;
+            if let Some((_, delay)) = self.faults.slow_claim.filter(|(at, _)| *at == n) {
                 tokio::time::sleep(delay).await;
             }
         }

@@ -64,21 +64,51 @@ pub struct ClaimFacts<C> {
     pub next_retry: Option<Timestamp>,
 }
 
-/// What the dispatcher does next.
+/// What the dispatcher does next. `decide` answers it with the candidate to start; a store
+/// that applied it answers the batch it claimed (`store::Claim`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision<C> {
-    /// Start this batch now.
-    Start(C),
-    /// The rate slot comes at `slot`, `wait` after the store's now. Nothing starts before.
-    SlotNotDue { slot: Timestamp, wait: Duration },
+    /// This batch starts now.
+    Claimed(C),
+    /// The rate slot comes at `slot`, `wait` after the store's now, under `interval` (the one
+    /// in force). Nothing starts before; only a rate change can make it sooner.
+    SlotNotDue {
+        slot: Timestamp,
+        wait: Duration,
+        interval: Duration,
+    },
     /// Another batch is in flight; its lease runs until `until`, `wait` from now.
     InFlight { until: Timestamp, wait: Duration },
-    /// Only retries wait; the first may go at `at`, `wait` from now. New work goes first.
+    /// Only retries wait; the first may go at `at`, `wait` from now. New work goes first:
+    /// whoever waits here must also listen for it.
     RetryWait { at: Timestamp, wait: Duration },
     /// Nothing waits.
     Idle,
     /// Dispatch is paused.
     Paused,
+}
+
+impl<C> Decision<C> {
+    /// The candidate to start, or this decision as the answer (it starts nothing, so it
+    /// holds no candidate and stands for any type of one).
+    pub fn start_or_answer<D>(self) -> Result<C, Decision<D>> {
+        Err(match self {
+            Decision::Claimed(candidate) => return Ok(candidate),
+            Decision::SlotNotDue {
+                slot,
+                wait,
+                interval,
+            } => Decision::SlotNotDue {
+                slot,
+                wait,
+                interval,
+            },
+            Decision::InFlight { until, wait } => Decision::InFlight { until, wait },
+            Decision::RetryWait { at, wait } => Decision::RetryWait { at, wait },
+            Decision::Idle => Decision::Idle,
+            Decision::Paused => Decision::Paused,
+        })
+    }
 }
 
 /// The rate slot: when the batch after one started at `last_start` may start.
@@ -96,6 +126,7 @@ pub fn decide<C>(facts: ClaimFacts<C>) -> Decision<C> {
         return Decision::SlotNotDue {
             slot,
             wait: slot.since(now),
+            interval: facts.interval,
         };
     }
     if let Some(until) = facts.latest_lease.filter(|&until| until > now) {
@@ -105,7 +136,7 @@ pub fn decide<C>(facts: ClaimFacts<C>) -> Decision<C> {
         };
     }
     if let Some(candidate) = facts.candidate {
-        return Decision::Start(candidate);
+        return Decision::Claimed(candidate);
     }
     match facts.next_retry {
         // A retry already due would have been the candidate; a store that still reports one
@@ -154,6 +185,7 @@ mod tests {
             Decision::SlotNotDue {
                 slot: at(s),
                 wait: Duration::from_micros((s - now) as u64),
+                interval: f.interval,
             }
         } else if lease_live {
             let l = f.latest_lease.unwrap().as_micros();
@@ -162,7 +194,7 @@ mod tests {
                 wait: Duration::from_micros((l - now) as u64),
             }
         } else if may_start && f.candidate.is_some() {
-            Decision::Start(f.candidate.unwrap())
+            Decision::Claimed(f.candidate.unwrap())
         } else if let Some(r) = f.next_retry {
             Decision::RetryWait {
                 at: r,
@@ -175,7 +207,7 @@ mod tests {
 
     #[test]
     fn a_due_slot_with_nothing_in_flight_starts_the_candidate() {
-        assert_eq!(decide(facts()), Decision::Start(7));
+        assert_eq!(decide(facts()), Decision::Claimed(7));
     }
 
     #[test]
@@ -188,7 +220,8 @@ mod tests {
             decide(f),
             Decision::SlotNotDue {
                 slot: at(13_000),
-                wait: Duration::from_micros(3_000)
+                wait: Duration::from_micros(3_000),
+                interval: Duration::from_micros(5_000)
             }
         );
     }
@@ -199,7 +232,7 @@ mod tests {
             next_retry: Some(at(30_000_000)),
             ..facts()
         };
-        assert_eq!(decide(f), Decision::Start(7));
+        assert_eq!(decide(f), Decision::Claimed(7));
     }
 
     #[test]
@@ -229,7 +262,7 @@ mod tests {
             latest_lease: Some(at(10_000)),
             ..facts()
         };
-        assert_eq!(decide(run_out), Decision::Start(7));
+        assert_eq!(decide(run_out), Decision::Claimed(7));
     }
 
     proptest::proptest! {

@@ -29,8 +29,8 @@ pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    decide, BatchStatus, ClaimFacts, Decision, Event, EventBody, IdResult, IngestionStatus,
-    Priority, StatusCounts, Timestamp,
+    BatchStatus, Decision, Event, EventBody, IdResult, IngestionStatus, Priority, StatusCounts,
+    Timestamp,
 };
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
@@ -160,49 +160,10 @@ pub struct QueuePlace {
     pub in_flight_since: Option<Timestamp>,
 }
 
-/// What `claim_next` found: the claim rule's decision (`domain::decide`) as applied by the
-/// store. Waits are durations on the store's clock, from the moment it decided.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Claim {
-    /// A batch was dispatched now; the slot has moved to its start.
-    Claimed(ClaimedBatch),
-    /// The rate slot comes at `slot`, `wait` from the store's now, under `interval` (the one
-    /// in force). Only a rate change can make it sooner.
-    SlotNotDue {
-        slot: Timestamp,
-        wait: Duration,
-        interval: Duration,
-    },
-    /// Another batch is in flight; its lease runs until `until`, `wait` from now.
-    InFlight { until: Timestamp, wait: Duration },
-    /// Only retries backing off wait; the first may go `wait` from now. New work is
-    /// claimable at once: whoever waits here must also listen for it.
-    RetryWait { at: Timestamp, wait: Duration },
-    /// Nothing is waiting.
-    Idle,
-    /// Dispatch is paused; nothing starts until it is resumed.
-    Paused,
-}
-
-impl Claim {
-    /// Apply the claim rule to the facts a backend read: the answer if nothing starts, else
-    /// the candidate to start (the backend's to apply, in its transaction).
-    fn decide<C>(facts: ClaimFacts<C>) -> Result<Self, C> {
-        let interval = facts.interval;
-        Ok(match decide(facts) {
-            Decision::Start(candidate) => return Err(candidate),
-            Decision::SlotNotDue { slot, wait } => Claim::SlotNotDue {
-                slot,
-                wait,
-                interval,
-            },
-            Decision::InFlight { until, wait } => Claim::InFlight { until, wait },
-            Decision::RetryWait { at, wait } => Claim::RetryWait { at, wait },
-            Decision::Idle => Claim::Idle,
-            Decision::Paused => Claim::Paused,
-        })
-    }
-}
+/// What `claim_next` found: the claim rule's decision (`domain::decide`) as the store applied
+/// it, `Claimed` with the batch it dispatched (the slot has moved to its start). Waits are
+/// durations on the store's clock, from the moment it decided.
+pub type Claim = Decision<ClaimedBatch>;
 
 /// The outcome of `complete`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -77,7 +77,7 @@ impl PostgresStore {
                 .get(0),
         };
         let interval = rate_interval.unwrap_or(interval);
-        let chosen = match Claim::decide(ClaimFacts {
+        let chosen = match decide(ClaimFacts {
             now,
             paused,
             last_start,
@@ -85,9 +85,11 @@ impl PostgresStore {
             latest_lease: latest_lease.map(Timestamp::from_micros),
             candidate,
             next_retry: next_retry.map(Timestamp::from_micros),
-        }) {
-            Ok(claim) => return Ok(claim),
-            Err(chosen) => chosen,
+        })
+        .start_or_answer()
+        {
+            Ok(chosen) => chosen,
+            Err(answer) => return Ok(answer),
         };
         let (rank, seq, position) = chosen;
         let from_waiting = i64::from(waiting == Some(chosen));

@@ -19,7 +19,9 @@ use super::{
     DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp};
+use crate::domain::{
+    decide, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+};
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use futures::StreamExt;

@@ -54,7 +54,7 @@ pub(super) fn claim(
             .and_then(|mut st| st.query_row([], |r| r.get(0)))
             .map_err(unavailable)?,
     };
-    let chosen = match Claim::decide(ClaimFacts {
+    let chosen = match decide(ClaimFacts {
         now,
         paused,
         last_start,
@@ -62,9 +62,11 @@ pub(super) fn claim(
         latest_lease: latest_lease.map(Timestamp::from_micros),
         candidate,
         next_retry: next_retry.map(Timestamp::from_micros),
-    }) {
-        Ok(claim) => return Ok(claim),
-        Err(chosen) => chosen,
+    })
+    .start_or_answer()
+    {
+        Ok(chosen) => chosen,
+        Err(answer) => return Ok(answer),
     };
     let (rank, seq, position) = chosen;
     let from_waiting = i64::from(waiting == Some(chosen));

@@ -25,7 +25,7 @@ use super::{
     DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
     QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp};
+use crate::domain::{decide, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::{
