@@ -80,6 +80,17 @@ fn raw(object: &mut Object) -> &mut tokio_postgres::Client {
     object
 }
 
+/// A read-only transaction that sees one snapshot (every read of a record or of the queue).
+async fn snapshot(object: &mut Object) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+    raw(object)
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+        .map_err(pg)
+}
+
 /// The database's time in µs since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
@@ -288,13 +299,7 @@ impl Store for PostgresStore {
 
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {
         let mut client = self.client().await?;
-        let tx = raw(&mut client)
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let head = tx
             .query_opt(&format!("{HEAD} WHERE id = $1"), &[&id])
             .await
@@ -544,13 +549,7 @@ impl Store for PostgresStore {
 
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
         let mut client = self.client().await?;
-        let tx = raw(&mut client)
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let heads = tx
             .query(
                 &format!("{HEAD} ORDER BY seq DESC LIMIT $1"),
@@ -567,13 +566,7 @@ impl Store for PostgresStore {
 
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         let mut client = self.client().await?;
-        let tx = raw(&mut client)
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let mut waiting = [0u64; 3];
         for row in tx
             .query("SELECT priority, waiting FROM queue_depth", &[])
@@ -627,13 +620,7 @@ impl Store for PostgresStore {
 
     async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
         let mut client = self.client().await?;
-        let tx = raw(&mut client)
-            .build_transaction()
-            .read_only(true)
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let Some(head) = tx
             .query_opt(
                 "SELECT seq, priority FROM ingestions WHERE id = $1",
