@@ -100,9 +100,9 @@ pub async fn serve(
 /// idle or stalled connection is closed. A request being answered slowly (an event stream
 /// between heartbeats, a long ingest) writes or is written to within the limit, or is bounded
 /// by the request timeout; a request past its point of no return (its write handed to the
-/// store, `no_return.rs`) is answered when the store answers, which takes far less than the
-/// idle limit unless the store is down (then the write fails: SQLite's busy timeout is 5 s,
-/// PostgreSQL's pool wait 10 s).
+/// store, `no_return.rs`) is answered when the store answers: one group commit on SQLite, at
+/// most a 10 s wait for a pooled connection plus the transaction on PostgreSQL, far below the
+/// idle limit unless the store hangs (no statement timeout bounds that yet).
 ///
 /// Reads and writes only note the time; the timer is moved when it fires early, so the hot
 /// path never touches the timer wheel.
