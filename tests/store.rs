@@ -241,6 +241,116 @@ mod cases {
         }
     }
 
+    pub async fn concurrent_submissions_never_pass_the_waiting_bound(store: DynStore) {
+        let bounded = Admission {
+            key: None,
+            max_waiting: Some(50),
+        };
+        let tasks: Vec<_> = (0..80u64)
+            .map(|i| {
+                let (store, bounded) = (store.clone(), bounded.clone());
+                tokio::spawn(async move {
+                    let two = record(Priority::Low, at(i), &[&[i], &[i + 1]]);
+                    store.insert_ingestion(two, bounded).await.unwrap()
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Inserted::Created => created += 1,
+                Inserted::QueueFull { waiting } => assert!(waiting + 2 > 50, "{waiting}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(created, 25, "exactly as many as fit");
+        assert_eq!(store.queue(0).await.unwrap().waiting, [0, 0, 50]);
+        assert_eq!(store.recent_ingestions(100).await.unwrap().len(), 25);
+    }
+
+    pub async fn concurrent_retries_with_one_key_store_one_ingestion(store: DynStore) {
+        let keyed = |fingerprint: &str| Admission {
+            key: Some(IdempotencyKey {
+                key: "retry-me".into(),
+                fingerprint: fingerprint.into(),
+            }),
+            max_waiting: None,
+        };
+        let tasks: Vec<_> = (0..40u64)
+            .map(|i| {
+                let store = store.clone();
+                // Every fourth one is a different request under the same key.
+                let admission = keyed(if i % 4 == 3 { "other" } else { "same" });
+                tokio::spawn(async move {
+                    let record = record(Priority::High, at(i), &[&[1, 2, 3]]);
+                    let id = record.id;
+                    (
+                        id,
+                        admission.clone(),
+                        store.insert_ingestion(record, admission).await,
+                    )
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.unwrap());
+        }
+        let stored = store.recent_ingestions(100).await.unwrap();
+        assert_eq!(stored.len(), 1, "one ingestion for one key");
+        let first = stored[0].id;
+        let winner = answers
+            .iter()
+            .find(|(_, _, answer)| *answer == Ok(Inserted::Created))
+            .expect("one submission stored");
+        assert_eq!(winner.0, first);
+        let fingerprint = |a: &Admission| a.key.as_ref().unwrap().fingerprint.clone();
+        for (id, admission, answer) in &answers {
+            if *id == first {
+                continue;
+            }
+            let expected = match fingerprint(admission) == fingerprint(&winner.1) {
+                true => Inserted::Replayed(first),
+                false => Inserted::KeyConflict,
+            };
+            assert_eq!(answer, &Ok(expected));
+        }
+    }
+
+    pub async fn a_write_that_fails_fails_alone_and_the_others_are_stored(store: DynStore) {
+        let taken = ingest(&store, Priority::Medium, at(0), &[&[1]]).await;
+        let tasks: Vec<_> = (0..30u64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut record = record(Priority::Medium, at(i + 1), &[&[i]]);
+                    if i == 15 {
+                        // An id already stored: the store refuses this one.
+                        record.id = taken;
+                    }
+                    let id = record.id;
+                    (
+                        i,
+                        id,
+                        store.insert_ingestion(record, Admission::default()).await,
+                    )
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, id, answer) = task.await.unwrap();
+            if i == 15 {
+                assert!(answer.is_err(), "{answer:?}");
+            } else {
+                assert_eq!(answer, Ok(Inserted::Created));
+                assert_eq!(store.ingestion(id).await.unwrap().unwrap().batches.len(), 1);
+            }
+        }
+        let ours = store.ingestion(taken).await.unwrap().unwrap();
+        assert_eq!(ours.batches[0].ids, vec![1], "the first one is untouched");
+        assert_eq!(store.queue(0).await.unwrap().waiting, [0, 30, 0]);
+    }
+
     pub async fn recent_ingestions_come_newest_first_with_their_batches(store: DynStore) {
         assert!(store.recent_ingestions(10).await.unwrap().is_empty());
         let first = ingest(&store, Priority::High, at(0), &[&[1, 2, 3], &[4]]).await;
@@ -787,6 +897,9 @@ macro_rules! conformance {
                 an_expired_lease_is_taken_over_and_the_late_completion_is_fenced,
                 a_completed_batch_keeps_its_results_and_times,
                 concurrent_inserts_are_all_stored,
+                concurrent_submissions_never_pass_the_waiting_bound,
+                concurrent_retries_with_one_key_store_one_ingestion,
+                a_write_that_fails_fails_alone_and_the_others_are_stored,
                 every_change_appends_its_event_in_order,
                 events_can_be_read_after_an_id_for_one_ingestion,
                 recent_ingestions_come_newest_first_with_their_batches,

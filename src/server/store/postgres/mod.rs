@@ -26,7 +26,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use futures::StreamExt;
 use std::{sync::Arc, time::Duration};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 use tokio_postgres::{AsyncMessage, GenericClient, NoTls, Row};
 use uuid::Uuid;
 
@@ -34,10 +37,12 @@ mod claim;
 mod listen;
 mod migrate;
 mod rows;
+mod writer;
 
 use listen::*;
 use migrate::*;
 use rows::*;
+use writer::{group_commit, Submission};
 
 /// Events kept in the log (as on SQLite).
 const EVENT_RETENTION: i64 = 100_000;
@@ -58,7 +63,10 @@ pub enum SlotClock {
 }
 
 pub struct PostgresStore {
+    /// Reads and operators' changes (pause, rate, cancel, requeue).
     pool: Pool,
+    /// Ingestions, to the group-commit writer (see `writer`).
+    writes: mpsc::Sender<Submission>,
     /// The dispatcher's own connections (claims, renewals, completions): request traffic
     /// waiting for `pool` can never delay a claim or a lease renewal.
     dispatch: Pool,
@@ -134,9 +142,14 @@ impl PostgresStore {
         drop(client);
         let (feed, events) = watch::channel(latest);
         let feed = Arc::new(feed);
+        // The writer has a connection of its own and stops once every handle is dropped,
+        // after storing what was queued.
+        let (writes, queued) = mpsc::channel(writer::QUEUE);
+        tokio::spawn(group_commit(pool_of(1)?, queued, feed.clone()));
         let listener = tokio::spawn(listen(config, feed.clone()));
         Ok(Self {
             pool,
+            writes,
             dispatch,
             clock,
             events,
@@ -192,109 +205,15 @@ impl Store for PostgresStore {
         ingestion: NewIngestionRecord,
         admission: Admission,
     ) -> Result<Inserted, StoreError> {
-        let mut client = self.client().await?;
-        let tx = raw(&mut client).transaction().await.map_err(pg)?;
-        let new = ingestion.batches.len() as i64;
-        if let Some(key) = &admission.key {
-            // Two requests with one key wait for each other here: one stores, one replays.
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                &[&key.key],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        let now = ingestion.created_at;
-        if let Some(max) = admission.max_waiting {
-            // Locked to commit, so two submissions cannot both squeeze under the bound.
-            let waiting: i64 = tx
-                .query(
-                    "SELECT waiting FROM queue_depth ORDER BY priority FOR UPDATE",
-                    &[],
-                )
-                .await
-                .map_err(pg)?
-                .iter()
-                .map(|r| r.get::<_, i64>(0))
-                .sum();
-            if waiting.saturating_add(new) > max as i64 {
-                let replay = match &admission.key {
-                    Some(key) => seen_key(&tx, key, now).await?,
-                    None => None,
-                };
-                return Ok(replay.unwrap_or(Inserted::QueueFull {
-                    waiting: waiting.max(0) as u64,
-                }));
-            }
-        }
-        if let Some(key) = &admission.key {
-            let horizon = now
-                .as_micros()
-                .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
-            tx.execute(
-                "DELETE FROM idempotency_keys WHERE created_at < $1",
-                &[&horizon],
-            )
-            .await
-            .map_err(pg)?;
-            if let Some(seen) = seen_key(&tx, key, now).await? {
-                return Ok(seen);
-            }
-            tx.execute(
-                "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
-                 VALUES ($1, $2, $3, $4)",
-                &[&key.key, &key.fingerprint, &ingestion.id, &now.as_micros()],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        let rank = ingestion.priority.rank() as i16;
-        let row = tx
-            .query_one(
-                "INSERT INTO ingestions (id, priority, created_at) VALUES ($1, $2, $3)
-                 RETURNING seq",
-                &[&ingestion.id, &rank, &now.as_micros()],
-            )
-            .await
-            .map_err(pg)?;
-        let seq: i64 = row.get(0);
-        // All batches in one statement: ids and their arrays as parallel arrays.
-        let batch_ids: Vec<Uuid> = ingestion.batches.iter().map(|b| b.id).collect();
-        let id_lists: Vec<String> = ingestion
-            .batches
-            .iter()
-            .map(|b| {
-                let ids: Vec<String> = b.ids.iter().map(u64::to_string).collect();
-                format!("{{{}}}", ids.join(","))
-            })
-            .collect();
-        tx.execute(
-            "INSERT INTO batches (id, ingestion_seq, position, priority, ids)
-             SELECT b.id, $2::bigint, b.position - 1, $3::smallint, b.ids::bigint[]
-             FROM unnest($1::uuid[], $4::text[]) WITH ORDINALITY AS b(id, ids, position)",
-            &[&batch_ids, &seq, &rank, &id_lists],
-        )
-        .await
-        .map_err(pg)?;
-        tx.execute(
-            "UPDATE queue_depth SET waiting = waiting + $1 WHERE priority = $2",
-            &[&new, &rank],
-        )
-        .await
-        .map_err(pg)?;
-        let event = append_event(
-            &tx,
-            now,
-            &EventBody::IngestionCreated {
-                ingestion_id: ingestion.id,
-                priority: ingestion.priority,
-                batches: ingestion.batches.len() as u32,
-            },
-        )
-        .await?;
-        tx.commit().await.map_err(pg)?;
-        self.published(Some(event));
-        Ok(Inserted::Created)
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            ingestion,
+            admission,
+            reply,
+        };
+        let stopped = || StoreError::Unavailable("the writer has stopped".into());
+        self.writes.send(submission).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError> {

@@ -200,29 +200,3 @@ pub(super) async fn ending<C: GenericClient>(
     };
     Ok(ending_event(ingestion_id, counts))
 }
-
-/// How a key seen within the retention window answers, if it was seen.
-pub(super) async fn seen_key<C: GenericClient>(
-    client: &C,
-    key: &IdempotencyKey,
-    now: Timestamp,
-) -> Result<Option<Inserted>, StoreError> {
-    let horizon = now
-        .as_micros()
-        .saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64);
-    let row = client
-        .query_opt(
-            "SELECT fingerprint, ingestion_id FROM idempotency_keys
-             WHERE key = $1 AND created_at >= $2",
-            &[&key.key, &horizon],
-        )
-        .await
-        .map_err(pg)?;
-    Ok(row.map(|r| {
-        if r.get::<_, String>(0) == key.fingerprint {
-            Inserted::Replayed(r.get(1))
-        } else {
-            Inserted::KeyConflict
-        }
-    }))
-}

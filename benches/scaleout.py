@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Scale-out: SQLite vs PostgreSQL, one replica vs three, in one run on this machine.
+
+Every configuration runs the same load: wrk posts 5-ID MEDIUM ingestions at concurrency 64
+(split evenly over the replicas, one wrk per replica) for BENCH_SCALEOUT_SECONDS (10), while
+the replicas dispatch at a 100 ms interval with 10 ms of simulated work per batch; a backlog
+submitted before the load keeps every slot busy. Measured per configuration:
+  * durable ingest req/s (the sum over the replicas' wrk runs), and errors (non-2xx);
+  * the start-to-start gaps during the load, as multiples of the interval (every start,
+    read from the database afterwards: 1.00 is exact; below 1 would break the rate limit);
+  * status reads: GET /status/<id> at concurrency 64 on one replica, after the ingest load.
+
+Figures are printed as ratios against the first configuration measured in the same round
+(SQLite), each the median over BENCH_SCALEOUT_ROUNDS (2) rounds; with a second binary
+(`benches/scaleout.py NEW OLD`) every configuration runs on both, interleaved, for an A/B.
+
+The PostgreSQL database is BENCH_POSTGRES (default postgres://root@127.0.0.1:5432/sluice_bench,
+created if missing); it is emptied before each configuration.
+
+Usage: benches/scaleout.py [path/to/release/sluice [path/to/baseline/sluice]]
+"""
+
+import os, re, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import sqlite3
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from quick import free_port, post  # noqa: E402
+
+BINS = sys.argv[1:] or ["target/release/sluice"]
+SECONDS = int(os.environ.get("BENCH_SCALEOUT_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_SCALEOUT_ROUNDS", "2"))
+PG = os.environ.get("BENCH_POSTGRES", "postgres://root@127.0.0.1:5432/sluice_bench")
+INTERVAL_MS, WORK_MS, CONNS = 100, 10, 64
+CONFIGS = [("SQLite, 1 process", "sqlite", 1), ("PostgreSQL, 1 replica", "pg", 1),
+           ("PostgreSQL, 3 replicas", "pg", 3)]
+
+
+def psql(url, sql):
+    subprocess.run(["psql", url, "-qXc", sql], check=True, capture_output=True)
+
+
+def fresh_pg():
+    parts = urllib.parse.urlparse(PG)
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    exists = subprocess.run(["psql", admin, "-tAXc",
+                             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    if not exists:
+        psql(admin, f'CREATE DATABASE "{name}"')
+    psql(PG, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+
+
+def start(bin_, url, log):
+    port = free_port()
+    proc = subprocess.Popen(
+        [bin_, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", url,
+         "--rate-interval", f"{INTERVAL_MS}ms", "--simulated-work", f"{WORK_MS}ms"],
+        env={**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1"}, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(1000):
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=1)
+            return proc, base
+        except Exception:
+            time.sleep(0.02)
+    raise SystemExit(f"sluice did not start on {url}")
+
+
+def wrk_many(urls, conns, script=None):
+    """One wrk per URL, concurrently; (summed req/s, summed non-2xx)."""
+    procs = []
+    for i, url in enumerate(urls):
+        c = conns // len(urls) + (1 if i < conns % len(urls) else 0)
+        cmd = ["wrk", "-t", "1", "-c", str(c), "-d", f"{SECONDS}s", url]
+        if script:
+            cmd[1:1] = ["-s", script]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    rps, errors = 0.0, 0
+    for p in procs:
+        out = p.communicate()[0]
+        if p.returncode != 0:
+            raise SystemExit(f"wrk failed: {out}")
+        rps += float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        errors += int(m.group(1)) if m else 0
+        errors += sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    return rps, errors
+
+
+def starts_between(kind, db, lo_us, hi_us):
+    sql = ("SELECT started_at FROM batches WHERE started_at IS NOT NULL "
+           f"AND started_at BETWEEN {lo_us} AND {hi_us} ORDER BY started_at")
+    if kind == "sqlite":
+        conn = sqlite3.connect(db)
+        rows = [r[0] for r in conn.execute(sql)]
+        conn.close()
+        return rows
+    out = subprocess.run(["psql", PG, "-tAXc", sql], check=True, capture_output=True,
+                         text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def run(bin_, kind, replicas, tmp, tag):
+    if kind == "sqlite":
+        db = os.path.join(tmp, f"{tag}.db")
+        url = f"sqlite://{db}"
+    else:
+        fresh_pg()
+        db, url = None, PG
+    log = open(os.path.join(tmp, f"{tag}.log"), "w")
+    servers = [start(bin_, url, log) for _ in range(replicas)]
+    bases = [b for _, b in servers]
+    # Enough work for every slot of the run before the load begins.
+    post(bases[0], {"ids": list(range(1, 3 * (SECONDS * 1000 // INTERVAL_MS + 40))),
+                    "priority": "MEDIUM"})
+    script = os.path.join(tmp, "ingest.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}\'\n')
+    time.sleep(0.5)
+    began = time.time()
+    rps, errors = wrk_many([b + "/ingest" for b in bases], CONNS, script)
+    ended = time.time()
+    one = post(bases[0], {"ids": [1, 2, 3, 4, 5], "priority": "LOW"})["ingestion_id"]
+    status_rps, status_errors = wrk_many([f"{bases[0]}/status/{one}"], CONNS)
+    for proc, _ in servers:
+        proc.terminate()
+    for proc, _ in servers:
+        proc.wait()
+    log.close()
+    # Skip the first second of the load (the replicas' first claims find the slot idle).
+    starts = starts_between(kind, db, int((began + 1) * 1e6), int(ended * 1e6))
+    gaps = [(b - a) / (INTERVAL_MS * 1000) for a, b in zip(starts, starts[1:])]
+    return rps, errors, gaps, status_rps, status_errors
+
+
+def q(values, p):
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p * len(s)))] if s else float("nan")
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="sluice-scaleout-")
+    results = {}  # (bin index, config index) -> list of run results
+    for r in range(ROUNDS):
+        for ci, (_, kind, replicas) in enumerate(CONFIGS):
+            for bi, bin_ in enumerate(BINS):
+                results.setdefault((bi, ci), []).append(
+                    run(bin_, kind, replicas, tmp, f"r{r}-c{ci}-b{bi}"))
+    print(f"## scale-out ({SECONDS} s of 5-ID ingests at c={CONNS} per configuration, "
+          f"{INTERVAL_MS} ms interval, {WORK_MS} ms work, {os.cpu_count()} cores; "
+          f"medians of {ROUNDS} rounds)\n")
+    names = ["new", "baseline"] if len(BINS) > 1 else [""]
+    print("| build | configuration | ingest req/s | vs SQLite | vs 1 replica | errors "
+          "| gap p50 × interval | p99 | max | early | status req/s | vs SQLite |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for bi, name in enumerate(names):
+        med = lambda ci, i: q([run_[i] for run_ in results[(bi, ci)]], 0.5)
+        sqlite_rps, sqlite_status = med(0, 0), med(0, 3)
+        one_rps = med(1, 0)
+        for ci, (label, _, replicas) in enumerate(CONFIGS):
+            runs = results[(bi, ci)]
+            gaps = [g for run_ in runs for g in run_[2]]
+            errors = sum(run_[1] + run_[4] for run_ in runs)
+            rps, status = med(ci, 0), med(ci, 3)
+            early = sum(1 for g in gaps if g < 1.0)
+            vs_one = f"{rps / one_rps:.2f}×" if ci == 2 else ""
+            print(f"| {name} | {label} | {rps:.0f} | {rps / sqlite_rps:.2f}× | {vs_one} | "
+                  f"{errors} | {q(gaps, .5):.3f} | {q(gaps, .99):.3f} | "
+                  f"{max(gaps) if gaps else float('nan'):.3f} | {early} | {status:.0f} | "
+                  f"{status / sqlite_status:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,396 @@
+//! Group commit on PostgreSQL: one writer per replica, on its own connection, stores every
+//! ingestion that arrived while the previous group committed in one transaction (multi-row
+//! inserts from arrays, one `event_seq` advance, one NOTIFY), and answers each submission only
+//! after that commit.
+//!
+//! The rows every writer in the cluster contends for (`queue_depth`, `event_seq`) are locked
+//! at the end of the group, just before its commit, so a claim on another connection waits at
+//! most for one group's tail and commit, never for its inserts. Exceptions, for exactness:
+//! a group with a waiting bound locks `queue_depth` first (the bound is checked against counts
+//! no other writer can change before this group commits), and a group with idempotency keys
+//! takes each key's advisory lock first (in one order for every writer, so two groups sharing
+//! keys cannot deadlock).
+//!
+//! A statement the server refuses fails the whole group's transaction; the group is then
+//! stored again one submission per transaction, so the one that fails is undone alone. A lost
+//! connection fails the whole group (nothing acknowledged is uncommitted; a commit whose
+//! answer was lost may have stored the group, which an `Idempotency-Key` makes safe to retry).
+
+use super::*;
+use crate::server::store::{NewBatchRecord, NewIngestionRecord};
+use std::collections::HashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+
+/// Most submissions in one group (bounds a group's latency)...
+pub(super) const MAX_GROUP: usize = 512;
+/// ...and most IDs (large submissions make small groups).
+const MAX_GROUP_IDS: usize = 200_000;
+/// Submissions waiting for the writer; past it `insert_ingestion` waits to queue.
+pub(super) const QUEUE: usize = 4 * MAX_GROUP;
+
+/// An ingestion waiting for the next group.
+pub(super) struct Submission {
+    pub(super) ingestion: NewIngestionRecord,
+    pub(super) admission: Admission,
+    pub(super) reply: oneshot::Sender<Result<Inserted, StoreError>>,
+}
+
+/// Why a group did not commit.
+enum GroupError {
+    /// The server refused a statement (the connection is fine): store the group one by one.
+    Refused(StoreError),
+    /// No connection, or it was lost: every submission of the group gets this.
+    Unavailable(StoreError),
+}
+
+impl From<tokio_postgres::Error> for GroupError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if e.as_db_error().is_some() {
+            GroupError::Refused(pg(e))
+        } else {
+            GroupError::Unavailable(pg(e))
+        }
+    }
+}
+
+/// The writer loop: runs until every `PostgresStore` handle is gone.
+pub(super) async fn group_commit(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Submission>,
+    feed: Arc<watch::Sender<u64>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut ids = ids_in(&first);
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP && ids < MAX_GROUP_IDS {
+            match rx.try_recv() {
+                Ok(next) => {
+                    ids += ids_in(&next);
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        match store(&pool, &group).await {
+            Ok((answers, latest)) => {
+                if let Some(latest) = latest {
+                    advance(&feed, latest);
+                }
+                for (submission, answer) in group.into_iter().zip(answers) {
+                    let _ = submission.reply.send(Ok(answer));
+                }
+            }
+            Err(GroupError::Refused(_)) if group.len() > 1 => {
+                for submission in group {
+                    let alone = std::slice::from_ref(&submission);
+                    let answer = match store(&pool, alone).await {
+                        Ok((mut answers, latest)) => {
+                            if let Some(latest) = latest {
+                                advance(&feed, latest);
+                            }
+                            Ok(answers.remove(0))
+                        }
+                        Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => Err(e),
+                    };
+                    let _ = submission.reply.send(answer);
+                }
+            }
+            Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => {
+                for submission in group {
+                    let _ = submission.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+fn ids_in(submission: &Submission) -> usize {
+    submission
+        .ingestion
+        .batches
+        .iter()
+        .map(|b| b.ids.len())
+        .sum()
+}
+
+/// Store one group in one transaction: each submission's answer in order, and the newest
+/// event id if the group appended any.
+async fn store(
+    pool: &Pool,
+    group: &[Submission],
+) -> Result<(Vec<Inserted>, Option<u64>), GroupError> {
+    let mut client = pool.get().await.map_err(|e| {
+        GroupError::Unavailable(StoreError::Unavailable(format!(
+            "no database connection: {e}"
+        )))
+    })?;
+    let tx = raw(&mut client).transaction().await?;
+    let seen = seen_keys(&tx, group).await?;
+    let bounded = group.iter().any(|s| s.admission.max_waiting.is_some());
+    let waiting = match bounded {
+        // Locked to commit (in priority order, as every writer locks them), so no other
+        // writer can pass the bound between this check and this commit.
+        true => tx
+            .query(
+                "SELECT waiting FROM queue_depth ORDER BY priority FOR UPDATE",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .sum(),
+        false => 0,
+    };
+    let answers = admit(group, &seen, waiting);
+    let created: Vec<&Submission> = group
+        .iter()
+        .zip(&answers)
+        .filter(|(_, answer)| **answer == Inserted::Created)
+        .map(|(s, _)| s)
+        .collect();
+    if created.is_empty() {
+        tx.commit().await?;
+        return Ok((answers, None));
+    }
+    insert_rows(&tx, &created).await?;
+    let latest = count_and_announce(&tx, &created).await?;
+    tx.commit().await?;
+    Ok((answers, Some(latest)))
+}
+
+/// A key as stored: its request's fingerprint, its ingestion, when it was first seen.
+type SeenKey = (String, Uuid, i64);
+
+/// Lock the group's keys and read those already stored (expired ones are deleted first).
+async fn seen_keys(
+    tx: &tokio_postgres::Transaction<'_>,
+    group: &[Submission],
+) -> Result<HashMap<String, SeenKey>, GroupError> {
+    let mut keys: Vec<&str> = group
+        .iter()
+        .filter_map(|s| s.admission.key.as_ref().map(|k| k.key.as_str()))
+        .collect();
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let oldest = group
+        .iter()
+        .filter(|s| s.admission.key.is_some())
+        .map(|s| s.ingestion.created_at.as_micros())
+        .min()
+        .unwrap_or(0);
+    // Two requests with one key wait for each other here, across replicas: one stores, one
+    // replays. Locks are taken in hash order, the same in every group.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(h) FROM (
+           SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h
+         ) AS locks",
+        &[&keys],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < $1",
+        &[&retention_horizon(oldest)],
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "SELECT key, fingerprint, ingestion_id, created_at FROM idempotency_keys
+             WHERE key = ANY($1)",
+            &[&keys],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+        .collect())
+}
+
+fn retention_horizon(now_us: i64) -> i64 {
+    now_us.saturating_sub(IDEMPOTENCY_RETENTION.as_micros() as i64)
+}
+
+/// Each submission's answer, in arrival order: a key seen within its retention (stored, or
+/// earlier in this group) replays or conflicts; past the waiting bound nothing is stored;
+/// otherwise it is created and counts towards the bound of the submissions after it.
+fn admit(group: &[Submission], seen: &HashMap<String, SeenKey>, mut waiting: i64) -> Vec<Inserted> {
+    let mut keys_here: HashMap<&str, (&str, Uuid)> = HashMap::new();
+    group
+        .iter()
+        .map(|s| {
+            let new = s.ingestion.batches.len() as i64;
+            let key = s.admission.key.as_ref();
+            let known = key.and_then(|k| {
+                let horizon = retention_horizon(s.ingestion.created_at.as_micros());
+                keys_here.get(k.key.as_str()).copied().or_else(|| {
+                    seen.get(&k.key)
+                        .filter(|(_, _, at)| *at >= horizon)
+                        .map(|(fingerprint, id, _)| (fingerprint.as_str(), *id))
+                })
+            });
+            if let (Some(key), Some((fingerprint, id))) = (key, known) {
+                return match fingerprint == key.fingerprint {
+                    true => Inserted::Replayed(id),
+                    false => Inserted::KeyConflict,
+                };
+            }
+            if let Some(max) = s.admission.max_waiting {
+                if waiting.saturating_add(new) > max as i64 {
+                    return Inserted::QueueFull {
+                        waiting: waiting.max(0) as u64,
+                    };
+                }
+            }
+            waiting += new;
+            if let Some(key) = key {
+                keys_here.insert(&key.key, (&key.fingerprint, s.ingestion.id));
+            }
+            Inserted::Created
+        })
+        .collect()
+}
+
+/// The created ingestions, their batches and their keys: three statements, pipelined.
+async fn insert_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    created: &[&Submission],
+) -> Result<(), GroupError> {
+    let ids: Vec<Uuid> = created.iter().map(|s| s.ingestion.id).collect();
+    let ranks: Vec<i16> = created
+        .iter()
+        .map(|s| s.ingestion.priority.rank() as i16)
+        .collect();
+    let times: Vec<i64> = created
+        .iter()
+        .map(|s| s.ingestion.created_at.as_micros())
+        .collect();
+    // Batches as parallel arrays; their IDs in one flat array, each batch a slice of it.
+    let mut batch_ids = Vec::new();
+    let mut owners = Vec::new();
+    let mut positions = Vec::new();
+    let mut lows = Vec::new();
+    let mut highs = Vec::new();
+    let mut flat: Vec<i64> = Vec::new();
+    for s in created {
+        for (position, NewBatchRecord { id, ids }) in s.ingestion.batches.iter().enumerate() {
+            batch_ids.push(*id);
+            owners.push(s.ingestion.id);
+            positions.push(position as i32);
+            lows.push(flat.len() as i32 + 1);
+            flat.extend(ids.iter().map(|&id| id as i64));
+            highs.push(flat.len() as i32);
+        }
+    }
+    let params: [&(dyn ToSql + Sync); 9] = [
+        &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat,
+    ];
+    // Ingestions take their `seq` (the FIFO order within a priority) in arrival order.
+    let rows = tx.execute(
+        "WITH ing AS (
+           INSERT INTO ingestions (id, priority, created_at)
+           SELECT t.id, t.priority, t.created_at
+           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[]) WITH ORDINALITY
+                AS t(id, priority, created_at, ord)
+           ORDER BY t.ord
+           RETURNING seq, id, priority)
+         INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+         SELECT b.id, ing.seq, b.position, ing.priority, ($9::bigint[])[b.lo:b.hi]
+         FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::int[], $8::int[])
+              AS b(id, owner, position, lo, hi)
+         JOIN ing ON ing.id = b.owner",
+        &params,
+    );
+    let keyed: Vec<(&IdempotencyKey, Uuid, i64)> = created
+        .iter()
+        .filter_map(|s| {
+            let key = s.admission.key.as_ref()?;
+            Some((key, s.ingestion.id, s.ingestion.created_at.as_micros()))
+        })
+        .collect();
+    if keyed.is_empty() {
+        rows.await?;
+        return Ok(());
+    }
+    let names: Vec<&str> = keyed.iter().map(|(k, _, _)| k.key.as_str()).collect();
+    let fingerprints: Vec<&str> = keyed
+        .iter()
+        .map(|(k, _, _)| k.fingerprint.as_str())
+        .collect();
+    let owners: Vec<Uuid> = keyed.iter().map(|(_, id, _)| *id).collect();
+    let at: Vec<i64> = keyed.iter().map(|(_, _, at)| *at).collect();
+    let params: [&(dyn ToSql + Sync); 4] = [&names, &fingerprints, &owners, &at];
+    // A key still stored but past the retention of this submission is replaced.
+    let keys = tx.execute(
+        "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[])
+         ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
+           ingestion_id = EXCLUDED.ingestion_id, created_at = EXCLUDED.created_at",
+        &params,
+    );
+    futures::try_join!(rows, keys)?;
+    Ok(())
+}
+
+/// The contended tail of a group: the waiting counts and the events, in one pipelined round
+/// trip just before the commit. Returns the newest event id.
+async fn count_and_announce(
+    tx: &tokio_postgres::Transaction<'_>,
+    created: &[&Submission],
+) -> Result<u64, GroupError> {
+    let mut per_priority = [0i64; 3];
+    for s in created {
+        per_priority[s.ingestion.priority.rank() as usize] += s.ingestion.batches.len() as i64;
+    }
+    let ranks: Vec<i16> = (0..3i16)
+        .filter(|&p| per_priority[p as usize] > 0)
+        .collect();
+    let added: Vec<i64> = ranks.iter().map(|&p| per_priority[p as usize]).collect();
+    let bodies = created
+        .iter()
+        .map(|s| {
+            let body = EventBody::IngestionCreated {
+                ingestion_id: s.ingestion.id,
+                priority: s.ingestion.priority,
+                batches: s.ingestion.batches.len() as u32,
+            };
+            serde_json::to_string(&body)
+                .map_err(|e| GroupError::Refused(StoreError::Corrupt(format!("event: {e}"))))
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    let owners: Vec<String> = created.iter().map(|s| s.ingestion.id.to_string()).collect();
+    let at: Vec<i64> = created
+        .iter()
+        .map(|s| s.ingestion.created_at.as_micros())
+        .collect();
+    let count = created.len() as i64;
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
+    let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
+    let event_params: [&(dyn ToSql + Sync); 5] = [&count, &at, &owners, &bodies, &CHANNEL];
+    // Rows locked in priority order, as every writer and claim locks them (no deadlock).
+    let lock = tx.execute(
+        "SELECT 1 FROM queue_depth WHERE priority = ANY($1) ORDER BY priority FOR UPDATE",
+        &lock_params,
+    );
+    let depth = tx.execute(
+        "UPDATE queue_depth q SET waiting = q.waiting + d.n
+         FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p",
+        &depth_params,
+    );
+    // Ids from `event_seq` under its row lock, held to commit: events become visible in id
+    // order, across replicas.
+    let events = tx.query_one(
+        "WITH next AS (UPDATE event_seq SET last = last + $1 WHERE id = 1 RETURNING last),
+         appended AS (
+           INSERT INTO events (id, at, ingestion_id, body)
+           SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body
+           FROM next, unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+                AS e(at, ingestion_id, body, ord))
+         SELECT last, pg_notify($5, last::text) FROM next",
+        &event_params,
+    );
+    let (_, _, row) = futures::try_join!(lock, depth, events)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
