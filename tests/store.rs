@@ -1005,6 +1005,59 @@ async fn postgres_stores_on_one_database_see_each_others_events_and_share_one_sl
     assert_eq!(a.last_start().await.unwrap(), Some(at(7)));
 }
 
+/// A plain connection to the test database, beside the stores.
+async fn sql(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// How long a replica's feed may lag an event it was not told about.
+const STALE_AT_MOST: Duration = Duration::from_secs(3);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_replica_hears_of_events_whose_notification_was_lost_or_whose_listener_was_cut()
+{
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    let a = open_postgres(&db.url).await;
+    let mut feed = a.event_feed();
+    let client = sql(&db.url).await;
+    // An event committed with no NOTIFY (as if the notification were lost on the way).
+    client
+        .batch_execute(
+            r#"WITH next AS (UPDATE event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
+               INSERT INTO events (id, at, ingestion_id, body)
+               SELECT last, 0, '', '{"type":"dispatch_paused"}' FROM next"#,
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(STALE_AT_MOST, feed.wait_for(|&latest| latest >= 1))
+        .await
+        .expect("the feed caught up without the notification")
+        .unwrap();
+
+    // The listener's connection is cut; another replica's event still arrives.
+    let cut = client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'sluice-listener' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut, 1, "one listener connection");
+    let b = open_postgres(&db.url).await;
+    ingest(&b, Priority::High, at(0), &[&[1]]).await;
+    tokio::time::timeout(STALE_AT_MOST, feed.wait_for(|&latest| latest >= 2))
+        .await
+        .expect("the feed caught up after the listener was cut")
+        .unwrap();
+}
+
 fn reopenable_sqlite_file() -> (Open, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sluice.db");

@@ -1,9 +1,40 @@
-//! LISTEN/NOTIFY: every replica hears every other's events, and reconnects when dropped.
+//! LISTEN/NOTIFY, made so it cannot go quiet: every replica hears every other's events at
+//! once through NOTIFY, and at most [`POLL`] late without it.
+//!
+//! - The listener's connection has TCP keepalives, so a peer that vanished without closing
+//!   the connection is noticed.
+//! - Every [`POLL`] the listener also reads `event_seq` on that connection, with a timeout:
+//!   a notification lost on the way is caught up within one poll, and a connection that no
+//!   longer answers is dropped.
+//! - A dropped connection is replaced at once, then with a backoff doubling up to
+//!   [`MAX_BACKOFF`] while the database cannot be reached.
 
 use super::*;
 
-/// Keep the feed current with every replica's events; reconnect when the connection drops.
+/// How often the listener reads the event counter besides the notifications.
+pub(super) const POLL: Duration = Duration::from_secs(1);
+/// How long the poll may take before the connection is taken for dead.
+const POLL_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The listener's connection settings: the store's, named (operators can find it in
+/// `pg_stat_activity`) and with keepalives.
+fn listener_config(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    config
+        .application_name("sluice-listener")
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .connect_timeout(Duration::from_secs(5));
+    config
+}
+
+/// Keep the feed current with every replica's events, for as long as the store lives.
 pub(super) async fn listen(config: tokio_postgres::Config, feed: Arc<watch::Sender<u64>>) {
+    let config = listener_config(config);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
@@ -23,21 +54,11 @@ pub(super) async fn listen(config: tokio_postgres::Config, feed: Arc<watch::Send
                         }
                     }
                 });
-                let caught_up = async {
-                    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
-                    // Whatever was committed before LISTEN took effect.
-                    let row = client
-                        .query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])
-                        .await?;
-                    Ok::<u64, tokio_postgres::Error>(row.get::<_, i64>(0) as u64)
-                };
-                match caught_up.await {
-                    Ok(latest) => {
-                        advance(&feed, latest);
-                        while let Some(id) = rx.recv().await {
-                            advance(&feed, id);
-                        }
-                        tracing::warn!("the event listener's connection closed; reconnecting");
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        backoff = FIRST_BACKOFF;
+                        follow(&client, &mut rx, &feed).await;
+                        tracing::warn!("the event listener's connection was lost; reconnecting");
                     }
                     Err(e) => tracing::warn!(error = %e, "could not listen for events"),
                 }
@@ -45,7 +66,41 @@ pub(super) async fn listen(config: tokio_postgres::Config, feed: Arc<watch::Send
             }
             Err(e) => tracing::warn!(error = %e, "event listener cannot connect; retrying"),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Follow notifications and poll the counter (at once: whatever committed before LISTEN took
+/// effect), until the connection fails.
+async fn follow(
+    client: &tokio_postgres::Client,
+    notifications: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
+    feed: &watch::Sender<u64>,
+) {
+    let mut poll = tokio::time::interval(POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            id = notifications.recv() => match id {
+                Some(id) => advance(feed, id),
+                None => return,
+            },
+            _ = poll.tick() => {
+                let read = client.query_one("SELECT last FROM event_seq WHERE id = 1", &[]);
+                match tokio::time::timeout(POLL_TIMEOUT, read).await {
+                    Ok(Ok(row)) => advance(feed, row.get::<_, i64>(0) as u64),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the event listener's poll failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!("the event listener's poll did not answer");
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
