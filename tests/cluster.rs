@@ -312,3 +312,106 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
         replica.kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start_a_batch_twice() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    const INTERVAL_US: i64 = 50_000;
+    let flags = ["--rate-interval", "50ms", "--simulated-work", "5ms"];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start(&db.url, &flags).await);
+    }
+    let client = reqwest::Client::new();
+    // Eight submitters per replica, for three seconds, while all three dispatch.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut submitters = Vec::new();
+    for (r, replica) in replicas.iter().enumerate() {
+        for s in 0..8u64 {
+            let (client, url) = (client.clone(), format!("{}/ingest", replica.base));
+            submitters.push(tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < until {
+                    let first = 1 + (r as u64 * 8 + s) * 100 + n % 20 * 5;
+                    let priority = ["HIGH", "MEDIUM", "LOW"][(n % 3) as usize];
+                    let ids: Vec<u64> = (first..first + 5).collect();
+                    let body = json!({"ids": ids, "priority": priority});
+                    let view = post(&client, url.clone(), body).await;
+                    accepted.push(view["ingestion_id"].as_str().unwrap().to_owned());
+                    n += 1;
+                }
+                accepted
+            }));
+        }
+    }
+    let mut accepted = HashSet::new();
+    for submitter in submitters {
+        accepted.extend(submitter.await.unwrap());
+    }
+    for replica in &mut replicas {
+        replica.terminate(Duration::from_secs(10)).await;
+    }
+
+    let (sql, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // Every acknowledged ingestion is stored, with both of its batches.
+    let stored: HashMap<String, i64> = sql
+        .query(
+            "SELECT i.id::text, COUNT(b.id) FROM ingestions i JOIN batches b ON b.ingestion_seq = i.seq
+             GROUP BY i.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        accepted.len() > 100,
+        "{} ingestions accepted",
+        accepted.len()
+    );
+    for id in &accepted {
+        assert_eq!(stored.get(id), Some(&2), "ingestion {id}");
+    }
+    // Every start recorded, in time order: none within the interval of the previous one, and
+    // no batch started more than once.
+    let starts: Vec<(i64, i32)> = sql
+        .query(
+            "SELECT started_at, attempt FROM batches WHERE started_at IS NOT NULL
+             ORDER BY started_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(starts.len() > 20, "{} starts", starts.len());
+    assert!(
+        starts.iter().all(|&(_, attempt)| attempt == 1),
+        "a batch started twice"
+    );
+    for pair in starts.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!(gap >= INTERVAL_US, "two starts {gap} µs apart");
+    }
+    let triggered: i64 = sql
+        .query_one(
+            "SELECT COUNT(*) FROM events WHERE body::jsonb->>'type' = 'batch_triggered'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        triggered as usize,
+        starts.len(),
+        "one batch_triggered per start"
+    );
+}
