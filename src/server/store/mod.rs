@@ -269,8 +269,7 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError>;
 
     /// Events with an id above `after`, oldest first, at most `limit`; only those of one
-    /// ingestion if given. Every state change above appends its event in its own transaction;
-    /// it is readable here once the change has returned.
+    /// ingestion if given. Every state change above appends its event in its own transaction.
     async fn events_after(
         &self,
         after: u64,

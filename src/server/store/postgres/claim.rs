@@ -115,12 +115,12 @@ impl PostgresStore {
         .await
         .map_err(pg)?;
         tx.execute(
-            "UPDATE queue_depth SET waiting = waiting - $1 WHERE priority = $2 AND shard = 0",
+            "UPDATE queue_depth SET waiting = waiting - $1 WHERE priority = $2",
             &[&from_waiting, &rank],
         )
         .await
         .map_err(pg)?;
-        append_event(
+        let event = append_event(
             &tx,
             now,
             &EventBody::BatchTriggered {
@@ -132,7 +132,7 @@ impl PostgresStore {
         )
         .await?;
         tx.commit().await.map_err(pg)?;
-        self.publisher.done().await;
+        self.published(Some(event));
         Ok(Claim::Claimed(ClaimedBatch {
             batch_id,
             ingestion_id,

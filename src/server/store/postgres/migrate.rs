@@ -7,7 +7,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0001_init.sql"),
     include_str!("../../../../migrations/postgres/0002_failures.sql"),
     include_str!("../../../../migrations/postgres/0003_queue_depth.sql"),
-    include_str!("../../../../migrations/postgres/0004_scale_out.sql"),
 ];
 
 pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {

@@ -36,13 +36,11 @@ use uuid::Uuid;
 mod claim;
 mod listen;
 mod migrate;
-mod publish;
 mod rows;
 mod writer;
 
 use listen::*;
 use migrate::*;
-use publish::Publisher;
 use rows::*;
 use writer::{group_commit, Submission};
 
@@ -51,9 +49,6 @@ const EVENT_RETENTION: i64 = 100_000;
 
 /// The channel every replica listens on; the payload is the new event's id.
 const CHANNEL: &str = "sluice_events";
-
-/// How many shards writers pick theirs from (see `writer`).
-const WRITER_SHARDS: u128 = 32;
 
 /// Connections kept for the dispatcher, beside the request pool.
 const DISPATCH_CONNECTIONS: usize = 2;
@@ -77,8 +72,7 @@ pub struct PostgresStore {
     dispatch: Pool,
     clock: SlotClock,
     events: watch::Receiver<u64>,
-    /// Numbers committed events (see `publish`).
-    publisher: Publisher,
+    feed: Arc<watch::Sender<u64>>,
     listener: JoinHandle<()>,
 }
 
@@ -145,26 +139,13 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         migrate(raw(&mut client)).await?;
         let latest = latest_event(&**client).await?;
-        // This writer's shard of the waiting counts: random, so replicas rarely share one
-        // (sharing only costs waiting); bounded, so restarts do not pile rows up.
-        let shard = 1 + (Uuid::new_v4().as_u128() % WRITER_SHARDS) as i16;
-        client
-            .execute(
-                "INSERT INTO queue_depth (priority, shard, waiting)
-                 SELECT p, $1, 0 FROM (VALUES (0::smallint), (1::smallint), (2::smallint)) AS v(p)
-                 ON CONFLICT DO NOTHING",
-                &[&shard],
-            )
-            .await
-            .map_err(pg)?;
         drop(client);
         let (feed, events) = watch::channel(latest);
         let feed = Arc::new(feed);
-        // The writer and the publisher have connections of their own; both stop once every
-        // handle is dropped, after storing what was queued.
-        let publisher = Publisher::spawn(pool_of(1)?, feed.clone());
+        // The writer has a connection of its own and stops once every handle is dropped,
+        // after storing what was queued.
         let (writes, queued) = mpsc::channel(writer::QUEUE);
-        tokio::spawn(group_commit(pool_of(1)?, queued, publisher.clone(), shard));
+        tokio::spawn(group_commit(pool_of(1)?, queued, feed.clone()));
         let listener = tokio::spawn(listen(config, feed.clone()));
         Ok(Self {
             pool,
@@ -172,7 +153,7 @@ impl PostgresStore {
             dispatch,
             clock,
             events,
-            publisher,
+            feed,
             listener,
         })
     }
@@ -190,6 +171,13 @@ impl PostgresStore {
             .get()
             .await
             .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+    }
+
+    /// Tell this process's listeners at once (other replicas hear the NOTIFY).
+    fn published(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            advance(&self.feed, id);
+        }
     }
 
     async fn now_in<C: GenericClient>(
@@ -306,7 +294,7 @@ impl Store for PostgresStore {
         };
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
-        append_event(
+        let mut last = append_event(
             &tx,
             at,
             &EventBody::BatchCompleted {
@@ -317,10 +305,16 @@ impl Store for PostgresStore {
         )
         .await?;
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {
-            append_event(&tx, at, &end).await?;
+            last = append_event(&tx, at, &end).await?;
         }
+        tx.execute(
+            "DELETE FROM events WHERE id <= $1",
+            &[&(last as i64 - EVENT_RETENTION)],
+        )
+        .await
+        .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        self.publisher.done().await;
+        self.published(Some(last));
         Ok(Completion::Completed)
     }
 
@@ -364,12 +358,12 @@ impl Store for PostgresStore {
             one_more_waiting(&tx, batch_id).await?;
         }
         let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
-        append_event(&tx, at, &body).await?;
+        let mut last = append_event(&tx, at, &body).await?;
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {
-            append_event(&tx, at, &end).await?;
+            last = append_event(&tx, at, &end).await?;
         }
         tx.commit().await.map_err(pg)?;
-        self.publisher.done().await;
+        self.published(Some(last));
         Ok(Completion::Completed)
     }
 
@@ -404,9 +398,9 @@ impl Store for PostgresStore {
             batch_id,
             position: position as u32,
         };
-        append_event(&tx, at, &body).await?;
+        let last = append_event(&tx, at, &body).await?;
         tx.commit().await.map_err(pg)?;
-        self.publisher.done().await;
+        self.published(Some(last));
         Ok(Some(true))
     }
 
@@ -433,7 +427,7 @@ impl Store for PostgresStore {
         }
         tx.execute(
             "UPDATE queue_depth SET waiting = waiting - $1
-             WHERE shard = 0 AND priority = (SELECT priority FROM ingestions WHERE seq = $2)",
+             WHERE priority = (SELECT priority FROM ingestions WHERE seq = $2)",
             &[&cancelled, &seq],
         )
         .await
@@ -444,7 +438,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        append_event(
+        let mut last = append_event(
             &tx,
             at,
             &EventBody::BatchesCancelled {
@@ -454,10 +448,10 @@ impl Store for PostgresStore {
         )
         .await?;
         if let Some(end) = ending(&tx, seq, ingestion).await? {
-            append_event(&tx, at, &end).await?;
+            last = append_event(&tx, at, &end).await?;
         }
         tx.commit().await.map_err(pg)?;
-        self.publisher.done().await;
+        self.published(Some(last));
         Ok(Some(cancelled as u32))
     }
 
@@ -494,10 +488,7 @@ impl Store for PostgresStore {
         let tx = snapshot(&mut client).await?;
         let mut waiting = [0u64; 3];
         for row in tx
-            .query(
-                "SELECT priority, SUM(waiting)::bigint FROM queue_depth GROUP BY priority",
-                &[],
-            )
+            .query("SELECT priority, waiting FROM queue_depth", &[])
             .await
             .map_err(pg)?
         {
@@ -646,17 +637,16 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?
             > 0;
+        let mut event = None;
         if changed {
             let body = match paused {
                 true => EventBody::DispatchPaused {},
                 false => EventBody::DispatchResumed {},
             };
-            append_event(&tx, at, &body).await?;
+            event = Some(append_event(&tx, at, &body).await?);
         }
         tx.commit().await.map_err(pg)?;
-        if changed {
-            self.publisher.done().await;
-        }
+        self.published(event);
         Ok(changed)
     }
 
@@ -674,7 +664,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        append_event(
+        let event = append_event(
             &tx,
             at,
             &EventBody::RateChanged {
@@ -683,7 +673,7 @@ impl Store for PostgresStore {
         )
         .await?;
         tx.commit().await.map_err(pg)?;
-        self.publisher.done().await;
+        self.published(Some(event));
         Ok(())
     }
 

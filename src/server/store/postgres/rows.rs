@@ -4,33 +4,41 @@ use super::*;
 
 pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
     let row = client
-        .query_one("SELECT last FROM event_seq WHERE id = 1", &[])
+        .query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])
         .await
         .map_err(pg)?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Append an event, unnumbered: the publisher numbers it once it has committed (see
-/// `publish`).
+/// Append an event with the next id (locking `event_seq` to commit) and notify every replica
+/// on commit. Returns its id.
 pub(super) async fn append_event<C: GenericClient>(
     client: &C,
     at: Timestamp,
     body: &EventBody,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let json =
         serde_json::to_string(body).map_err(|e| StoreError::Corrupt(format!("event: {e}")))?;
     let ingestion = body
         .ingestion_id()
         .map(|id| id.to_string())
         .unwrap_or_default();
-    client
-        .execute(
-            "INSERT INTO events (at, ingestion_id, body) VALUES ($1, $2, $3)",
+    let row = client
+        .query_one(
+            "WITH next AS (UPDATE event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
+             INSERT INTO events (id, at, ingestion_id, body)
+             SELECT last, $1, $2, $3 FROM next
+             RETURNING id",
             &[&at.as_micros(), &ingestion, &json],
         )
         .await
         .map_err(pg)?;
-    Ok(())
+    let id: i64 = row.get(0);
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
+        .await
+        .map_err(pg)?;
+    Ok(id as u64)
 }
 
 use crate::server::store::codec;
@@ -158,7 +166,7 @@ pub(super) async fn one_more_waiting<C: GenericClient>(
     client
         .execute(
             "UPDATE queue_depth SET waiting = waiting + 1
-             WHERE shard = 0 AND priority = (SELECT priority FROM batches WHERE id = $1)",
+             WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
             &[&batch_id],
         )
         .await

@@ -1,16 +1,15 @@
 //! Group commit on PostgreSQL: one writer per replica, on its own connection, stores every
 //! ingestion that arrived while the previous group committed in one transaction (multi-row
-//! inserts from arrays), and answers each submission only after that commit and the publish
-//! that numbers its events.
+//! inserts from arrays, one `event_seq` advance, one NOTIFY), and answers each submission only
+//! after that commit.
 //!
-//! A group locks nothing another replica's writer or the dispatcher needs: its waiting counts
-//! go to this writer's own shard of `queue_depth`, and its events are written unnumbered (the
-//! publisher numbers them after the commit, see `publish`), so the replicas' writers commit
-//! side by side and PostgreSQL's own group commit shares their WAL flushes. Exceptions, for
-//! exactness: a group with a waiting bound locks every shard of `queue_depth` first (the bound
-//! is checked against counts no other writer can change before this group commits), and a
-//! group with idempotency keys takes each key's advisory lock first (in one order for every
-//! writer, so two groups sharing keys cannot deadlock).
+//! The rows every writer in the cluster contends for (`queue_depth`, `event_seq`) are locked
+//! at the end of the group, just before its commit, so a claim on another connection waits at
+//! most for one group's tail and commit, never for its inserts. Exceptions, for exactness:
+//! a group with a waiting bound locks `queue_depth` first (the bound is checked against counts
+//! no other writer can change before this group commits), and a group with idempotency keys
+//! takes each key's advisory lock first (in one order for every writer, so two groups sharing
+//! keys cannot deadlock).
 //!
 //! A statement the server refuses fails the whole group's transaction; the group is then
 //! stored again one submission per transaction, so the one that fails is undone alone. A lost
@@ -55,13 +54,11 @@ impl From<tokio_postgres::Error> for GroupError {
     }
 }
 
-/// The writer loop: runs until every `PostgresStore` handle is gone. `shard` is this
-/// writer's row of each priority's waiting count (created by `open`).
+/// The writer loop: runs until every `PostgresStore` handle is gone.
 pub(super) async fn group_commit(
     pool: Pool,
     mut rx: mpsc::Receiver<Submission>,
-    publisher: Publisher,
-    shard: i16,
+    feed: Arc<watch::Sender<u64>>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut ids = ids_in(&first);
@@ -75,36 +72,36 @@ pub(super) async fn group_commit(
                 Err(_) => break,
             }
         }
-        let answers: Vec<Result<Inserted, StoreError>> = match store(&pool, &group, shard).await {
-            Ok(answers) => answers.into_iter().map(Ok).collect(),
-            Err(GroupError::Refused(_)) if group.len() > 1 => {
-                let mut answers = Vec::with_capacity(group.len());
-                for submission in &group {
-                    answers.push(
-                        match store(&pool, std::slice::from_ref(submission), shard).await {
-                            Ok(mut alone) => Ok(alone.remove(0)),
-                            Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => Err(e),
-                        },
-                    );
+        match store(&pool, &group).await {
+            Ok((answers, latest)) => {
+                if let Some(latest) = latest {
+                    advance(&feed, latest);
                 }
-                answers
+                for (submission, answer) in group.into_iter().zip(answers) {
+                    let _ = submission.reply.send(Ok(answer));
+                }
+            }
+            Err(GroupError::Refused(_)) if group.len() > 1 => {
+                for submission in group {
+                    let alone = std::slice::from_ref(&submission);
+                    let answer = match store(&pool, alone).await {
+                        Ok((mut answers, latest)) => {
+                            if let Some(latest) = latest {
+                                advance(&feed, latest);
+                            }
+                            Ok(answers.remove(0))
+                        }
+                        Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => Err(e),
+                    };
+                    let _ = submission.reply.send(answer);
+                }
             }
             Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => {
-                group.iter().map(|_| Err(e.clone())).collect()
+                for submission in group {
+                    let _ = submission.reply.send(Err(e.clone()));
+                }
             }
-        };
-        // Answered once the group's events are numbered (readable), while the next group is
-        // already being stored.
-        let created = answers.iter().any(|a| *a == Ok(Inserted::Created));
-        let publisher = publisher.clone();
-        tokio::spawn(async move {
-            if created {
-                publisher.done().await;
-            }
-            for (submission, answer) in group.into_iter().zip(answers) {
-                let _ = submission.reply.send(answer);
-            }
-        });
+        }
     }
 }
 
@@ -117,8 +114,12 @@ fn ids_in(submission: &Submission) -> usize {
         .sum()
 }
 
-/// Store one group in one transaction: each submission's answer, in order.
-async fn store(pool: &Pool, group: &[Submission], shard: i16) -> Result<Vec<Inserted>, GroupError> {
+/// Store one group in one transaction: each submission's answer in order, and the newest
+/// event id if the group appended any.
+async fn store(
+    pool: &Pool,
+    group: &[Submission],
+) -> Result<(Vec<Inserted>, Option<u64>), GroupError> {
     let mut client = pool.get().await.map_err(|e| {
         GroupError::Unavailable(StoreError::Unavailable(format!(
             "no database connection: {e}"
@@ -148,12 +149,14 @@ async fn store(pool: &Pool, group: &[Submission], shard: i16) -> Result<Vec<Inse
         .filter(|(_, answer)| **answer == Inserted::Created)
         .map(|(s, _)| s)
         .collect();
-    if !created.is_empty() {
-        insert_rows(&tx, &created).await?;
-        count_and_announce(&tx, &created, shard).await?;
+    if created.is_empty() {
+        tx.commit().await?;
+        return Ok((answers, None));
     }
+    insert_rows(&tx, &created).await?;
+    let latest = count_and_announce(&tx, &created).await?;
     tx.commit().await?;
-    Ok(answers)
+    Ok((answers, Some(latest)))
 }
 
 /// A key as stored: its request's fingerprint, its ingestion, when it was first seen.
@@ -331,17 +334,20 @@ async fn insert_rows(
     Ok(())
 }
 
-/// The group's waiting counts (on this writer's shard) and its events (unnumbered, in
-/// arrival order), pipelined.
+/// The contended tail of a group: the waiting counts and the events, in one pipelined round
+/// trip just before the commit. Returns the newest event id.
 async fn count_and_announce(
     tx: &tokio_postgres::Transaction<'_>,
     created: &[&Submission],
-    shard: i16,
-) -> Result<(), GroupError> {
+) -> Result<u64, GroupError> {
     let mut per_priority = [0i64; 3];
     for s in created {
         per_priority[s.ingestion.priority.rank() as usize] += s.ingestion.batches.len() as i64;
     }
+    let ranks: Vec<i16> = (0..3i16)
+        .filter(|&p| per_priority[p as usize] > 0)
+        .collect();
+    let added: Vec<i64> = ranks.iter().map(|&p| per_priority[p as usize]).collect();
     let bodies = created
         .iter()
         .map(|s| {
@@ -359,23 +365,32 @@ async fn count_and_announce(
         .iter()
         .map(|s| s.ingestion.created_at.as_micros())
         .collect();
-    let per_priority = per_priority.to_vec();
-    let depth_params: [&(dyn ToSql + Sync); 2] = [&per_priority, &shard];
-    let event_params: [&(dyn ToSql + Sync); 3] = [&at, &owners, &bodies];
+    let count = created.len() as i64;
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
+    let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
+    let event_params: [&(dyn ToSql + Sync); 5] = [&count, &at, &owners, &bodies, &CHANNEL];
+    // Rows locked in priority order, as every writer and claim locks them (no deadlock).
+    let lock = tx.execute(
+        "SELECT 1 FROM queue_depth WHERE priority = ANY($1) ORDER BY priority FOR UPDATE",
+        &lock_params,
+    );
     let depth = tx.execute(
         "UPDATE queue_depth q SET waiting = q.waiting + d.n
-         FROM unnest($1::bigint[]) WITH ORDINALITY AS d(n, p)
-         WHERE q.priority = d.p - 1 AND q.shard = $2 AND d.n > 0",
+         FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p",
         &depth_params,
     );
-    let events = tx.execute(
-        "INSERT INTO events (at, ingestion_id, body)
-         SELECT e.at, e.ingestion_id, e.body
-         FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY
-              AS e(at, ingestion_id, body, ord)
-         ORDER BY e.ord",
+    // Ids from `event_seq` under its row lock, held to commit: events become visible in id
+    // order, across replicas.
+    let events = tx.query_one(
+        "WITH next AS (UPDATE event_seq SET last = last + $1 WHERE id = 1 RETURNING last),
+         appended AS (
+           INSERT INTO events (id, at, ingestion_id, body)
+           SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body
+           FROM next, unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+                AS e(at, ingestion_id, body, ord))
+         SELECT last, pg_notify($5, last::text) FROM next",
         &event_params,
     );
-    futures::try_join!(depth, events)?;
-    Ok(())
+    let (_, _, row) = futures::try_join!(lock, depth, events)?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
