@@ -11,8 +11,8 @@ submitted before the load keeps every slot busy. Measured per configuration:
   * status reads: GET /status/<id> at concurrency 64 on one replica, after the ingest load.
 
 Figures are printed as ratios against the first configuration measured in the same round
-(SQLite), each the median over BENCH_SCALEOUT_ROUNDS (2) rounds; with a second binary
-(`benches/scaleout.py NEW OLD`) every configuration runs on both, interleaved, for an A/B.
+(SQLite), each the median over BENCH_SCALEOUT_ROUNDS (2) rounds; with more binaries
+(`benches/scaleout.py NEW OLD`) every configuration runs on each, interleaved, for an A/B.
 
 The PostgreSQL database is BENCH_POSTGRES (default postgres://root@127.0.0.1:5432/sluice_bench,
 created if missing); it is emptied before each configuration.
@@ -151,7 +151,7 @@ def main():
     print(f"## scale-out ({SECONDS} s of 5-ID ingests at c={CONNS} per configuration, "
           f"{INTERVAL_MS} ms interval, {WORK_MS} ms work, {os.cpu_count()} cores; "
           f"medians of {ROUNDS} rounds)\n")
-    names = ["new", "baseline"] if len(BINS) > 1 else [""]
+    names = [os.path.basename(b) for b in BINS] if len(BINS) > 1 else [""]
     print("| build | configuration | ingest req/s | vs SQLite | vs 1 replica | errors "
           "| gap p50 × interval | p99 | max | early | status req/s | vs SQLite |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
