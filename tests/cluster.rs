@@ -415,3 +415,26 @@ async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start
         "one batch_triggered per start"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_status_read_on_one_replica_shows_a_change_made_through_another_at_once() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    let flags = ["--rate-interval", "1h"];
+    let (a, b) = (start(&db.url, &flags).await, start(&db.url, &flags).await);
+    let client = reqwest::Client::new();
+    for round in 0..20u64 {
+        let body = json!({"ids": [round + 1, round + 2, round + 3, round + 4], "priority": "LOW"});
+        let id = post(&client, format!("{}/ingest", a.base), body).await["ingestion_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // B reads it (and may remember the read), then A changes it.
+        let before = get(&client, format!("{}/status/{id}", b.base)).await;
+        assert!(before["cancelled_at"].is_null());
+        post(&client, format!("{}/ingest/{id}/cancel", a.base), json!({})).await;
+        let after = get(&client, format!("{}/status/{id}", b.base)).await;
+        assert!(!after["cancelled_at"].is_null(), "round {round}: {after}");
+    }
+}

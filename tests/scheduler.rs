@@ -593,8 +593,8 @@ impl Store for Faulty {
     fn event_feed(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.event_feed()
     }
-    fn feed_moves_with_every_write(&self) -> bool {
-        self.inner.feed_moves_with_every_write()
+    async fn latest_event(&self) -> Result<u64, StoreError> {
+        self.inner.latest_event().await
     }
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
         self.inner.set_paused(paused, self.skewed(at)).await

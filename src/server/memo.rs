@@ -1,11 +1,12 @@
 //! Reads remembered until the next event.
 //!
-//! Every change a client can see appends an event, and the store's event feed moves to the
-//! new event's id before the change is acknowledged. So a value read from the store while the
-//! feed stood at `n` is still what the store holds as long as the feed stands at `n`: a
-//! status polled between two events is answered from memory instead of the database. (The
-//! feed is read *before* the store, so a value is never filed under a newer id than the one it
-//! was read at.)
+//! Every change a client can see appends an event in its own transaction, and
+//! `Store::latest_event` is the newest committed event id, whichever process committed it.
+//! So a value read from the store when the newest event was `n` is still what the store holds
+//! as long as the newest event is `n`: a status polled between two events is answered from
+//! memory instead of the database (on SQLite with no I/O at all, on PostgreSQL with one
+//! indexed row instead of a transaction of several queries). (The id is read *before* the
+//! store, so a value is never filed under a newer id than the one it was read at.)
 
 use std::{collections::HashMap, sync::Mutex};
 use uuid::Uuid;

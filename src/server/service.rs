@@ -105,8 +105,8 @@ struct Inner {
     metrics: Metrics,
     /// Queue places as last read (see `queue_place`).
     places: Memo<QueuePlace>,
-    /// Ingestions as last read, when the store's feed moves with every write (see `record`).
-    records: Option<Memo<Arc<IngestionRecord>>>,
+    /// Ingestions as last read (see `record`).
+    records: Memo<Arc<IngestionRecord>>,
 }
 
 /// Most queue places remembered.
@@ -169,7 +169,6 @@ impl Service {
             max_waiting,
         } = config;
         let (alive, scheduler) = watch::channel(());
-        let store_feed_is_exact = store.feed_moves_with_every_write();
         let service = Self {
             inner: Arc::new(Inner {
                 store,
@@ -182,7 +181,7 @@ impl Service {
                 scheduler,
                 metrics,
                 places: Memo::new(PLACES_CACHED),
-                records: store_feed_is_exact.then(|| Memo::new(RECORD_IDS_CACHED)),
+                records: Memo::new(RECORD_IDS_CACHED),
             }),
         };
         (service, SchedulerAlive(alive))
@@ -279,27 +278,25 @@ impl Service {
 
     /// The status of an ingestion; an unknown or malformed id is `NotFound`.
     pub async fn status(&self, ingestion_id: &str) -> Result<IngestionView, ServiceError> {
-        // One feed reading for the record and the queue place: both are read after it.
-        let seen = self.feed_now();
+        // One reading of the newest event for the record and the queue place: both are read
+        // after it.
+        let seen = self.inner.store.latest_event().await?;
         let record = self.record(ingestion_id, seen).await?;
         self.predicted(&record, seen).await
     }
 
     /// An ingestion as stored; an unknown or malformed id is `NotFound`.
     ///
-    /// Status polls between two events are answered from memory when the store's event feed
-    /// moves with every write (see [`Memo`]); otherwise (several replicas, whose events arrive
-    /// here a moment after they commit) always from the store.
-    /// `seen` is the event feed's value read before this call.
+    /// Status polls between two events are answered from memory (see [`Memo`]): a record is
+    /// remembered under the newest event id read before it (`Store::latest_event`), and
+    /// served while that id stands still.
     async fn record(
         &self,
         ingestion_id: &str,
         seen: u64,
     ) -> Result<Arc<IngestionRecord>, ServiceError> {
         let id = ingestion_uuid(ingestion_id)?;
-        let Some(records) = &self.inner.records else {
-            return self.read_record(id, ingestion_id).await.map(Arc::new);
-        };
+        let records = &self.inner.records;
         if let Some(record) = records.get(&id, seen) {
             return Ok(record);
         }
@@ -325,7 +322,8 @@ impl Service {
         offset: u64,
         limit: u64,
     ) -> Result<ResultsPage, ServiceError> {
-        let record = self.record(ingestion_id, self.feed_now()).await?;
+        let seen = self.inner.store.latest_event().await?;
+        let record = self.record(ingestion_id, seen).await?;
         let total = record.batches.iter().map(|b| b.ids.len() as u64).sum();
         let results = record
             .batches

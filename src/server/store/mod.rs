@@ -280,10 +280,12 @@ pub trait Store: Send + Sync + 'static {
     /// The id of the newest committed event, updated after every commit that appends one.
     fn event_feed(&self) -> watch::Receiver<u64>;
 
-    /// Whether every change moves the feed after it commits and before it is acknowledged,
-    /// so that a read remembered with the feed's value stays exact while the feed stands
-    /// still (true when this process is the only writer).
-    fn feed_moves_with_every_write(&self) -> bool;
+    /// The id of the newest event committed, as the store holds it now: every change that
+    /// returned before this call (through any process) has an event at most this, and a read
+    /// begun after it sees those changes. Reads remembered under this value stay exact while
+    /// it stands still (see `server::memo`), so it must be cheap: no I/O where this process
+    /// is the only writer (its feed moves with every write), one indexed row otherwise.
+    async fn latest_event(&self) -> Result<u64, StoreError>;
 
     /// Pause or resume dispatch (durably, with its event); false if it already was so.
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError>;

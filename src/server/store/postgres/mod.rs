@@ -621,9 +621,11 @@ impl Store for PostgresStore {
         self.events.clone()
     }
 
-    /// Other replicas' writes reach the feed by NOTIFY, a moment after they commit.
-    fn feed_moves_with_every_write(&self) -> bool {
-        false
+    /// Other replicas' writes reach the feed by NOTIFY, a moment after they commit: the
+    /// counter itself is read instead.
+    async fn latest_event(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        latest_event(&**client).await
     }
 
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {

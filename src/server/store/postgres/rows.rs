@@ -4,7 +4,7 @@ use super::*;
 
 pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
     let row = client
-        .query_one("SELECT COALESCE(MAX(id), 0) FROM events", &[])
+        .query_one("SELECT last FROM event_seq WHERE id = 1", &[])
         .await
         .map_err(pg)?;
     Ok(row.get::<_, i64>(0) as u64)

@@ -705,9 +705,10 @@ impl Store for SqliteStore {
         self.events.clone()
     }
 
-    /// Every write goes through this process's one writer, which moves the feed first.
-    fn feed_moves_with_every_write(&self) -> bool {
-        true
+    /// Every write goes through this process's one writer, which moves the feed before the
+    /// write returns: the feed is exact.
+    async fn latest_event(&self) -> Result<u64, StoreError> {
+        Ok(*self.events.borrow())
     }
 
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {
