@@ -87,7 +87,7 @@ async fn follow(
                 None => return,
             },
             _ = poll.tick() => {
-                let read = client.query_one("SELECT last FROM event_seq WHERE id = 1", &[]);
+                let read = client.query_one(LATEST_EVENT, &[]);
                 match tokio::time::timeout(POLL_TIMEOUT, read).await {
                     Ok(Ok(row)) => advance(feed, row.get::<_, i64>(0) as u64),
                     Ok(Err(e)) => {

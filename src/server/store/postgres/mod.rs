@@ -625,7 +625,10 @@ impl Store for PostgresStore {
     /// counter itself is read instead.
     async fn latest_event(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        latest_event(&**client).await
+        // Asked before every status read: prepared once per connection (one round trip).
+        let statement = client.prepare_cached(LATEST_EVENT).await.map_err(pg)?;
+        let row = client.query_one(&statement, &[]).await.map_err(pg)?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     async fn set_paused(&self, paused: bool, at: Timestamp) -> Result<bool, StoreError> {

@@ -2,11 +2,11 @@
 
 use super::*;
 
+/// The newest committed event id.
+pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_seq WHERE id = 1";
+
 pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
-    let row = client
-        .query_one("SELECT last FROM event_seq WHERE id = 1", &[])
-        .await
-        .map_err(pg)?;
+    let row = client.query_one(LATEST_EVENT, &[]).await.map_err(pg)?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
