@@ -115,7 +115,8 @@ pub struct Settings {
     )]
     pub database_url: DatabaseUrl,
 
-    /// Connections to PostgreSQL per process (2..=256); ignored for SQLite.
+    /// Connections to PostgreSQL per process for requests (2..=256; the ingest writer, the
+    /// dispatcher and the event listener have their own); ignored for SQLite.
     #[arg(long, env = "SLUICE_DATABASE_POOL_SIZE", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(2..=256))]
     pub database_pool_size: u32,
