@@ -12,7 +12,7 @@ Starts the release binary on a temporary SQLite file and measures, side by side 
 Usage: benches/quick.py [path/to/release/sluice]   (needs wrk: apt-get install wrk)
 """
 
-import json, os, re, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, re, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 from datetime import datetime
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/sluice"
@@ -72,6 +72,21 @@ def paired(base, url, c, script=None):
     return ceil_rps, rps, ratio, p50, p99, " / ".join(f"{r[0]:.1%}" for r in rounds)
 
 
+def fresh_postgres(url):
+    """Create the database `url` names if it is missing, and empty it."""
+    parts = urllib.parse.urlparse(url)
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    exists = subprocess.run(["psql", admin, "-tAXc",
+                             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    if not exists:
+        subprocess.run(["psql", admin, "-qXc", f'CREATE DATABASE "{name}"'], check=True,
+                       capture_output=True)
+    subprocess.run(["psql", url, "-qXc", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
+                   check=True, capture_output=True)
+
+
 def post(base, body):
     req = urllib.request.Request(base + "/ingest", data=json.dumps(body).encode(),
                                  headers={"content-type": "application/json"})
@@ -88,8 +103,7 @@ def main():
     stores = [("SQLite", os.path.join(tmp, "http.db"))]
     if os.environ.get("BENCH_POSTGRES"):
         url = os.environ["BENCH_POSTGRES"]
-        subprocess.run(["psql", url, "-qc", "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
-                       check=True)
+        fresh_postgres(url)
         stores.append(("PostgreSQL", url))
     for name, db in stores:
         proc, base = start(db, "--rate-interval", "1h")

@@ -2,7 +2,8 @@
 """Scale-out: SQLite vs PostgreSQL, one replica vs three, in one run on this machine.
 
 Every configuration runs the same load: wrk posts 5-ID MEDIUM ingestions at concurrency 64
-(split evenly over the replicas, one wrk per replica) for BENCH_SCALEOUT_SECONDS (10), while
+(split evenly over the replicas, one wrk per replica; the last configuration gives each of
+three replicas 64) for BENCH_SCALEOUT_SECONDS (10), while
 the replicas dispatch at a 100 ms interval with 10 ms of simulated work per batch; a backlog
 submitted before the load keeps every slot busy. Measured per configuration:
   * durable ingest req/s (the sum over the replicas' wrk runs), and errors (non-2xx);
@@ -20,35 +21,21 @@ created if missing); it is emptied before each configuration.
 Usage: benches/scaleout.py [path/to/release/sluice [path/to/baseline/sluice]]
 """
 
-import os, re, subprocess, sys, tempfile, time, urllib.parse, urllib.request
-import sqlite3
+import os, re, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quick import free_port, post  # noqa: E402
+from quick import free_port, fresh_postgres, post  # noqa: E402
 
 BINS = sys.argv[1:] or ["target/release/sluice"]
 SECONDS = int(os.environ.get("BENCH_SCALEOUT_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_SCALEOUT_ROUNDS", "2"))
 PG = os.environ.get("BENCH_POSTGRES", "postgres://root@127.0.0.1:5432/sluice_bench")
 INTERVAL_MS, WORK_MS, CONNS = 100, 10, 64
-CONFIGS = [("SQLite, 1 process", "sqlite", 1), ("PostgreSQL, 1 replica", "pg", 1),
-           ("PostgreSQL, 3 replicas", "pg", 3)]
-
-
-def psql(url, sql):
-    subprocess.run(["psql", url, "-qXc", sql], check=True, capture_output=True)
-
-
-def fresh_pg():
-    parts = urllib.parse.urlparse(PG)
-    name = parts.path.lstrip("/")
-    admin = parts._replace(path="/postgres").geturl()
-    exists = subprocess.run(["psql", admin, "-tAXc",
-                             f"SELECT 1 FROM pg_database WHERE datname = '{name}'"],
-                            check=True, capture_output=True, text=True).stdout.strip()
-    if not exists:
-        psql(admin, f'CREATE DATABASE "{name}"')
-    psql(PG, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+# (label, store, replicas, ingest clients): the last one gives each replica the clients the
+# single replica had, to show how group size, not coordination alone, sets the three's rate.
+CONFIGS = [("SQLite, 1 process", "sqlite", 1, CONNS), ("PostgreSQL, 1 replica", "pg", 1, CONNS),
+           ("PostgreSQL, 3 replicas", "pg", 3, CONNS),
+           (f"PostgreSQL, 3 replicas, c={3 * CONNS}", "pg", 3, 3 * CONNS)]
 
 
 def start(bin_, url, log):
@@ -101,12 +88,12 @@ def starts_between(kind, db, lo_us, hi_us):
     return [int(x) for x in out.split()]
 
 
-def run(bin_, kind, replicas, tmp, tag):
+def run(bin_, kind, replicas, conns, tmp, tag):
     if kind == "sqlite":
         db = os.path.join(tmp, f"{tag}.db")
         url = f"sqlite://{db}"
     else:
-        fresh_pg()
+        fresh_postgres(PG)
         db, url = None, PG
     log = open(os.path.join(tmp, f"{tag}.log"), "w")
     servers = [start(bin_, url, log) for _ in range(replicas)]
@@ -120,7 +107,7 @@ def run(bin_, kind, replicas, tmp, tag):
                 'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}\'\n')
     time.sleep(0.5)
     began = time.time()
-    rps, errors = wrk_many([b + "/ingest" for b in bases], CONNS, script)
+    rps, errors = wrk_many([b + "/ingest" for b in bases], conns, script)
     ended = time.time()
     one = post(bases[0], {"ids": [1, 2, 3, 4, 5], "priority": "LOW"})["ingestion_id"]
     status_rps, status_errors = wrk_many([f"{bases[0]}/status/{one}"], CONNS)
@@ -144,10 +131,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="sluice-scaleout-")
     results = {}  # (bin index, config index) -> list of run results
     for r in range(ROUNDS):
-        for ci, (_, kind, replicas) in enumerate(CONFIGS):
+        for ci, (_, kind, replicas, conns) in enumerate(CONFIGS):
             for bi, bin_ in enumerate(BINS):
                 results.setdefault((bi, ci), []).append(
-                    run(bin_, kind, replicas, tmp, f"r{r}-c{ci}-b{bi}"))
+                    run(bin_, kind, replicas, conns, tmp, f"r{r}-c{ci}-b{bi}"))
     print(f"## scale-out ({SECONDS} s of 5-ID ingests at c={CONNS} per configuration, "
           f"{INTERVAL_MS} ms interval, {WORK_MS} ms work, {os.cpu_count()} cores; "
           f"medians of {ROUNDS} rounds)\n")
@@ -156,16 +143,16 @@ def main():
           "| gap p50 × interval | p99 | max | early | status req/s | vs SQLite |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for bi, name in enumerate(names):
-        med = lambda ci, i: q([run_[i] for run_ in results[(bi, ci)]], 0.5)
+        med = lambda ci, i: statistics.median(run_[i] for run_ in results[(bi, ci)])
         sqlite_rps, sqlite_status = med(0, 0), med(0, 3)
         one_rps = med(1, 0)
-        for ci, (label, _, replicas) in enumerate(CONFIGS):
+        for ci, (label, _, replicas, _) in enumerate(CONFIGS):
             runs = results[(bi, ci)]
             gaps = [g for run_ in runs for g in run_[2]]
             errors = sum(run_[1] + run_[4] for run_ in runs)
             rps, status = med(ci, 0), med(ci, 3)
             early = sum(1 for g in gaps if g < 1.0)
-            vs_one = f"{rps / one_rps:.2f}×" if ci == 2 else ""
+            vs_one = f"{rps / one_rps:.2f}×" if ci >= 2 else ""
             print(f"| {name} | {label} | {rps:.0f} | {rps / sqlite_rps:.2f}× | {vs_one} | "
                   f"{errors} | {q(gaps, .5):.3f} | {q(gaps, .99):.3f} | "
                   f"{max(gaps) if gaps else float('nan'):.3f} | {early} | {status:.0f} | "

@@ -6,8 +6,8 @@
 //! - Every [`POLL`] the listener also reads `event_seq` on that connection, with a timeout:
 //!   a notification lost on the way is caught up within one poll, and a connection that no
 //!   longer answers is dropped.
-//! - A dropped connection is replaced at once, then with a backoff doubling up to
-//!   [`MAX_BACKOFF`] while the database cannot be reached.
+//! - A dropped connection is replaced after [`FIRST_BACKOFF`], then with a backoff doubling
+//!   up to [`MAX_BACKOFF`] until a new connection has answered a poll.
 
 use super::*;
 
@@ -56,8 +56,9 @@ pub(super) async fn listen(config: tokio_postgres::Config, feed: Arc<watch::Send
                 });
                 match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
                     Ok(()) => {
-                        backoff = FIRST_BACKOFF;
-                        follow(&client, &mut rx, &feed).await;
+                        if follow(&client, &mut rx, &feed).await {
+                            backoff = FIRST_BACKOFF;
+                        }
                         tracing::warn!("the event listener's connection was lost; reconnecting");
                     }
                     Err(e) => tracing::warn!(error = %e, "could not listen for events"),
@@ -72,31 +73,35 @@ pub(super) async fn listen(config: tokio_postgres::Config, feed: Arc<watch::Send
 }
 
 /// Follow notifications and poll the counter (at once: whatever committed before LISTEN took
-/// effect), until the connection fails.
+/// effect), until the connection fails; whether a poll was ever answered.
 async fn follow(
     client: &tokio_postgres::Client,
     notifications: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
     feed: &watch::Sender<u64>,
-) {
+) -> bool {
     let mut poll = tokio::time::interval(POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut answered = false;
     loop {
         tokio::select! {
             id = notifications.recv() => match id {
                 Some(id) => advance(feed, id),
-                None => return,
+                None => return answered,
             },
             _ = poll.tick() => {
                 let read = client.query_one(LATEST_EVENT, &[]);
                 match tokio::time::timeout(POLL_TIMEOUT, read).await {
-                    Ok(Ok(row)) => advance(feed, row.get::<_, i64>(0) as u64),
+                    Ok(Ok(row)) => {
+                        answered = true;
+                        advance(feed, row.get::<_, i64>(0) as u64);
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "the event listener's poll failed");
-                        return;
+                        return answered;
                     }
                     Err(_) => {
                         tracing::warn!("the event listener's poll did not answer");
-                        return;
+                        return answered;
                     }
                 }
             }

@@ -38,6 +38,8 @@ pub(super) struct Submission {
 
 /// Why a group did not commit.
 enum GroupError {
+    /// A deadlock or serialization failure with another transaction: worth one more try.
+    Collided(StoreError),
     /// The server refused a statement (the connection is fine): store the group one by one.
     Refused(StoreError),
     /// No connection, or it was lost: every submission of the group gets this.
@@ -46,10 +48,16 @@ enum GroupError {
 
 impl From<tokio_postgres::Error> for GroupError {
     fn from(e: tokio_postgres::Error) -> Self {
-        if e.as_db_error().is_some() {
-            GroupError::Refused(pg(e))
-        } else {
-            GroupError::Unavailable(pg(e))
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(code)
+                if *code == SqlState::T_R_DEADLOCK_DETECTED
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                GroupError::Collided(pg(e))
+            }
+            _ if e.as_db_error().is_some() => GroupError::Refused(pg(e)),
+            _ => GroupError::Unavailable(pg(e)),
         }
     }
 }
@@ -72,7 +80,17 @@ pub(super) async fn group_commit(
                 Err(_) => break,
             }
         }
-        match store(&pool, &group).await {
+        // A submission whose caller is gone (client disconnected) is not stored: nobody would
+        // learn of it, and a retry without a key would store it twice.
+        group.retain(|submission| !submission.reply.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        let mut outcome = store(&pool, &group).await;
+        if matches!(outcome, Err(GroupError::Collided(_))) {
+            outcome = store(&pool, &group).await;
+        }
+        match outcome {
             Ok((answers, latest)) => {
                 if let Some(latest) = latest {
                     advance(&feed, latest);
@@ -81,7 +99,7 @@ pub(super) async fn group_commit(
                     let _ = submission.reply.send(Ok(answer));
                 }
             }
-            Err(GroupError::Refused(_)) if group.len() > 1 => {
+            Err(GroupError::Refused(_) | GroupError::Collided(_)) if group.len() > 1 => {
                 for submission in group {
                     let alone = std::slice::from_ref(&submission);
                     let answer = match store(&pool, alone).await {
@@ -91,12 +109,16 @@ pub(super) async fn group_commit(
                             }
                             Ok(answers.remove(0))
                         }
-                        Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => Err(e),
+                        Err(
+                            GroupError::Collided(e)
+                            | GroupError::Refused(e)
+                            | GroupError::Unavailable(e),
+                        ) => Err(e),
                     };
                     let _ = submission.reply.send(answer);
                 }
             }
-            Err(GroupError::Refused(e) | GroupError::Unavailable(e)) => {
+            Err(GroupError::Collided(e) | GroupError::Refused(e) | GroupError::Unavailable(e)) => {
                 for submission in group {
                     let _ = submission.reply.send(Err(e.clone()));
                 }
