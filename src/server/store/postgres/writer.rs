@@ -136,6 +136,60 @@ fn ids_in(submission: &Submission) -> usize {
         .sum()
 }
 
+/// The statements every group runs, prepared once per connection (a group's cost is then
+/// executing them, not parsing and planning them again).
+struct Prepared {
+    rows: tokio_postgres::Statement,
+    lock: tokio_postgres::Statement,
+    depth: tokio_postgres::Statement,
+    events: tokio_postgres::Statement,
+}
+
+impl Prepared {
+    async fn on(client: &deadpool_postgres::Object) -> Result<Self, GroupError> {
+        Ok(Self {
+            rows: client.prepare_cached(INSERT_ROWS).await?,
+            lock: client.prepare_cached(LOCK_DEPTH).await?,
+            depth: client.prepare_cached(ADD_DEPTH).await?,
+            events: client.prepare_cached(APPEND_EVENTS).await?,
+        })
+    }
+}
+
+/// The created ingestions and all their batches (ingestions take their `seq`, the FIFO order
+/// within a priority, in arrival order).
+const INSERT_ROWS: &str = "WITH ing AS (
+           INSERT INTO ingestions (id, priority, created_at)
+           SELECT t.id, t.priority, t.created_at
+           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[]) WITH ORDINALITY
+                AS t(id, priority, created_at, ord)
+           ORDER BY t.ord
+           RETURNING seq, id, priority)
+         INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+         SELECT b.id, ing.seq, b.position, ing.priority, ($9::bigint[])[b.lo:b.hi]
+         FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::int[], $8::int[])
+              AS b(id, owner, position, lo, hi)
+         JOIN ing ON ing.id = b.owner";
+
+/// The waiting counts of the group's priorities, locked in priority order, as every writer and
+/// claim locks them (no deadlock).
+const LOCK_DEPTH: &str =
+    "SELECT 1 FROM queue_depth WHERE priority = ANY($1) ORDER BY priority FOR UPDATE";
+
+const ADD_DEPTH: &str = "UPDATE queue_depth q SET waiting = q.waiting + d.n
+         FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p";
+
+/// The group's events, with ids from `event_seq` under its row lock, held to commit: events
+/// become visible in id order, across replicas.
+const APPEND_EVENTS: &str =
+    "WITH next AS (UPDATE event_seq SET last = last + $1 WHERE id = 1 RETURNING last),
+         appended AS (
+           INSERT INTO events (id, at, ingestion_id, body)
+           SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body
+           FROM next, unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
+                AS e(at, ingestion_id, body, ord))
+         SELECT last, pg_notify($5, last::text) FROM next";
+
 /// Store one group in one transaction: each submission's answer in order, and the newest
 /// event id if the group appended any.
 async fn store(
@@ -147,6 +201,7 @@ async fn store(
             "no database connection: {e}"
         )))
     })?;
+    let prepared = Prepared::on(&client).await?;
     let tx = raw(&mut client).transaction().await?;
     let seen = seen_keys(&tx, group).await?;
     let bounded = group.iter().any(|s| s.admission.max_waiting.is_some());
@@ -175,8 +230,8 @@ async fn store(
         tx.commit().await?;
         return Ok((answers, None));
     }
-    insert_rows(&tx, &created).await?;
-    let latest = count_and_announce(&tx, &created).await?;
+    insert_rows(&tx, &prepared, &created).await?;
+    let latest = count_and_announce(&tx, &prepared, &created).await?;
     tx.commit().await?;
     Ok((answers, Some(latest)))
 }
@@ -278,6 +333,7 @@ fn admit(group: &[Submission], seen: &HashMap<String, SeenKey>, mut waiting: i64
 /// The created ingestions, their batches and their keys: three statements, pipelined.
 async fn insert_rows(
     tx: &tokio_postgres::Transaction<'_>,
+    prepared: &Prepared,
     created: &[&Submission],
 ) -> Result<(), GroupError> {
     let ids: Vec<Uuid> = created.iter().map(|s| s.ingestion.id).collect();
@@ -309,22 +365,7 @@ async fn insert_rows(
     let params: [&(dyn ToSql + Sync); 9] = [
         &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat,
     ];
-    // Ingestions take their `seq` (the FIFO order within a priority) in arrival order.
-    let rows = tx.execute(
-        "WITH ing AS (
-           INSERT INTO ingestions (id, priority, created_at)
-           SELECT t.id, t.priority, t.created_at
-           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[]) WITH ORDINALITY
-                AS t(id, priority, created_at, ord)
-           ORDER BY t.ord
-           RETURNING seq, id, priority)
-         INSERT INTO batches (id, ingestion_seq, position, priority, ids)
-         SELECT b.id, ing.seq, b.position, ing.priority, ($9::bigint[])[b.lo:b.hi]
-         FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::int[], $8::int[])
-              AS b(id, owner, position, lo, hi)
-         JOIN ing ON ing.id = b.owner",
-        &params,
-    );
+    let rows = tx.execute(&prepared.rows, &params);
     let keyed: Vec<(&IdempotencyKey, Uuid, i64)> = created
         .iter()
         .filter_map(|s| {
@@ -360,6 +401,7 @@ async fn insert_rows(
 /// trip just before the commit. Returns the newest event id.
 async fn count_and_announce(
     tx: &tokio_postgres::Transaction<'_>,
+    prepared: &Prepared,
     created: &[&Submission],
 ) -> Result<u64, GroupError> {
     let mut per_priority = [0i64; 3];
@@ -391,28 +433,9 @@ async fn count_and_announce(
     let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
     let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
     let event_params: [&(dyn ToSql + Sync); 5] = [&count, &at, &owners, &bodies, &CHANNEL];
-    // Rows locked in priority order, as every writer and claim locks them (no deadlock).
-    let lock = tx.execute(
-        "SELECT 1 FROM queue_depth WHERE priority = ANY($1) ORDER BY priority FOR UPDATE",
-        &lock_params,
-    );
-    let depth = tx.execute(
-        "UPDATE queue_depth q SET waiting = q.waiting + d.n
-         FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p",
-        &depth_params,
-    );
-    // Ids from `event_seq` under its row lock, held to commit: events become visible in id
-    // order, across replicas.
-    let events = tx.query_one(
-        "WITH next AS (UPDATE event_seq SET last = last + $1 WHERE id = 1 RETURNING last),
-         appended AS (
-           INSERT INTO events (id, at, ingestion_id, body)
-           SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body
-           FROM next, unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
-                AS e(at, ingestion_id, body, ord))
-         SELECT last, pg_notify($5, last::text) FROM next",
-        &event_params,
-    );
+    let lock = tx.execute(&prepared.lock, &lock_params);
+    let depth = tx.execute(&prepared.depth, &depth_params);
+    let events = tx.query_one(&prepared.events, &event_params);
     let (_, _, row) = futures::try_join!(lock, depth, events)?;
     Ok(row.get::<_, i64>(0) as u64)
 }
