@@ -26,7 +26,7 @@ Prints a Markdown table; with BENCH_PLOT=file.png also draws the lateness distri
 import json, os, re, sqlite3, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quick import free_port, post  # noqa: E402
+from quick import free_port, ingest_script, post  # noqa: E402
 
 BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/sluice"
 SECONDS = int(os.environ.get("BENCH_PRECISION_SECONDS", "60"))
@@ -62,10 +62,7 @@ def run(tmp, name, loaded):
     batches = SECONDS * 1000 // INTERVAL_MS + 40
     post(base, {"ids": list(range(1, batches + 1)), "priority": "HIGH"})
     if loaded:
-        script = os.path.join(tmp, "low.lua")
-        with open(script, "w") as f:
-            f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                    'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "LOW"}\'\n')
+        script = ingest_script(tmp, "LOW")
         out = subprocess.run(["wrk", "-t", "2", "-c", "64", "-d", f"{SECONDS}s", "-s", script,
                               base + "/ingest"], capture_output=True, text=True, check=True).stdout
         load = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))

@@ -28,21 +28,32 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(db, *args):
+def start(db, *args, bin_=None, log=None):
+    """Serve `db` (a SQLite path or a PostgreSQL URL) on a free port once it is ready:
+    (process, base URL). Its output goes to `log` if given."""
     port = free_port()
     url = db if db.startswith("postgres") else f"sqlite://{db}"
     proc = subprocess.Popen(
-        [BIN, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", url, *args],
-        env={**os.environ, "RUST_LOG": "warn"},
+        [bin_ or BIN, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", url, *args],
+        env={**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1"}, stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(500):
+    for _ in range(1000):
         try:
-            urllib.request.urlopen(base + "/", timeout=1)
+            urllib.request.urlopen(base + "/readyz", timeout=1)
             return proc, base
         except Exception:
             time.sleep(0.02)
-    raise SystemExit("sluice did not start")
+    raise SystemExit(f"sluice did not start on {url}")
+
+
+def ingest_script(tmp, priority):
+    """A wrk script posting 5-ID ingestions of `priority`; its path."""
+    script = os.path.join(tmp, f"ingest-{priority.lower()}.lua")
+    with open(script, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.body = \'{{"ids": [1, 2, 3, 4, 5], "priority": "{priority}"}}\'\n')
+    return script
 
 
 def wrk(url, conns, script=None):
@@ -95,10 +106,7 @@ def post(base, body):
 
 def main():
     tmp = tempfile.mkdtemp(prefix="sluice-bench-")
-    script = os.path.join(tmp, "ingest.lua")
-    with open(script, "w") as f:
-        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}\'\n')
+    script = ingest_script(tmp, "MEDIUM")
 
     stores = [("SQLite", os.path.join(tmp, "http.db"))]
     if os.environ.get("BENCH_POSTGRES"):

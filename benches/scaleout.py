@@ -21,10 +21,10 @@ created if missing); it is emptied before each configuration.
 Usage: benches/scaleout.py [path/to/release/sluice [path/to/baseline/sluice]]
 """
 
-import os, re, sqlite3, statistics, subprocess, sys, tempfile, time, urllib.request
+import os, re, sqlite3, statistics, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from quick import free_port, fresh_postgres, post  # noqa: E402
+from quick import fresh_postgres, ingest_script, post, start  # noqa: E402
 
 BINS = sys.argv[1:] or ["target/release/sluice"]
 SECONDS = int(os.environ.get("BENCH_SCALEOUT_SECONDS", "10"))
@@ -36,22 +36,6 @@ INTERVAL_MS, WORK_MS, CONNS = 100, 10, 64
 CONFIGS = [("SQLite, 1 process", "sqlite", 1, CONNS), ("PostgreSQL, 1 replica", "pg", 1, CONNS),
            ("PostgreSQL, 3 replicas", "pg", 3, CONNS),
            (f"PostgreSQL, 3 replicas, c={3 * CONNS}", "pg", 3, 3 * CONNS)]
-
-
-def start(bin_, url, log):
-    port = free_port()
-    proc = subprocess.Popen(
-        [bin_, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", url,
-         "--rate-interval", f"{INTERVAL_MS}ms", "--simulated-work", f"{WORK_MS}ms"],
-        env={**os.environ, "RUST_LOG": "warn", "NO_COLOR": "1"}, stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(1000):
-        try:
-            urllib.request.urlopen(base + "/readyz", timeout=1)
-            return proc, base
-        except Exception:
-            time.sleep(0.02)
-    raise SystemExit(f"sluice did not start on {url}")
 
 
 def wrk_many(urls, conns, script=None):
@@ -91,20 +75,17 @@ def starts_between(kind, db, lo_us, hi_us):
 def run(bin_, kind, replicas, conns, tmp, tag):
     if kind == "sqlite":
         db = os.path.join(tmp, f"{tag}.db")
-        url = f"sqlite://{db}"
     else:
         fresh_postgres(PG)
-        db, url = None, PG
+        db = PG
     log = open(os.path.join(tmp, f"{tag}.log"), "w")
-    servers = [start(bin_, url, log) for _ in range(replicas)]
+    flags = ["--rate-interval", f"{INTERVAL_MS}ms", "--simulated-work", f"{WORK_MS}ms"]
+    servers = [start(db, *flags, bin_=bin_, log=log) for _ in range(replicas)]
     bases = [b for _, b in servers]
     # Enough work for every slot of the run before the load begins.
     post(bases[0], {"ids": list(range(1, 3 * (SECONDS * 1000 // INTERVAL_MS + 40))),
                     "priority": "MEDIUM"})
-    script = os.path.join(tmp, "ingest.lua")
-    with open(script, "w") as f:
-        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                'wrk.body = \'{"ids": [1, 2, 3, 4, 5], "priority": "MEDIUM"}\'\n')
+    script = ingest_script(tmp, "MEDIUM")
     time.sleep(0.5)
     began = time.time()
     rps, errors = wrk_many([b + "/ingest" for b in bases], conns, script)

@@ -54,6 +54,16 @@ async fn all_completed(client: &reqwest::Client, base: &str, ids: &[String]) -> 
     views
 }
 
+/// The rows of a two-column query, straight from the database.
+async fn pairs<A, B>(sql: &tokio_postgres::Client, query: &str) -> Vec<(A, B)>
+where
+    A: for<'a> tokio_postgres::types::FromSql<'a>,
+    B: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    let rows = sql.query(query, &[]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
 fn started_at(batch: &Value) -> i64 {
     let at = batch["started_at"].as_str().unwrap();
     chrono::DateTime::parse_from_rfc3339(at)
@@ -355,22 +365,16 @@ async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start
         replica.terminate(Duration::from_secs(10)).await;
     }
 
-    let (sql, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let sql = db.connect().await;
     // Every acknowledged ingestion is stored, with both of its batches.
-    let stored: HashMap<String, i64> = sql
-        .query(
-            "SELECT i.id::text, COUNT(b.id) FROM ingestions i JOIN batches b ON b.ingestion_seq = i.seq
-             GROUP BY i.id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let stored: HashMap<String, i64> = pairs(
+        &sql,
+        "SELECT i.id::text, COUNT(b.id) FROM ingestions i JOIN batches b ON b.ingestion_seq = i.seq
+         GROUP BY i.id",
+    )
+    .await
+    .into_iter()
+    .collect();
     assert!(
         accepted.len() > 100,
         "{} ingestions accepted",
@@ -381,17 +385,12 @@ async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start
     }
     // Every start recorded, in time order: none within the interval of the previous one, and
     // no batch started more than once.
-    let starts: Vec<(i64, i32)> = sql
-        .query(
-            "SELECT started_at, attempt FROM batches WHERE started_at IS NOT NULL
-             ORDER BY started_at",
-            &[],
-        )
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let starts: Vec<(i64, i32)> = pairs(
+        &sql,
+        "SELECT started_at, attempt FROM batches WHERE started_at IS NOT NULL
+         ORDER BY started_at",
+    )
+    .await;
     assert!(starts.len() > 20, "{} starts", starts.len());
     assert!(
         starts.iter().all(|&(_, attempt)| attempt == 1),

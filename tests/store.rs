@@ -1005,15 +1005,6 @@ async fn postgres_stores_on_one_database_see_each_others_events_and_share_one_sl
     assert_eq!(a.last_start().await.unwrap(), Some(at(7)));
 }
 
-/// A plain connection to the test database, beside the stores.
-async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
 /// How long a replica's feed may lag an event it was not told about.
 const STALE_AT_MOST: Duration = Duration::from_secs(3);
 
@@ -1025,7 +1016,7 @@ async fn a_postgres_replica_hears_of_events_whose_notification_was_lost_or_whose
     };
     let a = open_postgres(&db.url).await;
     let mut feed = a.event_feed();
-    let client = sql(&db.url).await;
+    let client = db.connect().await;
     // An event committed with no NOTIFY (as if the notification were lost on the way).
     client
         .batch_execute(
@@ -1113,10 +1104,7 @@ async fn postgres_never_starts_a_second_batch_while_the_first_ones_renewal_holds
     ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
     let first = claimed(&store, at(0)).await;
     // The holder renews just as its lease runs out: its transaction holds the row.
-    let (renewer, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let renewer = db.connect().await;
     renewer.batch_execute("BEGIN").await.unwrap();
     let renewed_until = at(40).as_micros();
     renewer

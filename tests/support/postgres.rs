@@ -36,6 +36,18 @@ pub async fn fresh_database() -> Option<TestDb> {
     })
 }
 
+impl TestDb {
+    /// A plain connection to this database, beside what the test runs on it.
+    #[allow(dead_code)] // not every test binary that includes this module reads SQL itself
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+    }
+}
+
 /// `admin` with its database name replaced by `name`.
 fn with_database(admin: &str, name: &str) -> String {
     let (base, query) = match admin.split_once('?') {

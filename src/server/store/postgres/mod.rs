@@ -102,6 +102,13 @@ async fn snapshot(object: &mut Object) -> Result<tokio_postgres::Transaction<'_>
 /// The database's time in µs since the epoch.
 const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
+/// A connection from `pool`, or why there is none.
+async fn connection(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get()
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+}
+
 fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -159,18 +166,12 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+        connection(&self.pool).await
     }
 
     /// A connection of the dispatcher's own (see `dispatch`).
     async fn dispatch_client(&self) -> Result<Object, StoreError> {
-        self.dispatch
-            .get()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("no database connection: {e}")))
+        connection(&self.dispatch).await
     }
 
     /// Tell this process's listeners at once (other replicas hear the NOTIFY).

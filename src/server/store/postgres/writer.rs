@@ -46,6 +46,14 @@ enum GroupError {
     Unavailable(StoreError),
 }
 
+impl GroupError {
+    fn into_store(self) -> StoreError {
+        match self {
+            GroupError::Collided(e) | GroupError::Refused(e) | GroupError::Unavailable(e) => e,
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for GroupError {
     fn from(e: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
@@ -86,15 +94,12 @@ pub(super) async fn group_commit(
         if group.is_empty() {
             continue;
         }
-        let mut outcome = store(&pool, &group).await;
+        let mut outcome = store(&pool, &group, &feed).await;
         if matches!(outcome, Err(GroupError::Collided(_))) {
-            outcome = store(&pool, &group).await;
+            outcome = store(&pool, &group, &feed).await;
         }
         match outcome {
-            Ok((answers, latest)) => {
-                if let Some(latest) = latest {
-                    advance(&feed, latest);
-                }
+            Ok(answers) => {
                 for (submission, answer) in group.into_iter().zip(answers) {
                     let _ = submission.reply.send(Ok(answer));
                 }
@@ -102,23 +107,15 @@ pub(super) async fn group_commit(
             Err(GroupError::Refused(_) | GroupError::Collided(_)) if group.len() > 1 => {
                 for submission in group {
                     let alone = std::slice::from_ref(&submission);
-                    let answer = match store(&pool, alone).await {
-                        Ok((mut answers, latest)) => {
-                            if let Some(latest) = latest {
-                                advance(&feed, latest);
-                            }
-                            Ok(answers.remove(0))
-                        }
-                        Err(
-                            GroupError::Collided(e)
-                            | GroupError::Refused(e)
-                            | GroupError::Unavailable(e),
-                        ) => Err(e),
-                    };
+                    let answer = store(&pool, alone, &feed)
+                        .await
+                        .map(|mut answers| answers.remove(0))
+                        .map_err(GroupError::into_store);
                     let _ = submission.reply.send(answer);
                 }
             }
-            Err(GroupError::Collided(e) | GroupError::Refused(e) | GroupError::Unavailable(e)) => {
+            Err(e) => {
+                let e = e.into_store();
                 for submission in group {
                     let _ = submission.reply.send(Err(e.clone()));
                 }
@@ -190,17 +187,14 @@ const APPEND_EVENTS: &str =
                 AS e(at, ingestion_id, body, ord))
          SELECT last, pg_notify($5, last::text) FROM next";
 
-/// Store one group in one transaction: each submission's answer in order, and the newest
-/// event id if the group appended any.
+/// Store one group in one transaction and move the feed to its newest event once committed:
+/// each submission's answer, in order.
 async fn store(
     pool: &Pool,
     group: &[Submission],
-) -> Result<(Vec<Inserted>, Option<u64>), GroupError> {
-    let mut client = pool.get().await.map_err(|e| {
-        GroupError::Unavailable(StoreError::Unavailable(format!(
-            "no database connection: {e}"
-        )))
-    })?;
+    feed: &watch::Sender<u64>,
+) -> Result<Vec<Inserted>, GroupError> {
+    let mut client = connection(pool).await.map_err(GroupError::Unavailable)?;
     let prepared = Prepared::on(&client).await?;
     let tx = raw(&mut client).transaction().await?;
     let seen = seen_keys(&tx, group).await?;
@@ -228,12 +222,13 @@ async fn store(
         .collect();
     if created.is_empty() {
         tx.commit().await?;
-        return Ok((answers, None));
+        return Ok(answers);
     }
     insert_rows(&tx, &prepared, &created).await?;
     let latest = count_and_announce(&tx, &prepared, &created).await?;
     tx.commit().await?;
-    Ok((answers, Some(latest)))
+    advance(feed, latest);
+    Ok(answers)
 }
 
 /// A key as stored: its request's fingerprint, its ingestion, when it was first seen.
