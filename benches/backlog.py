@@ -12,14 +12,16 @@ paused (batch size 1, 100 000 IDs per request), then measure
   * RSS of the server process with the backlog in place;
   * start to serving: kill it, start it again on the same file, time until /readyz is 200.
 
-Usage: benches/backlog.py [path/to/release/sluice] [sizes…]   (needs wrk)
+Usage: benches/backlog.py [path/to/release/sluice …] [sizes…]   (needs wrk)
+With two or more binaries (`benches/backlog.py NEW OLD 1000000`), each size runs on each binary
+in turn, for an A/B in one run; the first column then names the build.
 With BENCH_PLOT=file.png also draws claim time, status time and RSS against the backlog.
 """
 
-import json, os, re, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
 
-BIN = sys.argv[1] if len(sys.argv) > 1 else "target/release/sluice"
-SIZES = [int(s) for s in sys.argv[2:]] or [1_000, 10_000, 100_000, 1_000_000]
+BINS = [a for a in sys.argv[1:] if not a.isdigit()] or ["target/release/sluice"]
+SIZES = [int(a) for a in sys.argv[1:] if a.isdigit()] or [1_000, 10_000, 100_000, 1_000_000]
 PER_REQUEST = 100_000
 
 
@@ -29,11 +31,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(db):
+def start(db, bin_):
     port = free_port()
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [BIN, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", f"sqlite://{db}",
+        [bin_, "serve", "--addr", f"127.0.0.1:{port}", "--database-url", f"sqlite://{db}",
          "--batch-size", "1", "--rate-interval", "20ms", "--simulated-work", "0s",
          "--max-ids", str(PER_REQUEST), "--max-body-bytes", str(16 << 20)],
         env={**os.environ, "RUST_LOG": "warn"},
@@ -78,14 +80,16 @@ def wrk(url):
 
 
 def main():
-    print("| waiting batches | fill s | claim mean µs | status after an event ms | "
-          "same priority ms | status req/s (p50 ms) | RSS MB | start to serving s |")
-    print("|---|---|---|---|---|---|---|---|")
+    ab = len(BINS) > 1
+    print(("| build " if ab else "") + "| waiting batches | fill s | claim mean µs | "
+          "status after an event ms | same priority ms | status req/s (p50 ms) | RSS MB | "
+          "start to serving s |")
+    print("|---" * (8 + ab) + "|")
     rows = []
-    for size in SIZES:
+    for size, bin_ in [(size, bin_) for size in SIZES for bin_ in BINS]:
         tmp = tempfile.mkdtemp(prefix="sluice-backlog-")
         db = os.path.join(tmp, "sluice.db")
-        proc, base, _ = start(db)
+        proc, base, _ = start(db, bin_)
         call(base, "/admin/pause", {})
         t0 = time.monotonic()
         left, first = size, 1
@@ -119,13 +123,14 @@ def main():
         rss = rss_mb(proc.pid)
 
         proc.send_signal(signal.SIGKILL); proc.wait()
-        proc, base, ready = start(db)
+        proc, base, ready = start(db, bin_)
         proc.send_signal(signal.SIGKILL); proc.wait()
-        print(f"| {size:,} | {fill:.1f} | {claim_us:.0f} | {first_read:.1f} | {same_read:.1f} | "
+        print((f"| {bin_} " if ab else "") + f"| {size:,} | {fill:.1f} | {claim_us:.0f} | {first_read:.1f} | {same_read:.1f} | "
               f"{rps:.0f} ({p50:.2f}) | {rss:.0f} | {ready:.2f} |", flush=True)
         rows.append((size, claim_us, first_read, same_read, rss, ready))
+        shutil.rmtree(tmp, ignore_errors=True)
     plot = os.environ.get("BENCH_PLOT")
-    if plot:
+    if plot and not ab:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

@@ -1,6 +1,7 @@
 //! A seeded, deterministic simulation of dispatch: several dispatchers (replicas) on one
 //! store, in virtual time, with random arrivals at every priority, downstream failures and
-//! slow work, lost leases, pauses, rate changes, cancels, and process deaths with restarts.
+//! slow work, lost leases, pauses, rate changes, cancels, requeues of failed batches, and
+//! process deaths with restarts.
 //! After every step a plain model of SPEC §2 (the oracle, written without `domain::decide`)
 //! checks the store's answer and the invariants:
 //!
@@ -9,6 +10,7 @@
 //! - every start is the first claimable batch in dispatch order, and no claimable batch
 //!   waits while the slot is due and nothing is in flight;
 //! - a stale attempt's completion is refused;
+//! - an ingestion's place (waiting batches dispatched before its own) is the model's count;
 //! - in the end every acknowledged batch is completed, failed or cancelled.
 //!
 //! It runs on SQLite always and on PostgreSQL when `SLUICE_TEST_POSTGRES` is set (fewer
@@ -425,9 +427,65 @@ impl Sim {
                 self.log.push(format!("t={} cancel {id}", self.now));
             }
             91..=93 => self.die(replica).await?,
+            94..=95 => self.requeue().await?,
             _ => {}
         }
-        self.check_invariants()
+        self.check_invariants()?;
+        self.check_place().await
+    }
+
+    /// An operator requeues a batch that failed for good (if there is one): it waits again.
+    async fn requeue(&mut self) -> Result<(), String> {
+        let failed: Vec<usize> = (0..self.batches.len())
+            .filter(|&i| self.batches[i].state == State::Failed)
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let i = failed[self.rng.below(failed.len() as u64) as usize];
+        let id = self.batches[i].id;
+        let answer = self
+            .store
+            .requeue(id, self.at())
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer != Some(true) {
+            return Err(format!("requeue of failed batch {id} answered {answer:?}"));
+        }
+        let b = &mut self.batches[i];
+        b.state = State::Waiting;
+        b.retry_at = None;
+        self.log.push(format!("t={} requeue {id}", self.now));
+        Ok(())
+    }
+
+    /// One ingestion's place (drawn at random): the store's count of waiting batches
+    /// dispatched before it equals the model's, whatever happened to the queue.
+    async fn check_place(&mut self) -> Result<(), String> {
+        if self.ingestions.is_empty() {
+            return Ok(());
+        }
+        let id = self.ingestions[self.rng.below(self.ingestions.len() as u64) as usize];
+        let me = self.batches.iter().find(|b| b.ingestion == id).unwrap();
+        let (rank, seq) = (me.rank, me.seq);
+        let expected = self
+            .batches
+            .iter()
+            .filter(|b| b.state == State::Waiting && (b.rank, b.seq) < (rank, seq))
+            .count() as u64;
+        let place = self
+            .store
+            .queue_place(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("ingestion {id} has no place"))?;
+        if place.ahead != expected {
+            return Err(format!(
+                "ingestion {id} (priority rank {rank}, #{seq}) has {} ahead; the model says {expected}",
+                place.ahead
+            ));
+        }
+        Ok(())
     }
 
     /// A process dies holding its batch (nothing recorded). On a store one process owns, every

@@ -10,6 +10,16 @@ pub const COMPLETED: i64 = 2;
 pub const CANCELLED: i64 = 3;
 pub const FAILED: i64 = 4;
 
+/// `queue_blocks` counts waiting batches per priority and block of 2^7 consecutive ingestions
+/// (by `seq`): "how many wait ahead" then adds at most backlog/128 block rows and 128
+/// ingestion rows, never every waiting batch. (The migrations that built the table use 7 too.)
+pub const QUEUE_BLOCK_SHIFT: u32 = 7;
+
+/// The `queue_blocks` block of ingestion `seq`.
+pub fn queue_block(seq: i64) -> i64 {
+    seq >> QUEUE_BLOCK_SHIFT
+}
+
 /// A stored status code as a status; an unknown code is corrupt data.
 pub fn batch_status(code: i64) -> Result<BatchStatus, StoreError> {
     Ok(match code {

@@ -91,8 +91,7 @@ impl PostgresStore {
             Ok(chosen) => chosen,
             Err(answer) => return Ok(answer),
         };
-        let (rank, seq, position) = chosen;
-        let from_waiting = i64::from(waiting == Some(chosen));
+        let (_, seq, position) = chosen;
         let lease_until = now.plus(lease);
         let row = tx
             .query_one(
@@ -114,12 +113,9 @@ impl PostgresStore {
         )
         .await
         .map_err(pg)?;
-        tx.execute(
-            "UPDATE queue_depth SET waiting = waiting - $1 WHERE priority = $2",
-            &[&from_waiting, &rank],
-        )
-        .await
-        .map_err(pg)?;
+        if waiting == Some(chosen) {
+            moved(&tx, seq, codec::WAITING, codec::TRIGGERED, 1).await?;
+        }
         let event = append_event(
             &tx,
             now,

@@ -295,6 +295,7 @@ impl Store for PostgresStore {
         };
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
+        moved(&tx, seq, codec::TRIGGERED, codec::COMPLETED, 1).await?;
         let mut last = append_event(
             &tx,
             at,
@@ -355,9 +356,11 @@ impl Store for PostgresStore {
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
         let position = position as u32;
-        if retry_at.is_some() {
-            one_more_waiting(&tx, batch_id).await?;
-        }
+        let to = match retry_at {
+            Some(_) => codec::WAITING,
+            None => codec::FAILED,
+        };
+        moved(&tx, seq, codec::TRIGGERED, to, 1).await?;
         let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
         let mut last = append_event(&tx, at, &body).await?;
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {
@@ -373,7 +376,7 @@ impl Store for PostgresStore {
         let tx = raw(&mut client).transaction().await.map_err(pg)?;
         let Some(row) = tx
             .query_opt(
-                "SELECT b.status, b.position, i.id FROM batches b
+                "SELECT b.status, b.position, i.id, i.seq FROM batches b
                  JOIN ingestions i ON i.seq = b.ingestion_seq WHERE b.id = $1 FOR UPDATE OF b",
                 &[&batch_id],
             )
@@ -382,8 +385,8 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let (status, position, ingestion_id): (i16, i32, Uuid) =
-            (row.get(0), row.get(1), row.get(2));
+        let (status, position, ingestion_id, seq): (i16, i32, Uuid, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
         if status != FAILED {
             return Ok(Some(false));
         }
@@ -393,7 +396,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        one_more_waiting(&tx, batch_id).await?;
+        moved(&tx, seq, codec::FAILED, codec::WAITING, 1).await?;
         let body = EventBody::BatchRequeued {
             ingestion_id,
             batch_id,
@@ -426,13 +429,7 @@ impl Store for PostgresStore {
         if cancelled == 0 {
             return Ok(Some(0));
         }
-        tx.execute(
-            "UPDATE queue_depth SET waiting = waiting - $1
-             WHERE priority = (SELECT priority FROM ingestions WHERE seq = $2)",
-            &[&cancelled, &seq],
-        )
-        .await
-        .map_err(pg)?;
+        moved(&tx, seq, codec::WAITING, codec::CANCELLED, cancelled).await?;
         tx.execute(
             "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, $1) WHERE seq = $2",
             &[&at.as_micros(), &seq],
@@ -552,12 +549,16 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
+        let block = codec::queue_block(seq);
         let ahead: i64 = tx
             .query_one(
-                "SELECT (SELECT COALESCE(SUM(waiting), 0)::bigint FROM queue_depth WHERE priority < $1)
-                      + (SELECT COUNT(*) FROM batches
-                         WHERE status = 0 AND priority = $1 AND ingestion_seq < $2)",
-                &[&priority, &seq],
+                AHEAD,
+                &[
+                    &priority,
+                    &seq,
+                    &block,
+                    &(block << codec::QUEUE_BLOCK_SHIFT),
+                ],
             )
             .await
             .map_err(pg)?

@@ -41,7 +41,7 @@ pub(super) async fn append_event<C: GenericClient>(
     Ok(id as u64)
 }
 
-use crate::server::store::codec;
+pub(super) use crate::server::store::codec;
 
 /// The shared code (`store::codec`) in this schema's `smallint`.
 pub(super) const FAILED: i16 = codec::FAILED as i16;
@@ -158,21 +158,86 @@ pub(super) async fn dispatches<C: GenericClient>(
         .collect()
 }
 
-/// A batch went back to waiting (a retry, or an operator's requeue): count it in its priority.
-pub(super) async fn one_more_waiting<C: GenericClient>(
+/// `n` batches of ingestion `seq` went from status `from` to `to` (codes of `store::codec`):
+/// the ingestion's counts move, and where waiting work changed, its priority's and its
+/// block's (`waiting_moved`). Every status change after an insert goes through here (the
+/// writer counts what it inserts itself, from arrays).
+pub(super) async fn moved<C: GenericClient>(
     client: &C,
-    batch_id: Uuid,
+    seq: i64,
+    from: i64,
+    to: i64,
+    n: i64,
 ) -> Result<(), StoreError> {
+    let (from, to, count) = (from as i32, to as i32, n as i32);
+    let row = client
+        .query_one(
+            "UPDATE ingestions SET
+               waiting   = waiting   + $3 * (($2 = 0)::int - ($1 = 0)::int),
+               running   = running   + $3 * (($2 = 1)::int - ($1 = 1)::int),
+               completed = completed + $3 * (($2 = 2)::int - ($1 = 2)::int),
+               cancelled = cancelled + $3 * (($2 = 3)::int - ($1 = 3)::int),
+               failed    = failed    + $3 * (($2 = 4)::int - ($1 = 4)::int)
+             WHERE seq = $4 RETURNING priority",
+            &[&from, &to, &count, &seq],
+        )
+        .await
+        .map_err(pg)?;
+    let waiting =
+        n * (i64::from(to == codec::WAITING as i32) - i64::from(from == codec::WAITING as i32));
+    waiting_moved(client, row.get(0), seq, waiting).await
+}
+
+/// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
+/// priority (`queue_depth`) and its block (`queue_blocks`, whose rows exist while non-zero).
+/// Locks the priority's row before the block's, as the writer does (no deadlock).
+pub(super) async fn waiting_moved<C: GenericClient>(
+    client: &C,
+    priority: i16,
+    seq: i64,
+    delta: i64,
+) -> Result<(), StoreError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let block = codec::queue_block(seq);
     client
         .execute(
-            "UPDATE queue_depth SET waiting = waiting + 1
-             WHERE priority = (SELECT priority FROM batches WHERE id = $1)",
-            &[&batch_id],
+            "UPDATE queue_depth SET waiting = waiting + $1 WHERE priority = $2",
+            &[&delta, &priority],
         )
+        .await
+        .map_err(pg)?;
+    let (priorities, blocks) = (vec![priority], vec![block]);
+    client
+        .execute(ADD_BLOCKS, &[&priorities, &blocks, &vec![delta]])
+        .await
+        .map_err(pg)?;
+    client
+        .execute(DROP_EMPTY_BLOCKS, &[&priorities, &blocks])
         .await
         .map_err(pg)?;
     Ok(())
 }
+
+/// Add waiting batches to blocks: `$1` priorities, `$2` blocks, `$3` deltas, one entry per
+/// block. Then `DROP_EMPTY_BLOCKS` with the same first two.
+pub(super) const ADD_BLOCKS: &str = "INSERT INTO queue_blocks AS q (priority, block, waiting)
+         SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bigint[])
+         ON CONFLICT (priority, block) DO UPDATE SET waiting = q.waiting + EXCLUDED.waiting";
+
+/// A block row exists only while it has waiting batches.
+pub(super) const DROP_EMPTY_BLOCKS: &str = "DELETE FROM queue_blocks
+         WHERE waiting = 0 AND (priority, block) IN (SELECT * FROM unnest($1::smallint[], $2::bigint[]))";
+
+/// Waiting batches dispatched before ingestion `$2` (of priority `$1`, in block `$3`, which
+/// starts at seq `$4`): every higher priority from its counter, then this priority's earlier
+/// blocks, then the earlier ingestions of its own block. O(backlog / 128 + 128) rows.
+pub(super) const AHEAD: &str =
+    "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < $1)::bigint
+          + (SELECT COALESCE(SUM(waiting), 0) FROM queue_blocks WHERE priority = $1 AND block < $3)::bigint
+          + (SELECT COALESCE(SUM(waiting), 0) FROM ingestions
+             WHERE seq >= $4 AND seq < $2 AND priority = $1)::bigint";
 
 /// The ingestion's last event, if nothing of it is left to run (see `ending_event`).
 pub(super) async fn ending<C: GenericClient>(
@@ -182,15 +247,12 @@ pub(super) async fn ending<C: GenericClient>(
 ) -> Result<Option<EventBody>, StoreError> {
     let row = client
         .query_one(
-            "SELECT COUNT(*) FILTER (WHERE status = 0), COUNT(*) FILTER (WHERE status = 1),
-                    COUNT(*) FILTER (WHERE status = 2), COUNT(*) FILTER (WHERE status = 3),
-                    COUNT(*) FILTER (WHERE status = 4)
-             FROM batches WHERE ingestion_seq = $1",
+            "SELECT waiting, running, completed, cancelled, failed FROM ingestions WHERE seq = $1",
             &[&seq],
         )
         .await
         .map_err(pg)?;
-    let count = |i: usize| row.get::<_, i64>(i) as u64;
+    let count = |i: usize| row.get::<_, i32>(i) as u64;
     let counts = StatusCounts {
         waiting: count(0),
         running: count(1),

@@ -139,6 +139,7 @@ struct Prepared {
     rows: tokio_postgres::Statement,
     lock: tokio_postgres::Statement,
     depth: tokio_postgres::Statement,
+    blocks: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
 }
 
@@ -148,25 +149,28 @@ impl Prepared {
             rows: client.prepare_cached(INSERT_ROWS).await?,
             lock: client.prepare_cached(LOCK_DEPTH).await?,
             depth: client.prepare_cached(ADD_DEPTH).await?,
+            blocks: client.prepare_cached(ADD_BLOCKS).await?,
             events: client.prepare_cached(APPEND_EVENTS).await?,
         })
     }
 }
 
-/// The created ingestions and all their batches (ingestions take their `seq`, the FIFO order
-/// within a priority, in arrival order).
+/// The created ingestions (all their batches waiting) and all their batches; answers each
+/// ingestion's `seq`, the FIFO order within a priority, taken in arrival order.
 const INSERT_ROWS: &str = "WITH ing AS (
-           INSERT INTO ingestions (id, priority, created_at)
-           SELECT t.id, t.priority, t.created_at
-           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[]) WITH ORDINALITY
-                AS t(id, priority, created_at, ord)
+           INSERT INTO ingestions (id, priority, created_at, waiting)
+           SELECT t.id, t.priority, t.created_at, t.waiting
+           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $10::int[]) WITH ORDINALITY
+                AS t(id, priority, created_at, waiting, ord)
            ORDER BY t.ord
-           RETURNING seq, id, priority)
-         INSERT INTO batches (id, ingestion_seq, position, priority, ids)
-         SELECT b.id, ing.seq, b.position, ing.priority, ($9::bigint[])[b.lo:b.hi]
-         FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::int[], $8::int[])
-              AS b(id, owner, position, lo, hi)
-         JOIN ing ON ing.id = b.owner";
+           RETURNING seq, id, priority),
+         bat AS (
+           INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+           SELECT b.id, ing.seq, b.position, ing.priority, ($9::bigint[])[b.lo:b.hi]
+           FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::int[], $8::int[])
+                AS b(id, owner, position, lo, hi)
+           JOIN ing ON ing.id = b.owner)
+         SELECT id, seq FROM ing";
 
 /// The waiting counts of the group's priorities, locked in priority order, as every writer and
 /// claim locks them (no deadlock).
@@ -224,8 +228,8 @@ async fn store(
         tx.commit().await?;
         return Ok(answers);
     }
-    insert_rows(&tx, &prepared, &created).await?;
-    let latest = count_and_announce(&tx, &prepared, &created).await?;
+    let seqs = insert_rows(&tx, &prepared, &created).await?;
+    let latest = count_and_announce(&tx, &prepared, &created, &seqs).await?;
     tx.commit().await?;
     advance(feed, latest);
     Ok(answers)
@@ -325,12 +329,13 @@ fn admit(group: &[Submission], seen: &HashMap<String, SeenKey>, mut waiting: i64
         .collect()
 }
 
-/// The created ingestions, their batches and their keys: three statements, pipelined.
+/// The created ingestions, their batches and their keys: two statements, pipelined. Returns
+/// each created ingestion's `seq`.
 async fn insert_rows(
     tx: &tokio_postgres::Transaction<'_>,
     prepared: &Prepared,
     created: &[&Submission],
-) -> Result<(), GroupError> {
+) -> Result<HashMap<Uuid, i64>, GroupError> {
     let ids: Vec<Uuid> = created.iter().map(|s| s.ingestion.id).collect();
     let ranks: Vec<i16> = created
         .iter()
@@ -357,10 +362,21 @@ async fn insert_rows(
             highs.push(flat.len() as i32);
         }
     }
-    let params: [&(dyn ToSql + Sync); 9] = [
-        &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat,
+    let counts: Vec<i32> = created
+        .iter()
+        .map(|s| s.ingestion.batches.len() as i32)
+        .collect();
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat, &counts,
     ];
-    let rows = tx.execute(&prepared.rows, &params);
+    let rows = async {
+        let rows = tx.query(&prepared.rows, &params).await?;
+        Ok::<_, tokio_postgres::Error>(
+            rows.iter()
+                .map(|r| (r.get::<_, Uuid>(0), r.get::<_, i64>(1)))
+                .collect::<HashMap<_, _>>(),
+        )
+    };
     let keyed: Vec<(&IdempotencyKey, Uuid, i64)> = created
         .iter()
         .filter_map(|s| {
@@ -369,8 +385,7 @@ async fn insert_rows(
         })
         .collect();
     if keyed.is_empty() {
-        rows.await?;
-        return Ok(());
+        return Ok(rows.await?);
     }
     let names: Vec<&str> = keyed.iter().map(|(k, _, _)| k.key.as_str()).collect();
     let fingerprints: Vec<&str> = keyed
@@ -388,21 +403,38 @@ async fn insert_rows(
            ingestion_id = EXCLUDED.ingestion_id, created_at = EXCLUDED.created_at",
         &params,
     );
-    futures::try_join!(rows, keys)?;
-    Ok(())
+    let (seqs, _) = futures::try_join!(rows, keys)?;
+    Ok(seqs)
 }
 
-/// The contended tail of a group: the waiting counts and the events, in one pipelined round
-/// trip just before the commit. Returns the newest event id.
+/// The contended tail of a group: the waiting counts (per priority, then per block) and the
+/// events, in one pipelined round trip just before the commit. Returns the newest event id.
 async fn count_and_announce(
     tx: &tokio_postgres::Transaction<'_>,
     prepared: &Prepared,
     created: &[&Submission],
+    seqs: &HashMap<Uuid, i64>,
 ) -> Result<u64, GroupError> {
     let mut per_priority = [0i64; 3];
+    let mut per_block: std::collections::BTreeMap<(i16, i64), i64> = Default::default();
     for s in created {
-        per_priority[s.ingestion.priority.rank() as usize] += s.ingestion.batches.len() as i64;
+        let (rank, new) = (
+            s.ingestion.priority.rank(),
+            s.ingestion.batches.len() as i64,
+        );
+        per_priority[rank as usize] += new;
+        let seq = seqs.get(&s.ingestion.id).copied().ok_or_else(|| {
+            GroupError::Refused(StoreError::Corrupt(
+                "an inserted ingestion has no seq".into(),
+            ))
+        })?;
+        *per_block
+            .entry((rank as i16, codec::queue_block(seq)))
+            .or_default() += new;
     }
+    let block_priorities: Vec<i16> = per_block.keys().map(|(p, _)| *p).collect();
+    let blocks: Vec<i64> = per_block.keys().map(|(_, b)| *b).collect();
+    let block_added: Vec<i64> = per_block.values().copied().collect();
     let ranks: Vec<i16> = (0..3i16)
         .filter(|&p| per_priority[p as usize] > 0)
         .collect();
@@ -427,10 +459,12 @@ async fn count_and_announce(
     let count = created.len() as i64;
     let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
     let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
+    let block_params: [&(dyn ToSql + Sync); 3] = [&block_priorities, &blocks, &block_added];
     let event_params: [&(dyn ToSql + Sync); 5] = [&count, &at, &owners, &bodies, &CHANNEL];
     let lock = tx.execute(&prepared.lock, &lock_params);
     let depth = tx.execute(&prepared.depth, &depth_params);
+    let blocks = tx.execute(&prepared.blocks, &block_params);
     let events = tx.query_one(&prepared.events, &event_params);
-    let (_, _, row) = futures::try_join!(lock, depth, events)?;
+    let (_, _, _, row) = futures::try_join!(lock, depth, blocks, events)?;
     Ok(row.get::<_, i64>(0) as u64)
 }

@@ -68,8 +68,8 @@ pub(super) fn claim(
         Ok(chosen) => chosen,
         Err(answer) => return Ok(answer),
     };
-    let (rank, seq, position) = chosen;
-    let from_waiting = i64::from(waiting == Some(chosen));
+    let (_, seq, position) = chosen;
+    let from_waiting = waiting == Some(chosen);
 
     let lease_until = now.plus(lease);
     let (batch_id, ids, attempt, priority, ingestion_id): (String, String, i64, i64, String) = conn
@@ -91,9 +91,9 @@ pub(super) fn claim(
     conn.prepare_cached("UPDATE dispatch_slot SET last_start = ?1 WHERE id = 1")
         .and_then(|mut st| st.execute([now.as_micros()]))
         .map_err(unavailable)?;
-    conn.prepare_cached("UPDATE queue_depth SET waiting = waiting - ?1 WHERE priority = ?2")
-        .and_then(|mut st| st.execute([from_waiting, rank]))
-        .map_err(unavailable)?;
+    if from_waiting {
+        moved(conn, seq, WAITING, TRIGGERED, 1)?;
+    }
     let (batch_id, ingestion_id) = (uuid_of(&batch_id)?, uuid_of(&ingestion_id)?);
     append_event(
         conn,

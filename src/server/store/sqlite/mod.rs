@@ -228,22 +228,19 @@ impl Store for SqliteStore {
                 }
             }
             conn.prepare_cached(
-                "UPDATE queue_depth SET waiting = waiting + ?1 WHERE priority = ?2",
-            )
-            .and_then(|mut st| st.execute([new, ingestion.priority.rank()]))
-            .map_err(unavailable)?;
-            conn.prepare_cached(
-                "INSERT INTO ingestions (id, priority, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO ingestions (id, priority, created_at, waiting) VALUES (?1, ?2, ?3, ?4)",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     ingestion.id.to_string(),
                     ingestion.priority.rank(),
-                    ingestion.created_at.as_micros()
+                    ingestion.created_at.as_micros(),
+                    new
                 ])
             })
             .map_err(unavailable)?;
             let seq = conn.last_insert_rowid();
+            waiting_moved(conn, ingestion.priority.rank(), seq, new)?;
             let mut insert = conn
                 .prepare_cached(
                     "INSERT INTO batches (id, ingestion_seq, position, priority, ids)
@@ -358,6 +355,7 @@ impl Store for SqliteStore {
                 return Ok(Completion::Fenced);
             };
             let ingestion_id = uuid_of(&ingestion_id)?;
+            moved(conn, seq, TRIGGERED, COMPLETED, 1)?;
             append_event(
                 conn,
                 at,
@@ -411,9 +409,8 @@ impl Store for SqliteStore {
             };
             let ingestion_id = uuid_of(&ingestion_id)?;
             let position = position as u32;
-            if retry_at.is_some() {
-                one_more_waiting(conn, batch_id)?;
-            }
+            let to = if retry_at.is_some() { WAITING } else { FAILED };
+            moved(conn, seq, TRIGGERED, to, 1)?;
             let error = error.clone();
             let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
             append_event(conn, at, &body)?;
@@ -427,20 +424,20 @@ impl Store for SqliteStore {
 
     async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError> {
         self.write(move |conn| {
-            let found: Option<(i64, i64, String)> = conn
+            let found: Option<(i64, i64, String, i64)> = conn
                 .prepare_cached(
                     "SELECT status, position,
-                            (SELECT id FROM ingestions WHERE seq = ingestion_seq)
+                            (SELECT id FROM ingestions WHERE seq = ingestion_seq), ingestion_seq
                      FROM batches WHERE id = ?1",
                 )
                 .and_then(|mut st| {
                     st.query_row([batch_id.to_string()], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                     })
                     .optional()
                 })
                 .map_err(unavailable)?;
-            let Some((status, position, ingestion_id)) = found else {
+            let Some((status, position, ingestion_id, seq)) = found else {
                 return Ok(None);
             };
             if status != FAILED {
@@ -452,7 +449,7 @@ impl Store for SqliteStore {
             )
             .and_then(|mut st| st.execute([batch_id.to_string()]))
             .map_err(unavailable)?;
-            one_more_waiting(conn, batch_id)?;
+            moved(conn, seq, FAILED, WAITING, 1)?;
             append_event(
                 conn,
                 at,
@@ -488,12 +485,7 @@ impl Store for SqliteStore {
             if cancelled == 0 {
                 return Ok(Some(0));
             }
-            conn.prepare_cached(
-                "UPDATE queue_depth SET waiting = waiting - ?1
-                 WHERE priority = (SELECT priority FROM ingestions WHERE seq = ?2)",
-            )
-            .and_then(|mut st| st.execute([cancelled, seq]))
-            .map_err(unavailable)?;
+            moved(conn, seq, WAITING, CANCELLED, cancelled)?;
             conn.prepare_cached(
                 "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, ?1) WHERE seq = ?2",
             )
@@ -620,15 +612,15 @@ impl Store for SqliteStore {
             let Some((seq, priority)) = head else {
                 return Ok(None);
             };
+            let block = queue_block(seq);
             let ahead: i64 = tx
-                .prepare_cached(
-                    // Higher priorities from their counters; the same priority by counting
-                    // the (earlier) waiting batches of the index range.
-                    "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < ?1)
-                          + (SELECT COUNT(*) FROM batches
-                             WHERE status = 0 AND priority = ?1 AND ingestion_seq < ?2)",
-                )
-                .and_then(|mut st| st.query_row(params![priority, seq], |r| r.get(0)))
+                .prepare_cached(AHEAD)
+                .and_then(|mut st| {
+                    st.query_row(
+                        params![priority, seq, block, block << QUEUE_BLOCK_SHIFT],
+                        |r| r.get(0),
+                    )
+                })
                 .map_err(unavailable)?;
             let in_flight_since: Option<i64> = tx
                 .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")
@@ -779,6 +771,7 @@ mod tests {
     use super::*;
     use crate::domain::{BatchStatus, Priority};
     use crate::server::store::codec::{COMPLETED, WAITING};
+    use crate::server::store::NewBatchRecord;
 
     /// A database written by the build before migration `version`, holding one ingestion.
     fn database_at(path: &Path, version: usize, ingestion: Uuid) {
@@ -859,7 +852,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_ingestion_stored_before_the_range_checks_is_read_back_after_the_upgrade() {
+    async fn an_ingestion_stored_before_the_range_checks_and_the_counts_is_read_back_and_counted_after_the_upgrade(
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let id = Uuid::now_v7();
@@ -871,6 +865,36 @@ mod tests {
         let statuses: Vec<_> = record.batches.iter().map(|b| b.status).collect();
         assert_eq!(statuses, [BatchStatus::Completed, BatchStatus::YetToStart]);
         assert_eq!(record.batches[1].ids, [7, 8]);
+        // Its counts were taken at the upgrade: its waiting batch is ahead of a new one's, and
+        // cancelling it ends it (nothing of it left to run).
+        let later = NewIngestionRecord {
+            id: Uuid::now_v7(),
+            priority: Priority::Medium,
+            created_at: Timestamp::from_micros(6),
+            batches: vec![NewBatchRecord {
+                id: Uuid::now_v7(),
+                ids: vec![9],
+            }],
+        };
+        let later_id = later.id;
+        store
+            .insert_ingestion(later, Admission::default())
+            .await
+            .unwrap();
+        assert_eq!(store.queue_place(later_id).await.unwrap().unwrap().ahead, 1);
+        assert_eq!(
+            store.cancel(id, Timestamp::from_micros(7)).await.unwrap(),
+            Some(1)
+        );
+        assert_eq!(store.queue_place(later_id).await.unwrap().unwrap().ahead, 0);
+        let events = store.events_after(0, Some(id), 10).await.unwrap();
+        assert!(
+            matches!(
+                events.last().map(|e| &e.body),
+                Some(EventBody::IngestionCancelled { .. })
+            ),
+            "{events:?}"
+        );
         drop(store);
 
         // The rebuilt tables still refuse what the old checks refused, and keep their links.

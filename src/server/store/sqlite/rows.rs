@@ -2,18 +2,74 @@
 
 use super::*;
 
-pub(super) use crate::server::store::codec::{batch_status, priority_of, FAILED};
+pub(super) use crate::server::store::codec::{
+    batch_status, priority_of, queue_block, CANCELLED, COMPLETED, FAILED, QUEUE_BLOCK_SHIFT,
+    TRIGGERED, WAITING,
+};
 
-/// A batch went back to waiting (a retry, or an operator's requeue): count it in its priority.
-pub(super) fn one_more_waiting(conn: &Connection, batch_id: Uuid) -> Result<(), StoreError> {
+/// `n` batches of ingestion `seq` went from status `from` to `to`: the ingestion's counts move,
+/// and where waiting work changed, its priority's and its block's (`waiting_moved`). Every
+/// status change after an insert goes through here.
+pub(super) fn moved(
+    conn: &Connection,
+    seq: i64,
+    from: i64,
+    to: i64,
+    n: i64,
+) -> Result<(), StoreError> {
+    let priority: i64 = conn
+        .prepare_cached(
+            "UPDATE ingestions SET
+               waiting   = waiting   + ?3 * ((?2 = 0) - (?1 = 0)),
+               running   = running   + ?3 * ((?2 = 1) - (?1 = 1)),
+               completed = completed + ?3 * ((?2 = 2) - (?1 = 2)),
+               cancelled = cancelled + ?3 * ((?2 = 3) - (?1 = 3)),
+               failed    = failed    + ?3 * ((?2 = 4) - (?1 = 4))
+             WHERE seq = ?4 RETURNING priority",
+        )
+        .and_then(|mut st| st.query_row(params![from, to, n, seq], |r| r.get(0)))
+        .map_err(unavailable)?;
+    let waiting = n * (i64::from(to == WAITING) - i64::from(from == WAITING));
+    waiting_moved(conn, priority, seq, waiting)
+}
+
+/// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
+/// priority (`queue_depth`) and its block (`queue_blocks`, whose rows exist while non-zero).
+pub(super) fn waiting_moved(
+    conn: &Connection,
+    priority: i64,
+    seq: i64,
+    delta: i64,
+) -> Result<(), StoreError> {
+    if delta == 0 {
+        return Ok(());
+    }
+    let block = queue_block(seq);
+    conn.prepare_cached("UPDATE queue_depth SET waiting = waiting + ?1 WHERE priority = ?2")
+        .and_then(|mut st| st.execute([delta, priority]))
+        .map_err(unavailable)?;
     conn.prepare_cached(
-        "UPDATE queue_depth SET waiting = waiting + 1
-         WHERE priority = (SELECT priority FROM batches WHERE id = ?1)",
+        "INSERT INTO queue_blocks (priority, block, waiting) VALUES (?1, ?2, ?3)
+         ON CONFLICT (priority, block) DO UPDATE SET waiting = waiting + excluded.waiting",
     )
-    .and_then(|mut st| st.execute([batch_id.to_string()]))
+    .and_then(|mut st| st.execute([priority, block, delta]))
+    .map_err(unavailable)?;
+    conn.prepare_cached(
+        "DELETE FROM queue_blocks WHERE priority = ?1 AND block = ?2 AND waiting = 0",
+    )
+    .and_then(|mut st| st.execute([priority, block]))
     .map_err(unavailable)?;
     Ok(())
 }
+
+/// Waiting batches dispatched before ingestion `?2` (of priority `?1`, in block `?3`, which
+/// starts at seq `?4`): every higher priority from its counter, then this priority's earlier
+/// blocks, then the earlier ingestions of its own block. O(backlog / 128 + 128) rows.
+pub(super) const AHEAD: &str =
+    "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < ?1)
+          + (SELECT COALESCE(SUM(waiting), 0) FROM queue_blocks WHERE priority = ?1 AND block < ?3)
+          + (SELECT COALESCE(SUM(waiting), 0) FROM ingestions
+             WHERE seq >= ?4 AND seq < ?2 AND priority = ?1)";
 
 /// The ingestion's last event, if nothing of it is left to run (see `ending_event`).
 pub(super) fn ending(
@@ -23,10 +79,7 @@ pub(super) fn ending(
 ) -> Result<Option<EventBody>, StoreError> {
     let counts = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(status = 0), 0), COALESCE(SUM(status = 1), 0),
-                    COALESCE(SUM(status = 2), 0), COALESCE(SUM(status = 3), 0),
-                    COALESCE(SUM(status = 4), 0)
-             FROM batches WHERE ingestion_seq = ?1",
+            "SELECT waiting, running, completed, cancelled, failed FROM ingestions WHERE seq = ?1",
         )
         .and_then(|mut st| {
             st.query_row([seq], |r| {
