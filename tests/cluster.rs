@@ -375,6 +375,7 @@ async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start
     .await
     .into_iter()
     .collect();
+    eprintln!("{} ingestions accepted", accepted.len());
     assert!(
         accepted.len() > 100,
         "{} ingestions accepted",
@@ -391,10 +392,15 @@ async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start
          ORDER BY started_at",
     )
     .await;
+    eprintln!("{} starts", starts.len());
     assert!(starts.len() > 20, "{} starts", starts.len());
+    let again: Vec<_> = starts
+        .iter()
+        .filter(|&&(_, attempt)| attempt != 1)
+        .collect();
     assert!(
-        starts.iter().all(|&(_, attempt)| attempt == 1),
-        "a batch started twice"
+        again.is_empty(),
+        "batches started more than once: {again:?}"
     );
     for pair in starts.windows(2) {
         let gap = pair[1].0 - pair[0].0;
