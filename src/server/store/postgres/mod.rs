@@ -12,12 +12,12 @@
 //!   triggered batch first (by dispatch order) under a new attempt, and the dead replica's late
 //!   completion is fenced by the attempt number.
 //! - Events get ids from `event_seq` under a row lock held to commit, so they become visible in
-//!   id order; after commit, each replica's listener NOTIFYs the others (see `listen`).
+//!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
     ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
-    DispatchRecord, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Store,
-    StoreError, IDEMPOTENCY_RETENTION,
+    DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
+    QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
@@ -72,7 +72,7 @@ pub struct PostgresStore {
     dispatch: Pool,
     clock: SlotClock,
     events: watch::Receiver<u64>,
-    feed: Arc<Feed>,
+    feed: Arc<watch::Sender<u64>>,
     listener: JoinHandle<()>,
 }
 
@@ -147,8 +147,8 @@ impl PostgresStore {
         migrate(raw(&mut client)).await?;
         let latest = latest_event(&**client).await?;
         drop(client);
-        let feed = Arc::new(Feed::new(latest));
-        let events = feed.seen.subscribe();
+        let (feed, events) = watch::channel(latest);
+        let feed = Arc::new(feed);
         // The writer has a connection of its own and stops once every handle is dropped,
         // after storing what was queued.
         let (writes, queued) = mpsc::channel(writer::QUEUE);
@@ -174,10 +174,10 @@ impl PostgresStore {
         connection(&self.dispatch).await
     }
 
-    /// Tell this process's listeners at once (other replicas hear the listener's NOTIFY).
+    /// Tell this process's listeners at once (other replicas hear the NOTIFY).
     fn published(&self, id: Option<u64>) {
         if let Some(id) = id {
-            self.feed.committed(id);
+            advance(&self.feed, id);
         }
     }
 

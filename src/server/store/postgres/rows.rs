@@ -10,8 +10,8 @@ pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, St
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Append an event with the next id (locking `event_seq` to commit). Returns its id, for
-/// `published` once committed.
+/// Append an event with the next id (locking `event_seq` to commit) and notify every replica
+/// on commit. Returns its id.
 pub(super) async fn append_event<C: GenericClient>(
     client: &C,
     at: Timestamp,
@@ -34,6 +34,10 @@ pub(super) async fn append_event<C: GenericClient>(
         .await
         .map_err(pg)?;
     let id: i64 = row.get(0);
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &id.to_string()])
+        .await
+        .map_err(pg)?;
     Ok(id as u64)
 }
 

@@ -1,7 +1,7 @@
 //! Group commit on PostgreSQL: one writer per replica, on its own connection, stores every
 //! ingestion that arrived while the previous group committed in one transaction (multi-row
-//! inserts from arrays, one `event_seq` advance), and answers each submission only after that
-//! commit.
+//! inserts from arrays, one `event_seq` advance, one NOTIFY), and answers each submission only
+//! after that commit.
 //!
 //! The rows every writer in the cluster contends for (`queue_depth`, `event_seq`) are locked
 //! at the end of the group, just before its commit, so a claim on another connection waits at
@@ -18,11 +18,9 @@
 
 use super::*;
 use crate::server::store::{NewBatchRecord, NewIngestionRecord};
-use futures::future::{join_all, maybe_done, MaybeDone};
-use futures::{FutureExt, TryStreamExt};
-use std::{collections::HashMap, future::Future, pin::Pin};
+use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::{types::ToSql, Statement};
+use tokio_postgres::types::ToSql;
 
 /// Most submissions in one group (bounds a group's latency)...
 pub(super) const MAX_GROUP: usize = 512;
@@ -73,7 +71,11 @@ impl From<tokio_postgres::Error> for GroupError {
 }
 
 /// The writer loop: runs until every `PostgresStore` handle is gone.
-pub(super) async fn group_commit(pool: Pool, mut rx: mpsc::Receiver<Submission>, feed: Arc<Feed>) {
+pub(super) async fn group_commit(
+    pool: Pool,
+    mut rx: mpsc::Receiver<Submission>,
+    feed: Arc<watch::Sender<u64>>,
+) {
     while let Some(first) = rx.recv().await {
         let mut ids = ids_in(&first);
         let mut group = vec![first];
@@ -132,24 +134,19 @@ fn ids_in(submission: &Submission) -> usize {
 }
 
 /// The statements every group runs, prepared once per connection (a group's cost is then
-/// executing them, not parsing and planning them again; and only a prepared statement can be
-/// pipelined: see `pipeline`).
+/// executing them, not parsing and planning them again).
 struct Prepared {
-    seqs: Statement,
-    rows: Statement,
-    keys: Statement,
-    lock: Statement,
-    depth: Statement,
-    blocks: Statement,
-    events: Statement,
+    rows: tokio_postgres::Statement,
+    lock: tokio_postgres::Statement,
+    depth: tokio_postgres::Statement,
+    blocks: tokio_postgres::Statement,
+    events: tokio_postgres::Statement,
 }
 
 impl Prepared {
     async fn on(client: &deadpool_postgres::Object) -> Result<Self, GroupError> {
         Ok(Self {
-            seqs: client.prepare_cached(NEXT_SEQS).await?,
             rows: client.prepare_cached(INSERT_ROWS).await?,
-            keys: client.prepare_cached(UPSERT_KEYS).await?,
             lock: client.prepare_cached(LOCK_DEPTH).await?,
             depth: client.prepare_cached(ADD_DEPTH).await?,
             blocks: client.prepare_cached(ADD_BLOCKS).await?,
@@ -158,28 +155,22 @@ impl Prepared {
     }
 }
 
-/// `$1` acceptance numbers (`seq`, the FIFO order within a priority) for a group's ingestions,
-/// taken before its transaction (a sequence is not transactional: a group that fails leaves a
-/// gap, nothing else). Knowing them, the writer counts the group in its blocks without reading
-/// the rows back.
-const NEXT_SEQS: &str =
-    "SELECT nextval('ingestions_seq_seq') FROM generate_series(1, $1::int) ORDER BY 1";
-
-/// The created ingestions (all their batches waiting) and all their batches.
+/// The created ingestions (all their batches waiting) and all their batches; answers each
+/// ingestion's `seq`, the FIFO order within a priority, taken in arrival order.
 const INSERT_ROWS: &str = "WITH ing AS (
-           INSERT INTO ingestions (seq, id, priority, created_at, waiting)
-           SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::smallint[], $4::bigint[], $5::int[]))
-         INSERT INTO batches (id, ingestion_seq, position, priority, ids)
-         SELECT b.id, b.seq, b.position, b.priority, ($12::bigint[])[b.lo:b.hi]
-         FROM unnest($6::uuid[], $7::bigint[], $8::int[], $9::smallint[], $10::int[], $11::int[])
-              AS b(id, seq, position, priority, lo, hi)";
-
-/// The group's keys (a key still stored but past the retention of its submission is replaced).
-const UPSERT_KEYS: &str =
-    "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[])
-         ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
-           ingestion_id = EXCLUDED.ingestion_id, created_at = EXCLUDED.created_at";
+           INSERT INTO ingestions (id, priority, created_at, waiting)
+           SELECT t.id, t.priority, t.created_at, t.waiting
+           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $10::int[]) WITH ORDINALITY
+                AS t(id, priority, created_at, waiting, ord)
+           ORDER BY t.ord
+           RETURNING seq, id, priority),
+         bat AS (
+           INSERT INTO batches (id, ingestion_seq, position, priority, ids)
+           SELECT b.id, ing.seq, b.position, ing.priority, ($9::bigint[])[b.lo:b.hi]
+           FROM unnest($4::uuid[], $5::uuid[], $6::int[], $7::int[], $8::int[])
+                AS b(id, owner, position, lo, hi)
+           JOIN ing ON ing.id = b.owner)
+         SELECT id, seq FROM ing";
 
 /// The waiting counts of the group's priorities, locked in priority order, as every writer and
 /// claim locks them (no deadlock).
@@ -198,61 +189,33 @@ const APPEND_EVENTS: &str =
            SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body
            FROM next, unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
                 AS e(at, ingestion_id, body, ord))
-         SELECT last FROM next";
+         SELECT last, pg_notify($5, last::text) FROM next";
 
 /// Store one group in one transaction and move the feed to its newest event once committed:
-/// each submission's answer, in order. Whatever fails, the connection goes back to the pool
-/// with no transaction open (or not at all).
+/// each submission's answer, in order.
 async fn store(
     pool: &Pool,
     group: &[Submission],
-    feed: &Feed,
+    feed: &watch::Sender<u64>,
 ) -> Result<Vec<Inserted>, GroupError> {
-    let client = connection(pool).await.map_err(GroupError::Unavailable)?;
+    let mut client = connection(pool).await.map_err(GroupError::Unavailable)?;
     let prepared = Prepared::on(&client).await?;
-    let outcome = transaction(&client, &prepared, group).await;
-    if outcome.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
-        // Whatever state it is in, it must not serve another group.
-        drop(deadpool_postgres::Object::take(client));
-    }
-    let (answers, latest) = outcome?;
-    if let Some(latest) = latest {
-        feed.committed(latest);
-    }
-    Ok(answers)
-}
-
-/// The group's transaction: reads only where a decision needs them (keys, a waiting bound),
-/// then every write and the COMMIT in one round trip. Returns the answers and, if anything was
-/// stored, the newest event id.
-async fn transaction(
-    client: &tokio_postgres::Client,
-    prepared: &Prepared,
-    group: &[Submission],
-) -> Result<(Vec<Inserted>, Option<u64>), GroupError> {
-    let keyed = group.iter().any(|s| s.admission.key.is_some());
+    let tx = raw(&mut client).transaction().await?;
+    let seen = seen_keys(&tx, group).await?;
     let bounded = group.iter().any(|s| s.admission.max_waiting.is_some());
-    let (seen, waiting) = match keyed || bounded {
-        false => (HashMap::new(), 0),
-        true => {
-            client.batch_execute("BEGIN").await?;
-            let seen = seen_keys(client, group).await?;
-            let waiting = match bounded {
-                // Locked to commit (in priority order, as every writer locks them), so no
-                // other writer can pass the bound between this check and this commit.
-                true => client
-                    .query(
-                        "SELECT waiting FROM queue_depth ORDER BY priority FOR UPDATE",
-                        &[],
-                    )
-                    .await?
-                    .iter()
-                    .map(|r| r.get::<_, i64>(0))
-                    .sum(),
-                false => 0,
-            };
-            (seen, waiting)
-        }
+    let waiting = match bounded {
+        // Locked to commit (in priority order, as every writer locks them), so no other
+        // writer can pass the bound between this check and this commit.
+        true => tx
+            .query(
+                "SELECT waiting FROM queue_depth ORDER BY priority FOR UPDATE",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .sum(),
+        false => 0,
     };
     let answers = admit(group, &seen, waiting);
     let created: Vec<&Submission> = group
@@ -262,84 +225,14 @@ async fn transaction(
         .map(|(s, _)| s)
         .collect();
     if created.is_empty() {
-        if keyed || bounded {
-            client.batch_execute("COMMIT").await?;
-        }
-        return Ok((answers, None));
+        tx.commit().await?;
+        return Ok(answers);
     }
-    let seqs: Vec<i64> = client
-        .query(&prepared.seqs, &[&(created.len() as i32)])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let writes = Writes::of(&created, &seqs)?;
-    let mut statements = Vec::new();
-    if !(keyed || bounded) {
-        statements.push(Box::pin(async move {
-            client.batch_execute("BEGIN").await?;
-            Ok(Vec::new())
-        }) as Pending<'_>);
-    }
-    statements.extend(writes.statements(client, prepared));
-    let results = pipeline(client, statements).await?;
-    let latest = results
-        .last()
-        .and_then(|rows| rows.first())
-        .map(|row| row.get::<_, i64>(0) as u64)
-        .ok_or_else(|| GroupError::Refused(StoreError::Corrupt("no event id".into())))?;
-    Ok((answers, Some(latest)))
-}
-
-/// A statement on its way (see `pipeline`).
-type Pending<'a> =
-    Pin<Box<dyn Future<Output = Result<Vec<Row>, tokio_postgres::Error>> + Send + 'a>>;
-
-/// A prepared statement, sent when first polled.
-fn send<'a>(
-    client: &'a tokio_postgres::Client,
-    statement: &'a Statement,
-    params: Vec<&'a (dyn ToSql + Sync)>,
-) -> Pending<'a> {
-    Box::pin(async move {
-        let rows = client.query_raw(statement, params).await?;
-        rows.try_collect().await
-    })
-}
-
-/// Send every statement, in order, then COMMIT, before waiting for any answer: one round trip,
-/// and the rows every writer contends for are held only for the server's own work and the
-/// commit. COMMIT goes out only once every statement before it has been sent (one the driver
-/// refused to send must not let the others commit without it); a statement the server refuses
-/// turns that COMMIT into a rollback. Each statement's rows, in order.
-async fn pipeline(
-    client: &tokio_postgres::Client,
-    statements: Vec<Pending<'_>>,
-) -> Result<Vec<Vec<Row>>, GroupError> {
-    let mut sent: Vec<_> = statements.into_iter().map(maybe_done).collect();
-    for statement in sent.iter_mut() {
-        let _ = futures::poll!(&mut *statement);
-        if let MaybeDone::Done(Err(_)) = statement {
-            let Some(Err(e)) = Pin::new(statement).take_output() else {
-                unreachable!("matched above")
-            };
-            // Not all sent: the caller rolls back.
-            return Err(e.into());
-        }
-    }
-    let commit = client.batch_execute("COMMIT");
-    let ((), committed) = futures::join!(join_all(sent.iter_mut()).map(|_| ()), commit);
-    let mut results = Vec::with_capacity(sent.len());
-    for statement in sent {
-        let mut statement = statement;
-        match Pin::new(&mut statement).take_output() {
-            Some(Ok(rows)) => results.push(rows),
-            Some(Err(e)) => return Err(e.into()),
-            None => unreachable!("joined"),
-        }
-    }
-    committed?;
-    Ok(results)
+    let seqs = insert_rows(&tx, &prepared, &created).await?;
+    let latest = count_and_announce(&tx, &prepared, &created, &seqs).await?;
+    tx.commit().await?;
+    advance(feed, latest);
+    Ok(answers)
 }
 
 /// A key as stored: its request's fingerprint, its ingestion, when it was first seen.
@@ -347,7 +240,7 @@ type SeenKey = (String, Uuid, i64);
 
 /// Lock the group's keys and read those already stored (expired ones are deleted first).
 async fn seen_keys(
-    client: &tokio_postgres::Client,
+    tx: &tokio_postgres::Transaction<'_>,
     group: &[Submission],
 ) -> Result<HashMap<String, SeenKey>, GroupError> {
     let mut keys: Vec<&str> = group
@@ -367,21 +260,19 @@ async fn seen_keys(
         .unwrap_or(0);
     // Two requests with one key wait for each other here, across replicas: one stores, one
     // replays. Locks are taken in hash order, the same in every group.
-    client
-        .execute(
-            "SELECT pg_advisory_xact_lock(h) FROM (
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(h) FROM (
            SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY h
          ) AS locks",
-            &[&keys],
-        )
-        .await?;
-    client
-        .execute(
-            "DELETE FROM idempotency_keys WHERE created_at < $1",
-            &[&retention_horizon(oldest)],
-        )
-        .await?;
-    let rows = client
+        &[&keys],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < $1",
+        &[&retention_horizon(oldest)],
+    )
+    .await?;
+    let rows = tx
         .query(
             "SELECT key, fingerprint, ingestion_id, created_at FROM idempotency_keys
              WHERE key = ANY($1)",
@@ -438,186 +329,142 @@ fn admit(group: &[Submission], seen: &HashMap<String, SeenKey>, mut waiting: i64
         .collect()
 }
 
-/// A group's writes as the statements take them: parallel arrays, built once.
-struct Writes<'g> {
-    seqs: Vec<i64>,
-    ids: Vec<Uuid>,
-    ranks: Vec<i16>,
-    times: Vec<i64>,
-    counts: Vec<i32>,
-    batch_ids: Vec<Uuid>,
-    batch_seqs: Vec<i64>,
-    positions: Vec<i32>,
-    batch_ranks: Vec<i16>,
-    lows: Vec<i32>,
-    highs: Vec<i32>,
-    /// Every batch's IDs in one flat array, each batch a slice of it.
-    flat: Vec<i64>,
-    key_names: Vec<&'g str>,
-    key_fingerprints: Vec<&'g str>,
-    key_owners: Vec<Uuid>,
-    key_times: Vec<i64>,
-    depth_ranks: Vec<i16>,
-    depth_added: Vec<i64>,
-    block_ranks: Vec<i16>,
-    blocks: Vec<i64>,
-    block_added: Vec<i64>,
-    event_count: i64,
-    event_times: Vec<i64>,
-    event_owners: Vec<String>,
-    event_bodies: Vec<String>,
+/// The created ingestions, their batches and their keys: two statements, pipelined. Returns
+/// each created ingestion's `seq`.
+async fn insert_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    prepared: &Prepared,
+    created: &[&Submission],
+) -> Result<HashMap<Uuid, i64>, GroupError> {
+    let ids: Vec<Uuid> = created.iter().map(|s| s.ingestion.id).collect();
+    let ranks: Vec<i16> = created
+        .iter()
+        .map(|s| s.ingestion.priority.rank() as i16)
+        .collect();
+    let times: Vec<i64> = created
+        .iter()
+        .map(|s| s.ingestion.created_at.as_micros())
+        .collect();
+    // Batches as parallel arrays; their IDs in one flat array, each batch a slice of it.
+    let mut batch_ids = Vec::new();
+    let mut owners = Vec::new();
+    let mut positions = Vec::new();
+    let mut lows = Vec::new();
+    let mut highs = Vec::new();
+    let mut flat: Vec<i64> = Vec::new();
+    for s in created {
+        for (position, NewBatchRecord { id, ids }) in s.ingestion.batches.iter().enumerate() {
+            batch_ids.push(*id);
+            owners.push(s.ingestion.id);
+            positions.push(position as i32);
+            lows.push(flat.len() as i32 + 1);
+            flat.extend(ids.iter().map(|&id| id as i64));
+            highs.push(flat.len() as i32);
+        }
+    }
+    let counts: Vec<i32> = created
+        .iter()
+        .map(|s| s.ingestion.batches.len() as i32)
+        .collect();
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat, &counts,
+    ];
+    let rows = async {
+        let rows = tx.query(&prepared.rows, &params).await?;
+        Ok::<_, tokio_postgres::Error>(
+            rows.iter()
+                .map(|r| (r.get::<_, Uuid>(0), r.get::<_, i64>(1)))
+                .collect::<HashMap<_, _>>(),
+        )
+    };
+    let keyed: Vec<(&IdempotencyKey, Uuid, i64)> = created
+        .iter()
+        .filter_map(|s| {
+            let key = s.admission.key.as_ref()?;
+            Some((key, s.ingestion.id, s.ingestion.created_at.as_micros()))
+        })
+        .collect();
+    if keyed.is_empty() {
+        return Ok(rows.await?);
+    }
+    let names: Vec<&str> = keyed.iter().map(|(k, _, _)| k.key.as_str()).collect();
+    let fingerprints: Vec<&str> = keyed
+        .iter()
+        .map(|(k, _, _)| k.fingerprint.as_str())
+        .collect();
+    let owners: Vec<Uuid> = keyed.iter().map(|(_, id, _)| *id).collect();
+    let at: Vec<i64> = keyed.iter().map(|(_, _, at)| *at).collect();
+    let params: [&(dyn ToSql + Sync); 4] = [&names, &fingerprints, &owners, &at];
+    // A key still stored but past the retention of this submission is replaced.
+    let keys = tx.execute(
+        "INSERT INTO idempotency_keys (key, fingerprint, ingestion_id, created_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::bigint[])
+         ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
+           ingestion_id = EXCLUDED.ingestion_id, created_at = EXCLUDED.created_at",
+        &params,
+    );
+    let (seqs, _) = futures::try_join!(rows, keys)?;
+    Ok(seqs)
 }
 
-impl<'g> Writes<'g> {
-    fn of(created: &[&'g Submission], seqs: &[i64]) -> Result<Self, GroupError> {
-        if seqs.len() != created.len() {
-            return Err(GroupError::Refused(StoreError::Corrupt(
-                "fewer acceptance numbers than ingestions".into(),
-            )));
-        }
-        let mut w = Writes {
-            seqs: seqs.to_vec(),
-            ids: Vec::new(),
-            ranks: Vec::new(),
-            times: Vec::new(),
-            counts: Vec::new(),
-            batch_ids: Vec::new(),
-            batch_seqs: Vec::new(),
-            positions: Vec::new(),
-            batch_ranks: Vec::new(),
-            lows: Vec::new(),
-            highs: Vec::new(),
-            flat: Vec::new(),
-            key_names: Vec::new(),
-            key_fingerprints: Vec::new(),
-            key_owners: Vec::new(),
-            key_times: Vec::new(),
-            depth_ranks: Vec::new(),
-            depth_added: Vec::new(),
-            block_ranks: Vec::new(),
-            blocks: Vec::new(),
-            block_added: Vec::new(),
-            event_count: created.len() as i64,
-            event_times: Vec::new(),
-            event_owners: Vec::new(),
-            event_bodies: Vec::new(),
-        };
-        let mut per_priority = [0i64; 3];
-        let mut per_block: std::collections::BTreeMap<(i16, i64), i64> = Default::default();
-        for (s, &seq) in created.iter().zip(seqs) {
-            let ingestion = &s.ingestion;
-            let rank = ingestion.priority.rank() as i16;
-            let at = ingestion.created_at.as_micros();
-            w.ids.push(ingestion.id);
-            w.ranks.push(ingestion.priority.rank() as i16);
-            w.times.push(at);
-            w.counts.push(ingestion.batches.len() as i32);
-            per_priority[rank as usize] += ingestion.batches.len() as i64;
-            *per_block
-                .entry((rank, codec::queue_block(seq)))
-                .or_default() += ingestion.batches.len() as i64;
-            for (position, NewBatchRecord { id, ids }) in ingestion.batches.iter().enumerate() {
-                w.batch_ids.push(*id);
-                w.batch_seqs.push(seq);
-                w.positions.push(position as i32);
-                w.batch_ranks.push(rank);
-                w.lows.push(w.flat.len() as i32 + 1);
-                w.flat.extend(ids.iter().map(|&id| id as i64));
-                w.highs.push(w.flat.len() as i32);
-            }
-            if let Some(key) = &s.admission.key {
-                w.key_names.push(&key.key);
-                w.key_fingerprints.push(&key.fingerprint);
-                w.key_owners.push(ingestion.id);
-                w.key_times.push(at);
-            }
+/// The contended tail of a group: the waiting counts (per priority, then per block) and the
+/// events, in one pipelined round trip just before the commit. Returns the newest event id.
+async fn count_and_announce(
+    tx: &tokio_postgres::Transaction<'_>,
+    prepared: &Prepared,
+    created: &[&Submission],
+    seqs: &HashMap<Uuid, i64>,
+) -> Result<u64, GroupError> {
+    let mut per_priority = [0i64; 3];
+    let mut per_block: std::collections::BTreeMap<(i16, i64), i64> = Default::default();
+    for s in created {
+        let (rank, new) = (
+            s.ingestion.priority.rank(),
+            s.ingestion.batches.len() as i64,
+        );
+        per_priority[rank as usize] += new;
+        let seq = seqs.get(&s.ingestion.id).copied().ok_or_else(|| {
+            GroupError::Refused(StoreError::Corrupt(
+                "an inserted ingestion has no seq".into(),
+            ))
+        })?;
+        *per_block
+            .entry((rank as i16, codec::queue_block(seq)))
+            .or_default() += new;
+    }
+    let block_priorities: Vec<i16> = per_block.keys().map(|(p, _)| *p).collect();
+    let blocks: Vec<i64> = per_block.keys().map(|(_, b)| *b).collect();
+    let block_added: Vec<i64> = per_block.values().copied().collect();
+    let ranks: Vec<i16> = (0..3i16)
+        .filter(|&p| per_priority[p as usize] > 0)
+        .collect();
+    let added: Vec<i64> = ranks.iter().map(|&p| per_priority[p as usize]).collect();
+    let bodies = created
+        .iter()
+        .map(|s| {
             let body = EventBody::IngestionCreated {
-                ingestion_id: ingestion.id,
-                priority: ingestion.priority,
-                batches: ingestion.batches.len() as u32,
+                ingestion_id: s.ingestion.id,
+                priority: s.ingestion.priority,
+                batches: s.ingestion.batches.len() as u32,
             };
-            w.event_bodies
-                .push(serde_json::to_string(&body).map_err(|e| {
-                    GroupError::Refused(StoreError::Corrupt(format!("event: {e}")))
-                })?);
-            w.event_owners.push(ingestion.id.to_string());
-            w.event_times.push(at);
-        }
-        for (p, &n) in per_priority.iter().enumerate() {
-            if n > 0 {
-                w.depth_ranks.push(p as i16);
-                w.depth_added.push(n);
-            }
-        }
-        for ((rank, block), n) in per_block {
-            w.block_ranks.push(rank);
-            w.blocks.push(block);
-            w.block_added.push(n);
-        }
-        Ok(w)
-    }
-
-    /// The group's statements in the order they must run: the rows (and keys), then the
-    /// contended tail just before the commit: the waiting counts (per priority, then per
-    /// block) and the events. The last one answers the newest event id.
-    fn statements<'a>(
-        &'a self,
-        client: &'a tokio_postgres::Client,
-        prepared: &'a Prepared,
-    ) -> Vec<Pending<'a>> {
-        let mut statements = vec![send(
-            client,
-            &prepared.rows,
-            vec![
-                &self.seqs,
-                &self.ids,
-                &self.ranks,
-                &self.times,
-                &self.counts,
-                &self.batch_ids,
-                &self.batch_seqs,
-                &self.positions,
-                &self.batch_ranks,
-                &self.lows,
-                &self.highs,
-                &self.flat,
-            ],
-        )];
-        if !self.key_names.is_empty() {
-            statements.push(send(
-                client,
-                &prepared.keys,
-                vec![
-                    &self.key_names,
-                    &self.key_fingerprints,
-                    &self.key_owners,
-                    &self.key_times,
-                ],
-            ));
-        }
-        statements.extend([
-            send(client, &prepared.lock, vec![&self.depth_ranks]),
-            send(
-                client,
-                &prepared.depth,
-                vec![&self.depth_ranks, &self.depth_added],
-            ),
-            send(
-                client,
-                &prepared.blocks,
-                vec![&self.block_ranks, &self.blocks, &self.block_added],
-            ),
-            send(
-                client,
-                &prepared.events,
-                vec![
-                    &self.event_count,
-                    &self.event_times,
-                    &self.event_owners,
-                    &self.event_bodies,
-                ],
-            ),
-        ]);
-        statements
-    }
+            serde_json::to_string(&body)
+                .map_err(|e| GroupError::Refused(StoreError::Corrupt(format!("event: {e}"))))
+        })
+        .collect::<Result<Vec<String>, _>>()?;
+    let owners: Vec<String> = created.iter().map(|s| s.ingestion.id.to_string()).collect();
+    let at: Vec<i64> = created
+        .iter()
+        .map(|s| s.ingestion.created_at.as_micros())
+        .collect();
+    let count = created.len() as i64;
+    let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
+    let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
+    let block_params: [&(dyn ToSql + Sync); 3] = [&block_priorities, &blocks, &block_added];
+    let event_params: [&(dyn ToSql + Sync); 5] = [&count, &at, &owners, &bodies, &CHANNEL];
+    let lock = tx.execute(&prepared.lock, &lock_params);
+    let depth = tx.execute(&prepared.depth, &depth_params);
+    let blocks = tx.execute(&prepared.blocks, &block_params);
+    let events = tx.query_one(&prepared.events, &event_params);
+    let (_, _, _, row) = futures::try_join!(lock, depth, blocks, events)?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
