@@ -420,6 +420,54 @@ mod cases {
         assert_eq!(place.in_flight_since, None);
     }
 
+    pub async fn places_stay_exact_across_blocks_of_ingestions_stored_together(store: DynStore) {
+        // More ingestions than one block (128) holds, stored concurrently so that groups span
+        // a block boundary; each has one batch, behind a HIGH ingestion of two.
+        ingest(&store, Priority::High, at(0), &[&[1], &[2]]).await;
+        let stored = futures::future::join_all((0..300u64).map(|i| {
+            let store = store.clone();
+            async move { ingest(&store, Priority::Medium, at(1), &[&[i]]).await }
+        }))
+        .await;
+        // Their places: every count from 2 (the HIGH batches) to 301 once, whatever order
+        // they were accepted in.
+        let places = |ids: Vec<Uuid>| {
+            let store = store.clone();
+            async move {
+                let mut places = Vec::new();
+                for id in ids {
+                    places.push(store.queue_place(id).await.unwrap().unwrap().ahead);
+                }
+                places.sort_unstable();
+                places
+            }
+        };
+        assert_eq!(places(stored.clone()).await, (2..302).collect::<Vec<u64>>());
+        // Cancelling some (in several blocks) and starting three batches moves every later
+        // place by exactly what left the queue before it.
+        for id in stored.iter().step_by(7) {
+            assert_eq!(store.cancel(*id, at(2)).await.unwrap(), Some(1));
+        }
+        let mut started = Vec::new();
+        for k in 0..3u64 {
+            let batch = claimed(&store, at(10 + 10 * k)).await;
+            finish(&store, &batch, at(11 + 10 * k)).await;
+            started.push(batch.ingestion_id);
+        }
+        let waiting: Vec<Uuid> = stored
+            .iter()
+            .enumerate()
+            .filter(|(i, id)| i % 7 != 0 && !started.contains(id))
+            .map(|(_, id)| *id)
+            .collect();
+        // The HIGH ingestion's two batches and one MEDIUM batch started.
+        assert_eq!(waiting.len(), 300 - 43 - 1);
+        assert_eq!(
+            places(waiting.clone()).await,
+            (0..waiting.len() as u64).collect::<Vec<u64>>()
+        );
+    }
+
     pub async fn an_idempotency_key_stores_once_and_refuses_a_different_request(store: DynStore) {
         let key = |fingerprint: &str| Admission {
             key: Some(IdempotencyKey {
@@ -905,6 +953,7 @@ macro_rules! conformance {
                 recent_ingestions_come_newest_first_with_their_batches,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
+                places_stay_exact_across_blocks_of_ingestions_stored_together,
                 an_idempotency_key_stores_once_and_refuses_a_different_request,
                 past_the_waiting_bound_nothing_is_stored_until_batches_start,
                 a_paused_queue_starts_nothing_until_resumed,
@@ -986,15 +1035,27 @@ async fn postgres_stores_on_one_database_see_each_others_events_and_share_one_sl
     let (a, b) = (open_postgres(&db.url).await, open_postgres(&db.url).await);
     let mut feed_b = b.event_feed();
     let id = ingest(&a, Priority::High, at(0), &[&[1], &[2]]).await;
-    // B hears of A's event through A's NOTIFY, well before its own poll of the counter
-    // (once a second) could have found it.
     tokio::time::timeout(
-        Duration::from_millis(700),
+        Duration::from_secs(10),
         feed_b.wait_for(|&latest| latest > 0),
     )
     .await
-    .expect("the other store heard of the event at once")
+    .expect("the other store heard of the event")
     .unwrap();
+    // Listening now, B hears of each of A's events through NOTIFY, well before its own poll
+    // of the counter (once a second) could have found them all: three in a row, each within
+    // 400 ms (by the poll alone, each would have a 40% chance).
+    for round in 0..3u64 {
+        let before = *feed_b.borrow_and_update();
+        ingest(&a, Priority::Low, at(round), &[&[9]]).await;
+        tokio::time::timeout(
+            Duration::from_millis(400),
+            feed_b.wait_for(|&latest| latest > before),
+        )
+        .await
+        .expect("the other store heard of the event at once")
+        .unwrap();
+    }
     let first = claimed(&a, at(0)).await;
     assert_eq!(first.ingestion_id, id);
     // The slot and the lease are the cluster's: B may not start anything yet.
@@ -1021,7 +1082,7 @@ async fn a_postgres_replica_hears_of_events_whose_notification_was_lost_or_whose
     // An event committed with no NOTIFY (as if the notification were lost on the way).
     client
         .batch_execute(
-            r#"WITH next AS (UPDATE event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
+            r#"WITH next AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last)
                INSERT INTO events (id, at, ingestion_id, body)
                SELECT last, 0, '', '{"type":"dispatch_paused"}' FROM next"#,
         )
@@ -1129,5 +1190,49 @@ async fn postgres_never_starts_a_second_batch_while_the_first_ones_renewal_holds
     assert_eq!(
         answer,
         in_flight(at(31), Timestamp::from_micros(renewed_until))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_of_schema_3_keeps_its_queue_places_and_endings_after_the_upgrade() {
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    // The schema of the build before the counts, holding one MEDIUM ingestion with a completed
+    // and a waiting batch.
+    let sql = db.connect().await;
+    for migration in [
+        include_str!("../migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0002_failures.sql"),
+        include_str!("../migrations/postgres/0003_queue_depth.sql"),
+    ] {
+        sql.batch_execute(migration).await.unwrap();
+    }
+    let old = Uuid::new_v4();
+    sql.batch_execute(&format!(
+        "CREATE TABLE sluice_schema (version INTEGER NOT NULL);
+         INSERT INTO sluice_schema (version) VALUES (3);
+         INSERT INTO ingestions (id, priority, created_at) VALUES ('{old}', 1, 5);
+         INSERT INTO batches (id, ingestion_seq, position, priority, ids, status)
+         VALUES ('{}', 1, 0, 1, ARRAY[7], 2), ('{}', 1, 1, 1, ARRAY[8], 0);
+         UPDATE queue_depth SET waiting = 1 WHERE priority = 1;",
+        Uuid::new_v4(),
+        Uuid::new_v4()
+    ))
+    .await
+    .unwrap();
+
+    let store = open_postgres(&db.url).await;
+    let later = ingest(&store, Priority::Medium, at(1), &[&[9]]).await;
+    assert_eq!(store.queue_place(later).await.unwrap().unwrap().ahead, 1);
+    assert_eq!(store.cancel(old, at(2)).await.unwrap(), Some(1));
+    assert_eq!(store.queue_place(later).await.unwrap().unwrap().ahead, 0);
+    let events = store.events_after(0, Some(old), 10).await.unwrap();
+    assert!(
+        matches!(
+            events.last().map(|e| &e.body),
+            Some(sluice::domain::EventBody::IngestionCancelled { .. })
+        ),
+        "{events:?}"
     );
 }

@@ -26,3 +26,9 @@ CREATE TABLE queue_blocks (
 INSERT INTO queue_blocks (priority, block, waiting)
     SELECT priority, seq >> 7, SUM(waiting) FROM ingestions WHERE waiting > 0
     GROUP BY priority, seq >> 7;
+
+-- A fence for rolling upgrades: a replica of an older build would keep writing without these
+-- counts and leave them wrong for good. Every write path appends an event, so renaming the
+-- event counter makes an old replica's writes fail (503, nothing half-done) until it is
+-- replaced, instead of corrupting the counts.
+ALTER TABLE event_seq RENAME TO event_counter;

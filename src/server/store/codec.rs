@@ -14,6 +14,10 @@ pub const FAILED: i64 = 4;
 /// (by `seq`): "how many wait ahead" then adds at most backlog/128 block rows and 128
 /// ingestion rows, never every waiting batch. (The migrations that built the table use 7 too.)
 pub const QUEUE_BLOCK_SHIFT: u32 = 7;
+const _: () = assert!(
+    QUEUE_BLOCK_SHIFT == 7,
+    "the migrations that built queue_blocks use 7"
+);
 
 /// The `queue_blocks` block of ingestion `seq`.
 pub fn queue_block(seq: i64) -> i64 {

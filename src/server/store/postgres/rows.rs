@@ -3,14 +3,14 @@
 use super::*;
 
 /// The newest committed event id.
-pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_seq WHERE id = 1";
+pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_counter WHERE id = 1";
 
 pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
     let row = client.query_one(LATEST_EVENT, &[]).await.map_err(pg)?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Append an event with the next id (locking `event_seq` to commit) and notify every replica
+/// Append an event with the next id (locking `event_counter` to commit) and notify every replica
 /// on commit. Returns its id.
 pub(super) async fn append_event<C: GenericClient>(
     client: &C,
@@ -25,7 +25,7 @@ pub(super) async fn append_event<C: GenericClient>(
         .unwrap_or_default();
     let row = client
         .query_one(
-            "WITH next AS (UPDATE event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
+            "WITH next AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last)
              INSERT INTO events (id, at, ingestion_id, body)
              SELECT last, $1, $2, $3 FROM next
              RETURNING id",
