@@ -90,7 +90,11 @@ async fn cancelling_an_ingestion_stops_its_waiting_batches_and_the_started_one_f
     let again: Value = cancel().await.json().await.unwrap();
     assert_eq!(again["cancelled_batches"], 0);
     assert_eq!(again["status"], "cancelled");
-    for bad in [uuid::Uuid::new_v4().to_string(), "not-a-uuid".to_owned()] {
+    for bad in [
+        uuid::Uuid::new_v4().to_string(),
+        "not-a-uuid".to_owned(),
+        "%FF".to_owned(),
+    ] {
         let res = app.post_json(&format!("/ingest/{bad}/cancel"), "").await;
         assert_eq!(res.status(), 404);
         assert_error(&res.json().await.unwrap(), "not_found");

@@ -91,9 +91,15 @@ async fn an_unknown_or_malformed_ingestion_id_is_404() {
         "not-a-uuid",
         "123",
         "%20",
+        // Not UTF-8 once decoded: the same answer, not a plain-text 400.
+        "%FF",
+        "%C3%28",
     ] {
         let res = app.get_status(id).await;
         assert_eq!(res.status(), 404, "{id}");
+        assert_error(&res.json().await.unwrap(), "not_found");
+        let res = app.get(&format!("/status/{id}/results")).await;
+        assert_eq!(res.status(), 404, "{id}/results");
         assert_error(&res.json().await.unwrap(), "not_found");
     }
 }

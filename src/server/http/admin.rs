@@ -1,13 +1,9 @@
 //! Operator routes: `POST /admin/pause`, `POST /admin/resume` and `PUT /admin/rate`. They are
 //! idempotent and answer the resulting state; each change is durable and recorded as an event.
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, Segment};
 use crate::domain::ErrorBody;
-use axum::{
-    body::Bytes,
-    extract::{Path, State},
-    Json,
-};
+use axum::{body::Bytes, extract::State, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -93,7 +89,7 @@ pub struct Requeued {
 )]
 pub(super) async fn retry_batch(
     State(state): State<ApiState>,
-    Path(batch_id): Path<String>,
+    Segment(batch_id): Segment,
 ) -> Result<Json<Requeued>, ApiError> {
     state.service.retry_batch(&batch_id).await?;
     Ok(Json(Requeued {

@@ -153,3 +153,23 @@ impl IntoResponse for ApiError {
 pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
+
+/// A path segment that names a resource. One that is not UTF-8 once percent-decoded names
+/// nothing: it is answered like any malformed id (404 in the one error shape), never with the
+/// framework's plain-text 400.
+pub(super) struct Segment(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Segment {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let decoded = axum::extract::Path::<String>::from_request_parts(parts, state).await;
+        Ok(Segment(match decoded {
+            Ok(axum::extract::Path(segment)) => segment,
+            Err(_) => char::REPLACEMENT_CHARACTER.to_string(),
+        }))
+    }
+}

@@ -9,11 +9,11 @@
 //! next event and an ingestion's stream starts from that ingestion's first event. Comments
 //! every 15 s keep idle connections open through proxies.
 
-use super::{query, ApiError, ApiState};
+use super::{query, ApiError, ApiState, Segment};
 use crate::domain::{ErrorBody, Event};
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     http::HeaderMap,
     response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse},
 };
@@ -83,7 +83,7 @@ pub(super) async fn all(
 )]
 pub(super) async fn one_ingestion(
     State(state): State<ApiState>,
-    Path(ingestion_id): Path<String>,
+    Segment(ingestion_id): Segment,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<EventStream, ApiError> {

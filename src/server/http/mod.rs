@@ -20,6 +20,7 @@ mod timeout;
 pub use auth::bearer;
 pub use cors::cors;
 pub use error::ApiError;
+use error::Segment;
 pub use metrics::track;
 pub use serve::{serve, ConnectionLimits};
 pub use server_fns::undecodable_arguments_are_bad_requests;

@@ -1,9 +1,9 @@
 //! `GET /status/{ingestion_id}` and `POST /ingest/{ingestion_id}/cancel`.
 
-use super::{query, ApiError, ApiState};
+use super::{query, ApiError, ApiState, Segment};
 use crate::domain::{CancelResponse, ErrorBody, IngestionView, ResultsPage};
 use axum::{
-    extract::{Path, RawQuery, State},
+    extract::{RawQuery, State},
     Json,
 };
 
@@ -20,7 +20,7 @@ use axum::{
 )]
 pub(super) async fn status(
     State(state): State<ApiState>,
-    Path(ingestion_id): Path<String>,
+    Segment(ingestion_id): Segment,
 ) -> Result<Json<IngestionView>, ApiError> {
     Ok(Json(state.service.status(&ingestion_id).await?))
 }
@@ -43,7 +43,7 @@ pub(super) async fn status(
 )]
 pub(super) async fn results(
     State(state): State<ApiState>,
-    Path(ingestion_id): Path<String>,
+    Segment(ingestion_id): Segment,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ResultsPage>, ApiError> {
     let offset = query::number(raw.as_deref(), "offset")?.unwrap_or(0);
@@ -70,7 +70,7 @@ pub(super) async fn results(
 )]
 pub(super) async fn cancel(
     State(state): State<ApiState>,
-    Path(ingestion_id): Path<String>,
+    Segment(ingestion_id): Segment,
 ) -> Result<Json<CancelResponse>, ApiError> {
     Ok(Json(state.service.cancel(&ingestion_id).await?))
 }
