@@ -24,6 +24,17 @@ pub fn queue_block(seq: i64) -> i64 {
     seq >> QUEUE_BLOCK_SHIFT
 }
 
+/// Ingestion `seq`'s block and the first `seq` of that block (what a place is counted from).
+pub fn queue_block_bounds(seq: i64) -> (i64, i64) {
+    let block = queue_block(seq);
+    (block, block << QUEUE_BLOCK_SHIFT)
+}
+
+/// How many more batches wait once `n` batches went from status `from` to `to`.
+pub fn waiting_change(from: i64, to: i64, n: i64) -> i64 {
+    n * (i64::from(to == WAITING) - i64::from(from == WAITING))
+}
+
 /// A stored status code as a status; an unknown code is corrupt data.
 pub fn batch_status(code: i64) -> Result<BatchStatus, StoreError> {
     Ok(match code {

@@ -549,17 +549,9 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
-        let block = codec::queue_block(seq);
+        let (block, first) = codec::queue_block_bounds(seq);
         let ahead: i64 = tx
-            .query_one(
-                AHEAD,
-                &[
-                    &priority,
-                    &seq,
-                    &block,
-                    &(block << codec::QUEUE_BLOCK_SHIFT),
-                ],
-            )
+            .query_one(AHEAD, &[&priority, &seq, &block, &first])
             .await
             .map_err(pg)?
             .get(0);

@@ -169,6 +169,7 @@ pub(super) async fn moved<C: GenericClient>(
     to: i64,
     n: i64,
 ) -> Result<(), StoreError> {
+    let waiting = codec::waiting_change(from, to, n);
     let (from, to, count) = (from as i32, to as i32, n as i32);
     let row = client
         .query_one(
@@ -183,8 +184,6 @@ pub(super) async fn moved<C: GenericClient>(
         )
         .await
         .map_err(pg)?;
-    let waiting =
-        n * (i64::from(to == codec::WAITING as i32) - i64::from(from == codec::WAITING as i32));
     waiting_moved(client, row.get(0), seq, waiting).await
 }
 

@@ -612,15 +612,10 @@ impl Store for SqliteStore {
             let Some((seq, priority)) = head else {
                 return Ok(None);
             };
-            let block = queue_block(seq);
+            let (block, first) = queue_block_bounds(seq);
             let ahead: i64 = tx
                 .prepare_cached(AHEAD)
-                .and_then(|mut st| {
-                    st.query_row(
-                        params![priority, seq, block, block << QUEUE_BLOCK_SHIFT],
-                        |r| r.get(0),
-                    )
-                })
+                .and_then(|mut st| st.query_row(params![priority, seq, block, first], |r| r.get(0)))
                 .map_err(unavailable)?;
             let in_flight_since: Option<i64> = tx
                 .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")

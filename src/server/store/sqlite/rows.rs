@@ -3,8 +3,8 @@
 use super::*;
 
 pub(super) use crate::server::store::codec::{
-    batch_status, priority_of, queue_block, CANCELLED, COMPLETED, FAILED, QUEUE_BLOCK_SHIFT,
-    TRIGGERED, WAITING,
+    batch_status, priority_of, queue_block, queue_block_bounds, waiting_change, CANCELLED,
+    COMPLETED, FAILED, TRIGGERED, WAITING,
 };
 
 /// `n` batches of ingestion `seq` went from status `from` to `to`: the ingestion's counts move,
@@ -29,8 +29,7 @@ pub(super) fn moved(
         )
         .and_then(|mut st| st.query_row(params![from, to, n, seq], |r| r.get(0)))
         .map_err(unavailable)?;
-    let waiting = n * (i64::from(to == WAITING) - i64::from(from == WAITING));
-    waiting_moved(conn, priority, seq, waiting)
+    waiting_moved(conn, priority, seq, waiting_change(from, to, n))
 }
 
 /// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
