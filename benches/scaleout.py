@@ -9,7 +9,9 @@ submitted before the load keeps every slot busy. Measured per configuration:
   * durable ingest req/s (the sum over the replicas' wrk runs), and errors (non-2xx);
   * the start-to-start gaps during the load, as multiples of the interval (every start,
     read from the database afterwards: 1.00 is exact; below 1 would break the rate limit);
-  * status reads: GET /status/<id> at concurrency 64 on one replica, after the ingest load.
+  * status reads: GET /status/<id> at concurrency 64 on one replica, after the ingest load;
+  * on PostgreSQL, ingestions per committed transaction (every transaction of the database
+    counts, so it slightly understates the writers' group size), and the machine's idle CPU.
 
 Figures are printed as ratios against the first configuration measured in the same round
 (SQLite), each the median over BENCH_SCALEOUT_ROUNDS (2) rounds; with more binaries
@@ -87,9 +89,12 @@ def run(bin_, kind, replicas, conns, tmp, tag):
                     "priority": "MEDIUM"})
     script = ingest_script(tmp, "MEDIUM")
     time.sleep(0.5)
+    commits, cpu = pg_commits() if kind == "pg" else 0, cpu_times()
     began = time.time()
     rps, errors = wrk_many([b + "/ingest" for b in bases], conns, script)
     ended = time.time()
+    per_commit = rps * (ended - began) / max(1, pg_commits() - commits) if kind == "pg" else 0
+    idle = idle_share(cpu, cpu_times())
     one = post(bases[0], {"ids": [1, 2, 3, 4, 5], "priority": "LOW"})["ingestion_id"]
     status_rps, status_errors = wrk_many([f"{bases[0]}/status/{one}"], CONNS)
     for proc, _ in servers:
@@ -100,7 +105,26 @@ def run(bin_, kind, replicas, conns, tmp, tag):
     # Skip the first second of the load (the replicas' first claims find the slot idle).
     starts = starts_between(kind, db, int((began + 1) * 1e6), int(ended * 1e6))
     gaps = [(b - a) / (INTERVAL_MS * 1000) for a, b in zip(starts, starts[1:])]
-    return rps, errors, gaps, status_rps, status_errors
+    return rps, errors, gaps, status_rps, status_errors, per_commit, idle
+
+
+def pg_commits():
+    """Committed transactions of the bench database so far (every replica's, all kinds)."""
+    sql = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+    out = subprocess.run(["psql", PG, "-tAXc", "SELECT pg_stat_clear_snapshot(); " + sql],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1])
+
+
+def cpu_times():
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def idle_share(before, after):
+    """The machine's idle share between two /proc/stat readings (idle + iowait)."""
+    delta = [b - a for a, b in zip(before, after)]
+    return (delta[3] + delta[4]) / max(1, sum(delta))
 
 
 def q(values, p):
@@ -121,23 +145,25 @@ def main():
           f"medians of {ROUNDS} rounds)\n")
     names = [os.path.basename(b) for b in BINS] if len(BINS) > 1 else [""]
     print("| build | configuration | ingest req/s | vs SQLite | vs 1 replica | errors "
-          "| gap p50 × interval | p99 | max | early | status req/s | vs SQLite |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| gap p50 × interval | p99 | max | early | status req/s | vs SQLite "
+          "| ingestions per commit | idle CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for bi, name in enumerate(names):
         med = lambda ci, i: statistics.median(run_[i] for run_ in results[(bi, ci)])
         sqlite_rps, sqlite_status = med(0, 0), med(0, 3)
         one_rps = med(1, 0)
-        for ci, (label, _, replicas, _) in enumerate(CONFIGS):
+        for ci, (label, kind, replicas, _) in enumerate(CONFIGS):
             runs = results[(bi, ci)]
             gaps = [g for run_ in runs for g in run_[2]]
             errors = sum(run_[1] + run_[4] for run_ in runs)
             rps, status = med(ci, 0), med(ci, 3)
             early = sum(1 for g in gaps if g < 1.0)
+            per_commit = f"{med(ci, 5):.1f}" if kind == "pg" else ""
             vs_one = f"{rps / one_rps:.2f}×" if ci >= 2 else ""
             print(f"| {name} | {label} | {rps:.0f} | {rps / sqlite_rps:.2f}× | {vs_one} | "
                   f"{errors} | {q(gaps, .5):.3f} | {q(gaps, .99):.3f} | "
                   f"{max(gaps) if gaps else float('nan'):.3f} | {early} | {status:.0f} | "
-                  f"{status / sqlite_status:.2f}× |")
+                  f"{status / sqlite_status:.2f}× | {per_commit} | {med(ci, 6):.0%} |")
 
 
 if __name__ == "__main__":

@@ -1157,6 +1157,84 @@ async fn sqlite_on_disk_keeps_the_event_log_across_a_restart() {
 /// The defect this guards against: the claim skipped (`SKIP LOCKED`) a batch whose lease had
 /// run out while its holder's renewal held the row, and started the next batch, so two ran at
 /// once. Now the claim waits for the renewal and sees the lease live.
+/// Twenty ingestions arrive while another replica's group holds the writers' turn and the
+/// counters, as every group does from its turn to its commit: they are stored together, in
+/// one transaction, once it commits (not the first alone and the rest after: small groups,
+/// each paying a commit, are what made three replicas slower than one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingestions_arriving_while_another_replica_commits_are_stored_together_in_one_transaction()
+{
+    let Some(db) = postgres::fresh_database().await else {
+        return;
+    };
+    let store = open_postgres(&db.url).await;
+    ingest(&store, Priority::High, at(0), &[&[1]]).await;
+    let other = db.connect().await;
+    other
+        .batch_execute(&format!(
+            "BEGIN; {}; SELECT 1 FROM queue_depth ORDER BY priority FOR UPDATE;
+             UPDATE event_counter SET last = last",
+            PostgresStore::WRITERS_TURN
+        ))
+        .await
+        .unwrap();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move { ingest(&store, Priority::Low, at(1), &[&[2]]).await })
+    };
+    // The writer is now waiting for the other replica.
+    let mut waited = 0;
+    loop {
+        let waiting: i64 = other
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(
+            waited < 1000,
+            "the writer never waited for the other replica"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Nineteen more reach the writer's queue (a first poll sends each) while it waits.
+    let mut rest: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = (0..19)
+        .map(|i| {
+            store.insert_ingestion(record(Priority::Low, at(2), &[&[i]]), Admission::default())
+        })
+        .collect();
+    for submission in &mut rest {
+        assert!(futures::poll!(submission.as_mut()).is_pending());
+    }
+    other.batch_execute("COMMIT").await.unwrap();
+    first.await.unwrap();
+    for answer in futures::future::join_all(rest).await {
+        assert_eq!(answer.unwrap(), Inserted::Created);
+    }
+    let (stored, transactions): (i64, i64) = {
+        let row = other
+            .query_one(
+                "SELECT count(*), count(DISTINCT xmin::text) FROM ingestions WHERE priority = $1",
+                &[&(Priority::Low.rank() as i16)],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(stored, 20);
+    assert_eq!(
+        transactions, 1,
+        "the twenty were stored in {transactions} transactions"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_never_starts_a_second_batch_while_the_first_ones_renewal_holds_its_row() {
     let Some(db) = postgres::fresh_database().await else {

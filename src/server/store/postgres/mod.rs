@@ -114,6 +114,11 @@ fn pg(e: tokio_postgres::Error) -> StoreError {
 }
 
 impl PostgresStore {
+    /// The statement with which a replica's writer takes the writers' turn for one group
+    /// (held to its commit); it shows in `pg_locks` as an advisory lock. Tests hold it to
+    /// stand in for another replica's group.
+    pub const WRITERS_TURN: &'static str = writer::TURN;
+
     /// Connect, bring the schema up to date (one process at a time, under an advisory lock),
     /// and start listening for other replicas' events.
     pub async fn open(url: &str, clock: SlotClock, pool_size: usize) -> Result<Self, StoreError> {

@@ -3,7 +3,9 @@
 //! inserts from arrays, one `event_counter` advance, one NOTIFY), and answers each submission only
 //! after that commit.
 //!
-//! The rows every writer in the cluster contends for (`queue_depth`, `event_counter`) are locked
+//! Replicas' writers take turns: an advisory lock, taken before the group is complete (what
+//! arrives while another replica's group commits joins this one) and held to commit (see
+//! `store`). The rows a claim also needs (`queue_depth`, `event_counter`) are locked
 //! at the end of the group, just before its commit, so a claim on another connection waits at
 //! most for one group's tail and commit, never for its inserts. Exceptions, for exactness:
 //! a group with a waiting bound locks `queue_depth` first (the bound is checked against counts
@@ -77,26 +79,14 @@ pub(super) async fn group_commit(
     feed: Arc<watch::Sender<u64>>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut ids = ids_in(&first);
         let mut group = vec![first];
-        while group.len() < MAX_GROUP && ids < MAX_GROUP_IDS {
-            match rx.try_recv() {
-                Ok(next) => {
-                    ids += ids_in(&next);
-                    group.push(next);
-                }
-                Err(_) => break,
-            }
-        }
-        // A submission whose caller is gone (client disconnected) is not stored: nobody would
-        // learn of it, and a retry without a key would store it twice.
-        group.retain(|submission| !submission.reply.is_closed());
+        top_up(&mut group, &mut rx);
         if group.is_empty() {
             continue;
         }
-        let mut outcome = store(&pool, &group, &feed).await;
+        let mut outcome = store(&pool, &mut group, Some(&mut rx), &feed).await;
         if matches!(outcome, Err(GroupError::Collided(_))) {
-            outcome = store(&pool, &group, &feed).await;
+            outcome = store(&pool, &mut group, None, &feed).await;
         }
         match outcome {
             Ok(answers) => {
@@ -106,12 +96,14 @@ pub(super) async fn group_commit(
             }
             Err(GroupError::Refused(_) | GroupError::Collided(_)) if group.len() > 1 => {
                 for submission in group {
-                    let alone = std::slice::from_ref(&submission);
-                    let answer = store(&pool, alone, &feed)
+                    let mut alone = vec![submission];
+                    let answer = store(&pool, &mut alone, None, &feed)
                         .await
                         .map(|mut answers| answers.remove(0))
                         .map_err(GroupError::into_store);
-                    let _ = submission.reply.send(answer);
+                    if let Some(submission) = alone.pop() {
+                        let _ = submission.reply.send(answer);
+                    }
                 }
             }
             Err(e) => {
@@ -122,6 +114,23 @@ pub(super) async fn group_commit(
             }
         }
     }
+}
+
+/// Add what has arrived to the group, up to its bounds, and drop the submissions whose caller
+/// is gone (client disconnected): nobody would learn of them, and a retry without a key would
+/// store them twice.
+fn top_up(group: &mut Vec<Submission>, rx: &mut mpsc::Receiver<Submission>) {
+    let mut ids: usize = group.iter().map(ids_in).sum();
+    while group.len() < MAX_GROUP && ids < MAX_GROUP_IDS {
+        match rx.try_recv() {
+            Ok(next) => {
+                ids += ids_in(&next);
+                group.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    group.retain(|submission| !submission.reply.is_closed());
 }
 
 fn ids_in(submission: &Submission) -> usize {
@@ -136,6 +145,7 @@ fn ids_in(submission: &Submission) -> usize {
 /// The statements every group runs, prepared once per connection (a group's cost is then
 /// executing them, not parsing and planning them again).
 struct Prepared {
+    turn: tokio_postgres::Statement,
     rows: tokio_postgres::Statement,
     lock: tokio_postgres::Statement,
     depth: tokio_postgres::Statement,
@@ -146,6 +156,7 @@ struct Prepared {
 impl Prepared {
     async fn on(client: &deadpool_postgres::Object) -> Result<Self, GroupError> {
         Ok(Self {
+            turn: client.prepare_cached(TURN).await?,
             rows: client.prepare_cached(INSERT_ROWS).await?,
             lock: client.prepare_cached(LOCK_DEPTH).await?,
             depth: client.prepare_cached(ADD_DEPTH).await?,
@@ -191,16 +202,33 @@ const APPEND_EVENTS: &str =
                 AS e(at, ingestion_id, body, ord))
          SELECT last, pg_notify($5, last::text) FROM next";
 
+/// The writers' turn, one replica's writer at a time across the cluster (an advisory lock in
+/// the two-key space, apart from the idempotency keys' one-key locks), held to commit.
+pub(super) const TURN: &str = "SELECT pg_advisory_xact_lock(1936487777, 1)";
+
 /// Store one group in one transaction and move the feed to its newest event once committed:
 /// each submission's answer, in order.
+///
+/// The group first waits for the writers' turn; what arrives meanwhile joins it (`top_up`).
+/// Groups held the contended counters to commit anyway, so replicas' groups committed one at
+/// a time; taking the turn before the group is complete makes each group carry everything
+/// that queued meanwhile instead of many small groups each paying a group's fixed cost. With
+/// one replica the turn is always free, and the group still takes in what arrived during its
+/// `BEGIN`.
 async fn store(
     pool: &Pool,
-    group: &[Submission],
+    group: &mut Vec<Submission>,
+    top_up_from: Option<&mut mpsc::Receiver<Submission>>,
     feed: &watch::Sender<u64>,
 ) -> Result<Vec<Inserted>, GroupError> {
     let mut client = connection(pool).await.map_err(GroupError::Unavailable)?;
     let prepared = Prepared::on(&client).await?;
     let tx = raw(&mut client).transaction().await?;
+    tx.execute(&prepared.turn, &[]).await?;
+    if let Some(rx) = top_up_from {
+        top_up(group, rx);
+    }
+    let group: &[Submission] = group;
     let seen = seen_keys(&tx, group).await?;
     let bounded = group.iter().any(|s| s.admission.max_waiting.is_some());
     let waiting = match bounded {
