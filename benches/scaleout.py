@@ -20,6 +20,9 @@ Figures are printed as ratios against the first configuration measured in the sa
 The PostgreSQL database is BENCH_POSTGRES (default postgres://root@127.0.0.1:5432/sluice_bench,
 created if missing); it is emptied before each configuration.
 
+BENCH_SCALEOUT_CONFIGS (e.g. 1,2) picks configurations by index (0 SQLite, 1 one replica, 2
+three replicas, 3 three with 64 clients each).
+
 Usage: benches/scaleout.py [path/to/release/sluice [path/to/baseline/sluice]]
 """
 
@@ -38,6 +41,9 @@ INTERVAL_MS, WORK_MS, CONNS = 100, 10, 64
 CONFIGS = [("SQLite, 1 process", "sqlite", 1, CONNS), ("PostgreSQL, 1 replica", "pg", 1, CONNS),
            ("PostgreSQL, 3 replicas", "pg", 3, CONNS),
            (f"PostgreSQL, 3 replicas, c={3 * CONNS}", "pg", 3, 3 * CONNS)]
+# BENCH_SCALEOUT_CONFIGS=1,2 runs only those (indexes into CONFIGS; SQLite, 0, is the
+# reference of "vs SQLite", 1 of "vs 1 replica": a column whose reference is left out is blank).
+PICKED = [int(i) for i in os.environ.get("BENCH_SCALEOUT_CONFIGS", "0,1,2,3").split(",")]
 
 
 def wrk_many(urls, conns, script=None):
@@ -137,6 +143,8 @@ def main():
     results = {}  # (bin index, config index) -> list of run results
     for r in range(ROUNDS):
         for ci, (_, kind, replicas, conns) in enumerate(CONFIGS):
+            if ci not in PICKED:
+                continue
             for bi, bin_ in enumerate(BINS):
                 results.setdefault((bi, ci), []).append(
                     run(bin_, kind, replicas, conns, tmp, f"r{r}-c{ci}-b{bi}"))
@@ -150,20 +158,22 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for bi, name in enumerate(names):
         med = lambda ci, i: statistics.median(run_[i] for run_ in results[(bi, ci)])
-        sqlite_rps, sqlite_status = med(0, 0), med(0, 3)
-        one_rps = med(1, 0)
+        ratio = lambda x, ref_ci, i: (f"{x / med(ref_ci, i):.2f}×"
+                                      if (bi, ref_ci) in results else "")
         for ci, (label, kind, replicas, _) in enumerate(CONFIGS):
+            if ci not in PICKED:
+                continue
             runs = results[(bi, ci)]
             gaps = [g for run_ in runs for g in run_[2]]
             errors = sum(run_[1] + run_[4] for run_ in runs)
             rps, status = med(ci, 0), med(ci, 3)
             early = sum(1 for g in gaps if g < 1.0)
             per_commit = f"{med(ci, 5):.1f}" if kind == "pg" else ""
-            vs_one = f"{rps / one_rps:.2f}×" if ci >= 2 else ""
-            print(f"| {name} | {label} | {rps:.0f} | {rps / sqlite_rps:.2f}× | {vs_one} | "
+            vs_one = ratio(rps, 1, 0) if ci >= 2 else ""
+            print(f"| {name} | {label} | {rps:.0f} | {ratio(rps, 0, 0)} | {vs_one} | "
                   f"{errors} | {q(gaps, .5):.3f} | {q(gaps, .99):.3f} | "
                   f"{max(gaps) if gaps else float('nan'):.3f} | {early} | {status:.0f} | "
-                  f"{status / sqlite_status:.2f}× | {per_commit} | {med(ci, 6):.0%} |")
+                  f"{ratio(status, 0, 3)} | {per_commit} | {med(ci, 6):.0%} |")
 
 
 if __name__ == "__main__":
