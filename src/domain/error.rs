@@ -1,4 +1,5 @@
-//! The one error shape every route answers with: `{"error": {"code", "message"}}`.
+//! The one error shape every route answers with: `{"error": {"code", "message"}, "detail"}`
+//! (`detail` repeats the message, as the FastAPI reference's errors carry it).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +8,17 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
+    /// The message again, at the top level: clients written against the FastAPI reference read
+    /// errors as `{"detail": "…"}`.
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl ErrorBody {
+    pub fn new(error: ErrorDetail) -> Self {
+        let detail = error.message.clone();
+        Self { error, detail }
+    }
 }
 
 /// A stable machine-readable `code` and a sentence for people.

@@ -21,9 +21,12 @@ fn keys(v: &Value) -> Vec<&str> {
     k
 }
 
+/// The one error shape: `{"error": {"code", "message"}, "detail": message}` (the top-level
+/// `detail`, as the FastAPI reference's errors have it, repeats the message).
 fn assert_error(body: &Value, code: &str) {
-    assert_eq!(keys(body), vec!["error"], "{body}");
+    assert_eq!(keys(body), vec!["detail", "error"], "{body}");
     assert_eq!(keys(&body["error"]), vec!["code", "message"], "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    assert_eq!(body["detail"], body["error"]["message"], "{body}");
 }

@@ -142,7 +142,7 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let (status, error) = self.into_detail();
-        let mut response = (status, Json(ErrorBody { error })).into_response();
+        let mut response = (status, Json(ErrorBody::new(error))).into_response();
         if let Some((name, value)) = extra {
             response.headers_mut().insert(name, value);
         }
