@@ -7,8 +7,8 @@ mod postgres;
 
 use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, Timestamp};
 use sluice::server::store::{
-    Admission, Claim, ClaimedBatch, Completion, DynStore, IdempotencyKey, Inserted, NewBatchRecord,
-    NewIngestionRecord, PostgresStore, SlotClock, SqliteStore,
+    Admission, Claim, ClaimedBatch, Completion, DynStore, Housekept, IdempotencyKey, Inserted,
+    NewBatchRecord, NewIngestionRecord, PostgresStore, Retention, SlotClock, SqliteStore,
 };
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use uuid::Uuid;
@@ -465,6 +465,75 @@ mod cases {
         assert_eq!(
             places(waiting.clone()).await,
             (0..waiting.len() as u64).collect::<Vec<u64>>()
+        );
+    }
+
+    /// A downstream that never succeeds: batches start and fail, none completes. The log is
+    /// still cut to its retention, and keys past theirs are forgotten.
+    pub async fn housekeeping_keeps_the_newest_events_and_forgets_expired_keys_with_no_batch_completing(
+        store: DynStore,
+    ) {
+        let keyed = Admission {
+            key: Some(IdempotencyKey {
+                key: "once".into(),
+                fingerprint: "f".into(),
+            }),
+            max_waiting: None,
+        };
+        let inserted = store
+            .insert_ingestion(record(Priority::Low, at(0), &[&[1]]), keyed)
+            .await
+            .unwrap();
+        assert_eq!(inserted, Inserted::Created);
+        for i in 1..6u64 {
+            ingest(&store, Priority::Low, at(i), &[&[i]]).await;
+        }
+        let batch = claimed(&store, at(10)).await;
+        let failed = store
+            .fail(
+                batch.batch_id,
+                batch.attempt,
+                at(11),
+                "down".into(),
+                Some(at(100)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(failed, Completion::Completed);
+        let all: Vec<u64> = store
+            .events_after(0, None, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert!(all.len() > 3, "{all:?}");
+        let keep = Retention {
+            events: 3,
+            keys: Duration::from_secs(3600),
+        };
+        let done = store.housekeep(at(12), keep).await.unwrap();
+        assert_eq!(
+            done,
+            Housekept {
+                events: all.len() as u64 - 3,
+                keys: 0
+            }
+        );
+        let left: Vec<u64> = store
+            .events_after(0, None, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(left, all[all.len() - 3..]);
+        // Two hours later the key has expired; a second round finds nothing more.
+        let done = store.housekeep(at(7200), keep).await.unwrap();
+        assert_eq!(done, Housekept { events: 0, keys: 1 });
+        assert_eq!(
+            store.housekeep(at(7201), keep).await.unwrap(),
+            Housekept::default()
         );
     }
 
@@ -955,6 +1024,7 @@ macro_rules! conformance {
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
                 places_stay_exact_across_blocks_of_ingestions_stored_together,
                 an_idempotency_key_stores_once_and_refuses_a_different_request,
+                housekeeping_keeps_the_newest_events_and_forgets_expired_keys_with_no_batch_completing,
                 past_the_waiting_bound_nothing_is_stored_until_batches_start,
                 a_paused_queue_starts_nothing_until_resumed,
                 a_rate_interval_set_at_run_time_overrides_the_configured_one,
@@ -1313,4 +1383,46 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_and_endings_afte
         ),
         "{events:?}"
     );
+}
+
+/// Housekeeping runs on its own timer: at start, then every period, with no batch completing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_cuts_the_event_log_every_period_while_nothing_completes() {
+    use sluice::server::{clock::Clock, housekeeping, shutdown};
+    let (store, ()) = sqlite_memory().await.unwrap();
+    let cut_to_two = |store: DynStore| async move {
+        for _ in 0..500 {
+            if store.events_after(0, None, 1000).await.unwrap().len() == 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the log was not cut to its retention within 5 s");
+    };
+    for i in 0..5u64 {
+        ingest(&store, Priority::Low, at(i), &[&[i]]).await;
+    }
+    let keep = Retention {
+        events: 2,
+        keys: Duration::from_secs(3600),
+    };
+    let (trigger, down) = shutdown::channel();
+    let task = tokio::spawn(housekeeping::run(
+        store.clone(),
+        Clock::system(),
+        keep,
+        Duration::from_millis(100),
+        down,
+    ));
+    cut_to_two(store.clone()).await;
+    // Later events are cut by a later round.
+    for i in 0..4u64 {
+        ingest(&store, Priority::Low, at(20 + i), &[&[i]]).await;
+    }
+    cut_to_two(store.clone()).await;
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("housekeeping stops at shutdown")
+        .unwrap();
 }

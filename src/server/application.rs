@@ -12,7 +12,7 @@ use crate::server::{
     scheduler::{Scheduler, SchedulerConfig, Wake},
     service::{Service, ServiceConfig},
     shutdown::{self, Shutdown, ShutdownTrigger},
-    store::{DynStore, PostgresStore, SlotClock, SqliteStore, StoreError},
+    store::{DynStore, PostgresStore, Retention, SlotClock, SqliteStore, StoreError},
 };
 use anyhow::Context;
 use axum::Router;
@@ -99,6 +99,13 @@ impl Core {
             wake.clone(),
             metrics.clone(),
         );
+        tokio::spawn(crate::server::housekeeping::run(
+            store.clone(),
+            clock,
+            Retention::default(),
+            crate::server::housekeeping::PERIOD,
+            shutdown.clone(),
+        ));
         let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler, metrics);
         let scheduler = tokio::spawn(async move {
             let _alive = alive;

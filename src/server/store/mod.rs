@@ -62,6 +62,33 @@ pub struct IdempotencyKey {
 /// How long a key is remembered: a retry within this window returns the first ingestion.
 pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// Events kept in the log: older ones are pruned by housekeeping. A client that was away for
+/// longer than this many events receives what is left, from the oldest kept event.
+pub const EVENT_RETENTION: u64 = 100_000;
+
+/// What housekeeping keeps: the newest `events` events, and keys seen within `keys`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub events: u64,
+    pub keys: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events: EVENT_RETENTION,
+            keys: IDEMPOTENCY_RETENTION,
+        }
+    }
+}
+
+/// What one round of housekeeping deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Housekept {
+    pub events: u64,
+    pub keys: u64,
+}
+
 /// What an insert must respect besides the ingestion itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Admission {
@@ -300,6 +327,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Readiness: the store answers a read and its schema is the one this build expects.
     async fn check(&self) -> Result<(), StoreError>;
+
+    /// Delete what `keep` no longer keeps at `now`: events older than the newest
+    /// `keep.events`, keys first seen more than `keep.keys` ago. Runs on a timer
+    /// (`server::housekeeping`), whatever else happens: a downstream that never succeeds must
+    /// not grow the log without bound. Idempotent; safe from several replicas at once.
+    async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError>;
 }
 
 pub type DynStore = Arc<dyn Store>;

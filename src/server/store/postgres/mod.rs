@@ -16,8 +16,8 @@
 
 use super::{
     ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
-    DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
-    QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
+    DispatchRecord, Housekept, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord,
+    QueuePlace, QueueRecord, Retention, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
@@ -43,9 +43,6 @@ use listen::*;
 use migrate::*;
 use rows::*;
 use writer::{group_commit, Submission};
-
-/// Events kept in the log (as on SQLite).
-const EVENT_RETENTION: i64 = 100_000;
 
 /// The channel every replica listens on; the payload is the new event's id.
 const CHANNEL: &str = "sluice_events";
@@ -314,12 +311,6 @@ impl Store for PostgresStore {
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {
             last = append_event(&tx, at, &end).await?;
         }
-        tx.execute(
-            "DELETE FROM events WHERE id <= $1",
-            &[&(last as i64 - EVENT_RETENTION)],
-        )
-        .await
-        .map_err(pg)?;
         tx.commit().await.map_err(pg)?;
         self.published(Some(last));
         Ok(Completion::Completed)
@@ -679,6 +670,30 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)?;
         self.published(Some(event));
         Ok(())
+    }
+
+    async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError> {
+        let events = keep.events.min(i64::MAX as u64) as i64;
+        let horizon = now
+            .as_micros()
+            .saturating_sub(keep.keys.as_micros().min(i64::MAX as u128) as i64);
+        let client = self.client().await?;
+        // The newest event id from the counter (one row), not max(id) over the log.
+        let events = client
+            .execute(
+                "DELETE FROM events WHERE id <= (SELECT last FROM event_counter WHERE id = 1) - $1",
+                &[&events],
+            )
+            .await
+            .map_err(pg)?;
+        let keys = client
+            .execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[&horizon],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(Housekept { events, keys })
     }
 
     async fn check(&self) -> Result<(), StoreError> {

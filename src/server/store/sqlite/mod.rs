@@ -22,8 +22,8 @@
 
 use super::{
     ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
-    DispatchRecord, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace,
-    QueueRecord, Store, StoreError, IDEMPOTENCY_RETENTION,
+    DispatchRecord, Housekept, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord,
+    QueuePlace, QueueRecord, Retention, Store, StoreError, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{decide, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp};
 use async_trait::async_trait;
@@ -50,10 +50,6 @@ use files::*;
 use migrate::*;
 use rows::*;
 use writer::*;
-
-/// Events kept in the log; older ones are pruned as batches complete. A client that was away
-/// for longer than this many events reloads instead of resuming.
-const EVENT_RETENTION: i64 = 100_000;
 
 const READERS: usize = 4;
 
@@ -368,9 +364,6 @@ impl Store for SqliteStore {
             if let Some(end) = ending(conn, seq, ingestion_id)? {
                 append_event(conn, at, &end)?;
             }
-            conn.prepare_cached("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1")
-                .and_then(|mut st| st.execute([EVENT_RETENTION]))
-                .map_err(unavailable)?;
             Ok(Completion::Completed)
         })
         .await
@@ -737,6 +730,25 @@ impl Store for SqliteStore {
                     rate_interval_ms: effective_ms,
                 },
             )
+        })
+        .await
+    }
+
+    async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError> {
+        let events = keep.events.min(i64::MAX as u64) as i64;
+        let horizon = now
+            .as_micros()
+            .saturating_sub(keep.keys.as_micros().min(i64::MAX as u128) as i64);
+        self.write(move |conn| {
+            let events = conn
+                .prepare_cached("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1")
+                .and_then(|mut st| st.execute([events]))
+                .map_err(unavailable)? as u64;
+            let keys = conn
+                .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
+                .and_then(|mut st| st.execute([horizon]))
+                .map_err(unavailable)? as u64;
+            Ok(Housekept { events, keys })
         })
         .await
     }
