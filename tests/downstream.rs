@@ -1,5 +1,6 @@
 //! The HTTP processor against a real downstream (axum on port 0) that records every arrival:
-//! results, per-ID errors, 5xx then success, timeouts, malformed answers, permanent refusals,
+//! results, per-ID errors, 5xx then success, timeouts, malformed and oversized answers,
+//! permanent refusals,
 //! an operator's retry, and the rate limit holding through retries.
 
 mod common;
@@ -54,6 +55,11 @@ async fn handle(
         }
         // A 200 that is not the documented shape.
         400 => (StatusCode::OK, "<html>oops</html>").into_response(),
+        // A 200 over the answer bound (2 MiB, in the documented shape).
+        700 => {
+            let huge = "x".repeat(2 << 20);
+            Json(json!({"results": [{"id": 700, "data": huge}]})).into_response()
+        }
         // A plain 2xx without a body: every ID done.
         500 => StatusCode::NO_CONTENT.into_response(),
         _ => Json(
@@ -228,8 +234,13 @@ async fn slow_and_malformed_answers_fail_after_the_last_attempt_without_losing_a
     let app = app_for(&url, "2").await;
     let slow = app.ingest(r#"{"ids": [300], "priority": "HIGH"}"#).await;
     let broken = app.ingest(r#"{"ids": [400], "priority": "HIGH"}"#).await;
+    let huge = app.ingest(r#"{"ids": [700], "priority": "HIGH"}"#).await;
     let after = app.ingest(r#"{"ids": [21, 22], "priority": "LOW"}"#).await;
-    for (id, expected) in [(&slow, "timed out"), (&broken, "is not {\"results\"")] {
+    for (id, expected) in [
+        (&slow, "timed out"),
+        (&broken, "is not {\"results\""),
+        (&huge, "larger than 1024 KiB"),
+    ] {
         let status = app
             .wait_for_status(id, Duration::from_secs(15), finished)
             .await;
@@ -252,11 +263,11 @@ async fn slow_and_malformed_answers_fail_after_the_last_attempt_without_losing_a
         .await
         .unwrap();
     assert!(
-        metrics.contains("sluice_batches_failed_total 2"),
+        metrics.contains("sluice_batches_failed_total 3"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("sluice_attempts_retried_total 2"),
+        metrics.contains("sluice_attempts_retried_total 3"),
         "{metrics}"
     );
 }

@@ -71,8 +71,8 @@ impl Processor for SimulatedProcessor {
 /// The answer: any 2xx with an empty body marks every ID done (`"data": "done"`); a 2xx with
 /// `{"results": [{"id": 1, "data": …}, {"id": 2, "error": "…"}]}` gives each ID its data or
 /// error (an ID the answer leaves out gets the error "no result"). Anything else is a failed
-/// attempt: 408, 429, 5xx, timeouts, connection errors and unreadable 2xx bodies may be tried
-/// again; other 4xx answers are final.
+/// attempt: 408, 429, 5xx, timeouts, connection errors and unreadable 2xx bodies (including
+/// one over [`MAX_ANSWER_BYTES`]) may be tried again; other 4xx answers are final.
 pub struct HttpProcessor {
     client: reqwest::Client,
     url: String,
@@ -82,6 +82,28 @@ pub struct HttpProcessor {
 
 /// Longest error text kept from a downstream answer.
 const ERROR_EXCERPT: usize = 300;
+
+/// Largest downstream answer read (1 MiB): past it a 2xx answer is a failed attempt (which
+/// may be tried again), and no more of it is read, so a broken or hostile downstream cannot
+/// make sluice buffer without bound.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Up to `limit` bytes of `response`'s body, and whether there was more.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
+}
 
 #[derive(Deserialize)]
 struct Answer {
@@ -158,10 +180,10 @@ impl Processor for HttpProcessor {
             ProcessError::retryable(format!("downstream {what}: {e}"))
         })?;
         let status = response.status();
-        let text = response
-            .text()
+        let (body, cut) = read_bounded(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| ProcessError::retryable(format!("reading the downstream answer: {e}")))?;
+        let text = String::from_utf8_lossy(&body);
         if !status.is_success() {
             let excerpt: String = text.chars().take(ERROR_EXCERPT).collect();
             let message = format!("downstream answered {status}: {excerpt}");
@@ -169,6 +191,12 @@ impl Processor for HttpProcessor {
                 || status == reqwest::StatusCode::REQUEST_TIMEOUT
                 || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
             return Err(ProcessError { message, retryable });
+        }
+        if cut {
+            return Err(ProcessError::retryable(format!(
+                "the downstream answer is larger than {} KiB",
+                MAX_ANSWER_BYTES / 1024
+            )));
         }
         if text.trim().is_empty() {
             return Ok(batch
