@@ -612,6 +612,13 @@ impl Store for Faulty {
     async fn check(&self) -> Result<(), StoreError> {
         self.inner.check().await
     }
+    async fn housekeep(
+        &self,
+        now: Timestamp,
+        keep: sluice::server::store::Retention,
+    ) -> Result<sluice::server::store::Housekept, StoreError> {
+        self.inner.housekeep(now, keep).await
+    }
 }
 
 /// A call to the downstream: the batch's IDs, its attempt, when it began, whether it ended.
