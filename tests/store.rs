@@ -1408,7 +1408,7 @@ async fn housekeeping_cuts_the_event_log_every_period_while_nothing_completes() 
     };
     let (trigger, down) = shutdown::channel();
     let task = tokio::spawn(housekeeping::run(
-        store.clone(),
+        Arc::downgrade(&store),
         Clock::system(),
         keep,
         Duration::from_millis(100),

@@ -100,7 +100,7 @@ impl Core {
             metrics.clone(),
         );
         tokio::spawn(crate::server::housekeeping::run(
-            store.clone(),
+            Arc::downgrade(&store),
             clock,
             Retention::default(),
             crate::server::housekeeping::PERIOD,

@@ -5,24 +5,28 @@
 
 use crate::server::clock::Clock;
 use crate::server::shutdown::Shutdown;
-use crate::server::store::{DynStore, Housekept, Retention};
+use crate::server::store::{Housekept, Retention, Store};
+use std::sync::Weak;
 use std::time::Duration;
 
 /// How often. Between two rounds the log grows past its retention by at most what is written
 /// in one period; each round deletes about that much.
 pub const PERIOD: Duration = Duration::from_secs(10);
 
-/// Keep `store` within `keep` until shutdown: a first round at once, then every `period`
-/// ([`PERIOD`] in the server).
+/// Keep `store` within `keep` until shutdown or until the store is gone (housekeeping does
+/// not keep it open): a first round at once, then every `period` ([`PERIOD`] in the server).
 pub async fn run(
-    store: DynStore,
+    store: Weak<dyn Store>,
     clock: Clock,
     keep: Retention,
     period: Duration,
     mut shutdown: Shutdown,
 ) {
     loop {
-        match store.housekeep(clock.now(), keep).await {
+        let Some(store) = store.upgrade() else { break };
+        let done = store.housekeep(clock.now(), keep).await;
+        drop(store);
+        match done {
             Ok(Housekept { events: 0, keys: 0 }) => {}
             Ok(done) => tracing::debug!(events = done.events, keys = done.keys, "housekeeping"),
             Err(e) => tracing::warn!(error = %e, "housekeeping failed; trying again next period"),
