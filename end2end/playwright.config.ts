@@ -40,7 +40,8 @@ if (postgres && !process.env.SLUICE_E2E_DATABASE) {
   url.pathname = `/${name}`;
   process.env.SLUICE_E2E_DATABASE = url.toString();
 }
-// A server whose downstream never answers (nothing listens on port 9): batches fail.
+// A server whose downstream never answers (nothing listens on port 9): batches fail. It also
+// allows one event stream per client, so a second page is refused its stream.
 export const failingURL = `http://127.0.0.1:${port + 5}`;
 const failingServer = {
   command: `${server} serve`,
@@ -58,6 +59,7 @@ const failingServer = {
     SLUICE_PROCESSOR_URL: "http://127.0.0.1:9/batches",
     SLUICE_PROCESSOR_ATTEMPTS: "2",
     SLUICE_PROCESSOR_BACKOFF: "0s",
+    SLUICE_MAX_STREAMS_PER_CLIENT: "1",
     LEPTOS_SITE_ROOT: siteRoot,
     RUST_LOG: "warn",
   },

@@ -175,3 +175,97 @@ async fn oversized_headers_are_refused_with_431() {
     let (_, answer) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
+
+/// Open `GET /events` on a connection of its own (a client of its own, so nothing is pooled),
+/// from `from`; the response is returned unread, so a stream stays open while it is held.
+async fn open_stream(base: &str, from: std::net::IpAddr) -> (reqwest::Client, reqwest::Response) {
+    let client = reqwest::Client::builder()
+        .local_address(from)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("{base}/events"))
+        .timeout(Duration::from_secs(3_600))
+        .send()
+        .await
+        .unwrap();
+    (client, res)
+}
+
+/// A refusal in the one error shape, with its code and a `Retry-After`.
+async fn assert_refused(res: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(res.status(), status);
+    let retry_after = res.headers()["retry-after"].to_str().unwrap().to_owned();
+    assert!(retry_after.parse::<u64>().unwrap() >= 1, "{retry_after}");
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["detail"], body["error"]["message"], "{body}");
+}
+
+const HERE: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+#[tokio::test]
+async fn more_event_streams_than_their_budget_are_refused_and_requests_are_still_served() {
+    let app = spawn_app(&[
+        "--max-connections",
+        "8",
+        "--max-streams",
+        "3",
+        "--max-streams-per-client",
+        "0",
+    ])
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (client, res) = open_stream(&app.base, HERE).await;
+        assert_eq!(res.status(), 200);
+        open.push((client, res));
+    }
+    // Far more refused streams than there are connections left: each refusal closes its
+    // connection, so none of them keeps a slot (their clients are all kept alive here).
+    let mut refused = Vec::new();
+    for _ in 0..12 {
+        let (client, res) = open_stream(&app.base, HERE).await;
+        assert_refused(res, 503, "streams_busy").await;
+        refused.push(client);
+    }
+    for _ in 0..5 {
+        let res = reqwest::Client::new()
+            .get(format!("{}/healthz", app.base))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .expect("a health probe is served while streams hold their whole budget");
+        assert_eq!(res.status(), 200);
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("sluice_event_streams_open 3"), "{metrics}");
+
+    // A stream that ends gives its place back.
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_client, res) = open_stream(&app.base, HERE).await;
+        if res.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place of a closed stream was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_event_stream_and_another_client_still_gets_one() {
+    let app = spawn_app(&["--max-streams", "8", "--max-streams-per-client", "2"]).await;
+    let _first = open_stream(&app.base, HERE).await;
+    let _second = open_stream(&app.base, HERE).await;
+    let (_, third) = open_stream(&app.base, HERE).await;
+    assert_refused(third, 429, "too_many_streams").await;
+    // Another address (all of 127.0.0.0/8 is this machine) is another client.
+    let (_, other) = open_stream(&app.base, std::net::IpAddr::from([127, 0, 0, 2])).await;
+    assert_eq!(other.status(), 200);
+}

@@ -60,7 +60,7 @@ pub fn Dashboard() -> impl IntoView {
                 <h1>"sluice"</h1>
                 <p class="tagline">"Priority, rate-limited batch ingestion"</p>
             </div>
-            <ConnectionBadge connection=live.connection/>
+            <ConnectionBadge live/>
         </header>
         <TokenPrompt/>
         <div class="layout">
@@ -74,11 +74,21 @@ pub fn Dashboard() -> impl IntoView {
 }
 
 #[component]
-fn ConnectionBadge(connection: RwSignal<Connection>) -> impl IntoView {
+fn ConnectionBadge(live: Live) -> impl IntoView {
+    let connection = live.connection;
     let label = move || match connection.get() {
-        Connection::Connecting => "connecting…",
-        Connection::Live => "live",
-        Connection::Reconnecting => "reconnecting…",
+        Connection::Connecting => "connecting…".to_owned(),
+        Connection::Live => "live".to_owned(),
+        Connection::Reconnecting => "reconnecting…".to_owned(),
+        Connection::BackingOff { retry_at } => {
+            let left = live.now.get().map_or(0, |now| {
+                retry_at.as_micros().saturating_sub(now.as_micros())
+            });
+            format!(
+                "no live updates (refused or unreachable): retrying in {} s",
+                (left.max(0) + 999_999) / 1_000_000
+            )
+        }
     };
     view! {
         <p

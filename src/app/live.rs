@@ -2,7 +2,9 @@
 //!
 //! The page never polls. It opens one `EventSource` on `/events`, starting after the event its
 //! first snapshot reflects; each event schedules a refresh of the snapshot (coalesced, so a
-//! burst of events costs one read). The clock ticks locally, corrected by the server's time in
+//! burst of events costs one read). A stream the server refuses (its stream budget is spent, a
+//! token is missing) or that fails for good is opened again after a backoff: 1 s, doubling to
+//! 30 s, with jitter, shown in the header. The clock ticks locally, corrected by the server's time in
 //! each snapshot, so countdowns move between events without asking the server anything.
 
 use crate::domain::{ErrorDetail, Limits, Timestamp};
@@ -22,7 +24,13 @@ const TICK_MS: u32 = 250;
 pub enum Connection {
     Connecting,
     Live,
+    /// The browser is reconnecting by itself (a dropped connection).
     Reconnecting,
+    /// The stream was refused or failed for good; the page opens it again at `retry_at`
+    /// (server time as the page reckons it).
+    BackingOff {
+        retry_at: Timestamp,
+    },
 }
 
 impl Connection {
@@ -31,6 +39,7 @@ impl Connection {
             Connection::Connecting => "connecting",
             Connection::Live => "live",
             Connection::Reconnecting => "reconnecting",
+            Connection::BackingOff { .. } => "backing-off",
         }
     }
 }
@@ -148,16 +157,36 @@ impl Live {
 #[cfg(feature = "browser")]
 mod stream {
     use super::{Connection, Live};
-    use crate::domain::EventBody;
+    use crate::domain::{EventBody, Timestamp};
     use leptos::prelude::*;
+    use std::{cell::Cell, rc::Rc};
     use wasm_bindgen::{closure::Closure, JsCast, JsValue};
+    use web_sys::EventSource;
+
+    /// The first wait before opening a refused stream again, and the longest.
+    const FIRST_BACKOFF_MS: f64 = 1_000.0;
+    const MAX_BACKOFF_MS: f64 = 30_000.0;
+
+    /// What outlives one `EventSource`: where to resume, and how many opens failed in a row.
+    struct Resume {
+        after: Cell<Option<u64>>,
+        failures: Cell<u32>,
+    }
 
     pub fn open(live: Live, after: Option<u64>) -> Result<(), JsValue> {
+        let resume = Rc::new(Resume {
+            after: Cell::new(after),
+            failures: Cell::new(0),
+        });
+        connect(live, resume)
+    }
+
+    fn connect(live: Live, resume: Rc<Resume>) -> Result<(), JsValue> {
         // The server functions' root: empty for a page the server rendered, the configured
         // server for the client-side build.
         let root = leptos::server_fn::client::get_server_url();
         let query = web_sys::UrlSearchParams::new()?;
-        if let Some(id) = after {
+        if let Some(id) = resume.after.get() {
             query.append("after", &id.to_string());
         }
         // EventSource cannot send headers: a read token travels in the query.
@@ -165,27 +194,63 @@ mod stream {
             query.append("access_token", &token);
         }
         let url = format!("{root}/events?{}", String::from(query.to_string()));
-        let source = web_sys::EventSource::new(&url)?;
-        let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |_| {
-            live.refresh_soon();
-        });
+        let source = EventSource::new(&url)?;
+        let seen = resume.clone();
+        let on_event = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(
+            move |event: web_sys::MessageEvent| {
+                if let Ok(id) = event.last_event_id().parse::<u64>() {
+                    seen.after.set(Some(id));
+                }
+                live.refresh_soon();
+            },
+        );
         for name in EventBody::NAMES {
             source.add_event_listener_with_callback(name, on_event.as_ref().unchecked_ref())?;
         }
         on_event.forget();
         // After a reconnect the browser resumes with Last-Event-ID; refresh anyway, in case the
         // log's retention was passed while away.
+        let opened = resume.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {
+            opened.failures.set(0);
             live.connection.set(Connection::Live);
             live.refresh_soon();
         });
         source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         on_open.forget();
+        let failed = source.clone();
         let on_error = Closure::<dyn FnMut()>::new(move || {
-            live.connection.set(Connection::Reconnecting);
+            if failed.ready_state() != EventSource::CLOSED {
+                // A dropped connection: the browser reconnects by itself.
+                live.connection.set(Connection::Reconnecting);
+                return;
+            }
+            // Refused (any answer but 200) or failed for good: the browser gives up, so the
+            // page opens the stream again after a backoff.
+            failed.close();
+            back_off(live, resume.clone());
         });
         source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();
         Ok(())
+    }
+
+    fn back_off(live: Live, resume: Rc<Resume>) {
+        let failures = resume.failures.get();
+        resume.failures.set(failures.saturating_add(1));
+        let base = (FIRST_BACKOFF_MS * 2f64.powi(failures.min(8) as i32)).min(MAX_BACKOFF_MS);
+        let wait_ms = base * (0.8 + 0.4 * js_sys::Math::random());
+        let now_ms = js_sys::Date::now() + live.offset_ms.get_untracked();
+        live.connection.set(Connection::BackingOff {
+            retry_at: Timestamp::from_micros(((now_ms + wait_ms) * 1000.0) as i64),
+        });
+        gloo_timers::callback::Timeout::new(wait_ms as u32, move || {
+            live.connection.set(Connection::Connecting);
+            if let Err(e) = connect(live, resume.clone()) {
+                leptos::logging::error!("could not open the event stream: {e:?}");
+                back_off(live, resume);
+            }
+        })
+        .forget();
     }
 }

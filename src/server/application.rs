@@ -236,6 +236,11 @@ fn router(
         max_body_bytes: settings.max_body_bytes as usize,
         shutdown,
         tokens: tokens.clone(),
+        streams: http::StreamBudget::new(
+            settings.max_streams() as usize,
+            settings.max_streams_per_client as usize,
+            service.metrics().clone(),
+        ),
     });
     let router = Router::new()
         .merge(api)

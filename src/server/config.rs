@@ -189,6 +189,21 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
 
+    /// Most event streams (`GET /events`, `GET /status/{id}/events`) open at once: their share
+    /// of --max-connections, so plain requests and health probes always find a connection.
+    /// Past it a new stream is refused with 503 and Retry-After. Default: half of
+    /// --max-connections; must be less than it (0 refuses every stream).
+    #[arg(long, env = "SLUICE_MAX_STREAMS",
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_streams: Option<u64>,
+
+    /// Most event streams one client (one IP address) may hold open at once; past it 429 with
+    /// Retry-After. 0: no bound per client (behind a proxy every client has the proxy's
+    /// address: bound clients there instead).
+    #[arg(long, env = "SLUICE_MAX_STREAMS_PER_CLIENT", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub max_streams_per_client: u64,
+
     /// How long a client may take to send a request's headers; past it the connection is
     /// closed (100ms..=10min).
     #[arg(long, env = "SLUICE_HEADER_TIMEOUT", default_value = "10s",
@@ -373,6 +388,14 @@ impl Settings {
 
     /// Settings that are only wrong together.
     pub fn check(&self) -> Result<(), String> {
+        if self.max_streams() >= self.max_connections {
+            return Err(format!(
+                "--max-streams ({}) must be less than --max-connections ({}): requests and \
+                 health probes need connections that streams cannot take",
+                self.max_streams(),
+                self.max_connections
+            ));
+        }
         if *self.idle_timeout <= *self.request_timeout {
             return Err(format!(
                 "--idle-timeout ({}) must be longer than --request-timeout ({}): a request \
@@ -381,6 +404,11 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The event streams' budget: `--max-streams`, or half of `--max-connections`.
+    pub fn max_streams(&self) -> u64 {
+        self.max_streams.unwrap_or(self.max_connections / 2)
     }
 
     /// The API and read tokens, the token file included.
@@ -491,5 +519,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--rate-interval"), "{err}");
+    }
+
+    #[test]
+    fn event_streams_get_half_the_connections_unless_told_and_never_all_of_them() {
+        let settings = |extra: &[&str]| {
+            let mut args = vec!["sluice"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).unwrap().into_settings().unwrap()
+        };
+        let default = settings(&[]);
+        assert_eq!(default.max_streams(), 512);
+        assert_eq!(default.max_streams_per_client, 16);
+        assert!(default.check().is_ok());
+        let told = settings(&["--max-connections", "200", "--max-streams", "150"]);
+        assert_eq!(told.max_streams(), 150);
+        assert!(told.check().is_ok());
+        let err = settings(&["--max-connections", "200", "--max-streams", "200"])
+            .check()
+            .unwrap_err();
+        assert!(
+            err.contains("--max-streams") && err.contains("--max-connections"),
+            "{err}"
+        );
     }
 }

@@ -66,6 +66,7 @@ struct Inner {
     in_flight: Gauge,
     paused: Gauge,
     rate_interval: FloatGauge,
+    event_streams: Gauge,
 }
 
 fn request_histogram() -> Histogram {
@@ -101,6 +102,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             paused: Gauge::default(),
             rate_interval: FloatGauge::default(),
+            event_streams: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -188,9 +190,24 @@ impl Metrics {
             Unit::Seconds,
             inner.rate_interval.clone(),
         );
+        registry.register(
+            "event_streams_open",
+            "Event streams open on this process (refusals are counted in http_requests)",
+            inner.event_streams.clone(),
+        );
         Self {
             inner: Arc::new(Inner { registry, ..inner }),
         }
+    }
+
+    /// An event stream was admitted.
+    pub fn event_stream_opened(&self) {
+        self.inner.event_streams.inc();
+    }
+
+    /// An admitted event stream ended.
+    pub fn event_stream_closed(&self) {
+        self.inner.event_streams.dec();
     }
 
     /// A batch started; `lateness` is how long after its slot, when it waited for one.

@@ -40,6 +40,10 @@ pub enum ApiError {
     BatchNotFound(String),
     #[error("{0}")]
     BatchNotFailed(String),
+    #[error("this client has {per_client} event streams open, its most; close one or retry later")]
+    TooManyStreams { per_client: usize },
+    #[error("the server has as many event streams open as it allows; retry later")]
+    StreamsBusy,
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     /// The store cannot be reached (a database outage or failover): retry shortly. Details
@@ -121,6 +125,8 @@ impl ApiError {
             ApiError::Denied(Denied::ReadOnly) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::Denied(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::TooManyStreams { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_streams"),
+            ApiError::StreamsBusy => (StatusCode::SERVICE_UNAVAILABLE, "streams_busy"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -130,11 +136,21 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         use axum::http::{header, HeaderValue};
+        // A refused stream's connection is closed: the client would only try again, and an
+        // idle connection kept for it would hold a slot that requests need.
+        let close = matches!(
+            self,
+            ApiError::TooManyStreams { .. } | ApiError::StreamsBusy
+        );
         let extra = match &self {
             ApiError::QueueFull { retry_after_secs } => {
                 Some((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)))
             }
             ApiError::Unavailable(_) => Some((header::RETRY_AFTER, HeaderValue::from(1))),
+            ApiError::TooManyStreams { .. } | ApiError::StreamsBusy => Some((
+                header::RETRY_AFTER,
+                HeaderValue::from(super::streams::RETRY_AFTER_SECS),
+            )),
             ApiError::Denied(Denied::Missing | Denied::Invalid) => Some((
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"sluice\""),
@@ -145,6 +161,11 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(ErrorBody::new(error))).into_response();
         if let Some((name, value)) = extra {
             response.headers_mut().insert(name, value);
+        }
+        if close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -9,22 +9,26 @@
 //! next event and an ingestion's stream starts from that ingestion's first event. Comments
 //! every 15 s keep idle connections open through proxies.
 
-use super::{query, ApiError, ApiState, Segment};
+use super::{query, streams::StreamTicket, ApiError, ApiState, Segment};
 use crate::domain::{ErrorBody, Event};
 use crate::server::{service::Service, shutdown::Shutdown};
 use axum::{
-    extract::{RawQuery, State},
+    extract::{ConnectInfo, RawQuery, State},
     http::HeaderMap,
     response::sse::{Event as SseEvent, KeepAlive, KeepAliveStream, Sse},
+    Extension,
 };
 use futures::{stream::BoxStream, StreamExt};
-use std::{collections::VecDeque, convert::Infallible, time::Duration};
+use std::{collections::VecDeque, convert::Infallible, net::SocketAddr, time::Duration};
 use uuid::Uuid;
 
 const PAGE: usize = 256;
 const HEARTBEAT: Duration = Duration::from_secs(15);
 /// After a failed read of the log, wait this long before trying again.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// The address of the client, as the server's accept loop noted it.
+type Client = Option<Extension<ConnectInfo<SocketAddr>>>;
 
 type EventStream = Sse<KeepAliveStream<BoxStream<'static, Result<SseEvent, Infallible>>>>;
 
@@ -44,11 +48,16 @@ type EventStream = Sse<KeepAliveStream<BoxStream<'static, Result<SseEvent, Infal
          content_type = "text/event-stream"),
         (status = 400, description = "`Last-Event-ID` or `after` is not a number", body = ErrorBody),
         (status = 401, description = "A read token is needed", body = ErrorBody),
+        (status = 429, description = "This client has `--max-streams-per-client` streams open \
+            (`too_many_streams`); see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The server has `--max-streams` streams open \
+            (`streams_busy`); see `Retry-After`", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
 pub(super) async fn all(
     State(state): State<ApiState>,
+    client: Client,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<EventStream, ApiError> {
@@ -60,7 +69,8 @@ pub(super) async fn all(
         (Some(id), _) | (None, Some(id)) => id,
         (None, None) => *state.service.event_feed().borrow(),
     };
-    Ok(sse(state.service, after, None, state.shutdown))
+    let ticket = admit(&state, client)?;
+    Ok(sse(state.service, after, None, state.shutdown, ticket))
 }
 
 #[utoipa::path(
@@ -78,12 +88,17 @@ pub(super) async fn all(
         (status = 400, description = "`Last-Event-ID` or `after` is not a number", body = ErrorBody),
         (status = 401, description = "A read token is needed", body = ErrorBody),
         (status = 404, description = "Unknown or malformed id", body = ErrorBody),
+        (status = 429, description = "This client has `--max-streams-per-client` streams open \
+            (`too_many_streams`); see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "The server has `--max-streams` streams open \
+            (`streams_busy`); see `Retry-After`", body = ErrorBody),
     ),
     security((), ("bearer" = [])),
 )]
 pub(super) async fn one_ingestion(
     State(state): State<ApiState>,
     Segment(ingestion_id): Segment,
+    client: Client,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Result<EventStream, ApiError> {
@@ -94,12 +109,21 @@ pub(super) async fn one_ingestion(
     );
     let after = resume.or(after).unwrap_or(0);
     let view = state.service.status(&ingestion_id).await?;
+    let ticket = admit(&state, client)?;
     Ok(sse(
         state.service,
         after,
         Some(view.ingestion_id),
         state.shutdown,
+        ticket,
     ))
+}
+
+/// A place in the streams' budget for this client, or the refusal.
+fn admit(state: &ApiState, client: Client) -> Result<StreamTicket, ApiError> {
+    state
+        .streams
+        .admit(client.map(|Extension(ConnectInfo(addr))| addr.ip()))
 }
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
@@ -120,15 +144,24 @@ struct Cursor {
     after: u64,
     pending: VecDeque<Event>,
     shutdown: Shutdown,
+    /// Given back to the budget when the stream ends.
+    _ticket: StreamTicket,
 }
 
-fn sse(service: Service, after: u64, ingestion: Option<Uuid>, shutdown: Shutdown) -> EventStream {
+fn sse(
+    service: Service,
+    after: u64,
+    ingestion: Option<Uuid>,
+    shutdown: Shutdown,
+    ticket: StreamTicket,
+) -> EventStream {
     let cursor = Cursor {
         service,
         ingestion,
         after,
         pending: VecDeque::new(),
         shutdown,
+        _ticket: ticket,
     };
     let stream = futures::stream::unfold(cursor, |mut c| async move {
         let event = c.next().await?;

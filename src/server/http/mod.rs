@@ -15,6 +15,7 @@ mod queue;
 mod serve;
 mod server_fns;
 mod status;
+mod streams;
 mod timeout;
 
 pub use auth::bearer;
@@ -24,6 +25,7 @@ use error::Segment;
 pub use metrics::track;
 pub use serve::{serve, ConnectionLimits};
 pub use server_fns::undecodable_arguments_are_bad_requests;
+pub use streams::StreamBudget;
 pub use timeout::request_timeout;
 
 use crate::server::{
@@ -43,6 +45,8 @@ pub struct ApiState {
     /// Ends event streams, so a graceful shutdown does not wait on them forever.
     pub shutdown: Shutdown,
     pub tokens: Tokens,
+    /// The event streams' share of the connections.
+    pub streams: StreamBudget,
 }
 
 /// The JSON routes, grouped by the access they need (see `server::auth`), with the body limit,

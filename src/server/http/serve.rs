@@ -11,7 +11,11 @@
 //! - graceful shutdown: on the signal, stop accepting, let requests in progress finish and
 //!   close idle connections.
 
-use axum::{body::Body, extract::Request, Router};
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request},
+    Router,
+};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
@@ -64,7 +68,7 @@ pub async fn serve(
             _ = shutdown.triggered() => break,
             permit = open.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.triggered() => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -78,11 +82,14 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .map_request(|request: Request<Incoming>| request.map(Body::new)),
-        );
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |request: Request<Incoming>| {
+                // Handlers that bound something per client read its address here.
+                let mut request = request.map(Body::new);
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            },
+        ));
         let connection = graceful.watch(builder.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
