@@ -79,11 +79,10 @@ fn rank(priority: &str) -> u8 {
     }
 }
 
+#[cfg_attr(skip_postgres, ignore = "SLUICE_SKIP_POSTGRES=1")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_replicas_batch() {
-    let Some(db) = postgres::fresh_database().await else {
-        return;
-    };
+    let db = postgres::fresh_database().await;
     let client = reqwest::Client::new();
     let interval = format!("{INTERVAL_MS}ms");
     let flags = [
@@ -323,11 +322,10 @@ async fn three_replicas_share_one_queue_and_one_rate_limit_and_rescue_a_killed_r
     }
 }
 
+#[cfg_attr(skip_postgres, ignore = "SLUICE_SKIP_POSTGRES=1")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start_a_batch_twice() {
-    let Some(db) = postgres::fresh_database().await else {
-        return;
-    };
+    let db = postgres::fresh_database().await;
     const INTERVAL_US: i64 = 50_000;
     let flags = ["--rate-interval", "50ms", "--simulated-work", "5ms"];
     let mut replicas = Vec::new();
@@ -421,11 +419,10 @@ async fn three_replicas_under_concurrent_ingest_keep_the_spacing_and_never_start
     );
 }
 
+#[cfg_attr(skip_postgres, ignore = "SLUICE_SKIP_POSTGRES=1")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_status_read_on_one_replica_shows_a_change_made_through_another_at_once() {
-    let Some(db) = postgres::fresh_database().await else {
-        return;
-    };
+    let db = postgres::fresh_database().await;
     let flags = ["--rate-interval", "1h"];
     let (a, b) = (start(&db.url, &flags).await, start(&db.url, &flags).await);
     let client = reqwest::Client::new();
