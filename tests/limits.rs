@@ -269,3 +269,52 @@ async fn one_client_cannot_take_every_event_stream_and_another_client_still_gets
     let (_, other) = open_stream(&app.base, std::net::IpAddr::from([127, 0, 0, 2])).await;
     assert_eq!(other.status(), 200);
 }
+
+#[tokio::test]
+async fn bodies_wait_for_room_among_the_bodies_held_at_once_and_probes_are_served_meanwhile() {
+    let app = spawn_app(&["--max-body-bytes", "4096", "--max-buffered-bytes", "8192"]).await;
+    // Two clients declare the largest body and send half of it: all the room is theirs.
+    let half = format!(r#"{{"priority": "LOW", "ids": [{}"#, "1,".repeat(1000));
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&app.base).await;
+        stream
+            .write_all(
+                format!(
+                    "POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n\
+                     Content-Length: 4096\r\n\r\n{half}"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third, small and complete, waits for room; health probes do not.
+    let waiting = tokio::spawn({
+        let app_base = app.base.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{app_base}/ingest"))
+                .json(&serde_json::json!({"ids": [7], "priority": "HIGH"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a body was read while the room was taken"
+    );
+    // One slow client gives up: its room is given back and the third is served.
+    drop(slow.pop());
+    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the waiting body was served once there was room")
+        .unwrap();
+    assert_eq!(status, 200);
+}

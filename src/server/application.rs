@@ -241,6 +241,7 @@ fn router(
             settings.max_streams_per_client as usize,
             service.metrics().clone(),
         ),
+        buffers: http::BufferBudget::new(settings.max_buffered_bytes()),
     });
     let router = Router::new()
         .merge(api)

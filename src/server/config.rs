@@ -216,6 +216,13 @@ pub struct Settings {
           value_parser = duration_between(Duration::from_secs(1), Duration::from_secs(3_600)))]
     pub idle_timeout: humantime::Duration,
 
+    /// Most bytes of request bodies held in memory at once, all requests together; a body
+    /// waits for room before it is read (within the request timeout). At least
+    /// --max-body-bytes. Default: 64 MiB, or --max-body-bytes if larger.
+    #[arg(long, env = "SLUICE_MAX_BUFFERED_BYTES",
+          value_parser = clap::value_parser!(u64).range(1024..=17_179_869_184))]
+    pub max_buffered_bytes: Option<u64>,
+
     /// Maximum size of a request body in bytes (1024..=1073741824).
     #[arg(long, env = "SLUICE_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024,
           value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
@@ -388,6 +395,14 @@ impl Settings {
 
     /// Settings that are only wrong together.
     pub fn check(&self) -> Result<(), String> {
+        if self.max_buffered_bytes() < self.max_body_bytes {
+            return Err(format!(
+                "--max-buffered-bytes ({}) must be at least --max-body-bytes ({}): a body of \
+                 the largest size must fit",
+                self.max_buffered_bytes(),
+                self.max_body_bytes
+            ));
+        }
         if self.max_streams() >= self.max_connections {
             return Err(format!(
                 "--max-streams ({}) must be less than --max-connections ({}): requests and \
@@ -404,6 +419,13 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The room for bodies held at once: `--max-buffered-bytes`, or 64 MiB (at least one
+    /// body of `--max-body-bytes`).
+    pub fn max_buffered_bytes(&self) -> u64 {
+        self.max_buffered_bytes
+            .unwrap_or((64 * 1024 * 1024).max(self.max_body_bytes))
     }
 
     /// The event streams' budget: `--max-streams`, or half of `--max-connections`.
@@ -542,5 +564,22 @@ mod tests {
             err.contains("--max-streams") && err.contains("--max-connections"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_room_for_bodies_is_64_mib_or_one_largest_body_and_never_less_than_one() {
+        let settings = |extra: &[&str]| {
+            let mut args = vec!["sluice"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args).unwrap().into_settings().unwrap()
+        };
+        assert_eq!(settings(&[]).max_buffered_bytes(), 64 * 1024 * 1024);
+        let big = settings(&["--max-body-bytes", "134217728"]);
+        assert_eq!(big.max_buffered_bytes(), 134_217_728);
+        assert!(big.check().is_ok());
+        let err = settings(&["--max-body-bytes", "8192", "--max-buffered-bytes", "4096"])
+            .check()
+            .unwrap_err();
+        assert!(err.contains("--max-buffered-bytes"), "{err}");
     }
 }

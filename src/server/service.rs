@@ -85,6 +85,10 @@ fn fingerprint(ingestion: &NewIngestion) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Bodies up to this size are parsed on the async worker (well under a millisecond); larger
+/// ones on a blocking thread.
+const PARSE_ON_WORKER_BYTES: usize = 64 * 1024;
+
 /// A cheap, cloneable handle to the service.
 #[derive(Clone)]
 pub struct Service {
@@ -200,20 +204,36 @@ impl Service {
         Readiness { store, scheduler }
     }
 
-    /// Parse a raw JSON body and ingest it.
     /// Parse a raw JSON body and ingest it, at most once per `Idempotency-Key` if one is given
-    /// (the key is checked before the body, so a bad key never stores anything).
+    /// (the key is checked before the body, so a bad key never stores anything). A large body
+    /// is parsed (and fingerprinted) on a blocking thread: parsing a 4 MiB body takes
+    /// milliseconds, which on an async worker would stall every request sharing it.
     pub async fn ingest_json(
         &self,
-        body: &[u8],
+        body: bytes::Bytes,
         idempotency_key: Option<&str>,
     ) -> Result<Accepted, ServiceError> {
         let key = idempotency_key.map(check_key).transpose()?;
-        let ingestion = NewIngestion::parse_json(body, self.inner.limits)?;
-        let key = key.map(|key| IdempotencyKey {
-            key,
-            fingerprint: fingerprint(&ingestion),
-        });
+        let limits = self.inner.limits;
+        let large = body.len() > PARSE_ON_WORKER_BYTES;
+        let keyed = key.is_some();
+        let parse = move || {
+            let ingestion = NewIngestion::parse_json(&body, limits)?;
+            let fingerprint = keyed.then(|| fingerprint(&ingestion));
+            Ok::<_, ServiceError>((ingestion, fingerprint))
+        };
+        let (ingestion, fingerprint) = if large {
+            // A blocking task is never cancelled: it fails only by panicking, as parsing inline
+            // would have.
+            tokio::task::spawn_blocking(parse)
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+        } else {
+            parse()?
+        };
+        let key = key
+            .zip(fingerprint)
+            .map(|(key, fingerprint)| IdempotencyKey { key, fingerprint });
         self.store_ingestion(ingestion, key).await
     }
 

@@ -12,7 +12,8 @@ use axum::{
 };
 
 /// Checks run cheapest first, before the body is read: content type (415), declared length
-/// (413); then the body is read up to the limit (413 past it) and handed to the service.
+/// (413); then the body waits for room among the bodies held at once (`buffers.rs`), is read
+/// up to the limit (413 past it) and handed to the service.
 #[utoipa::path(
     post, path = "/ingest", tag = "ingestions",
     summary = "Submit IDs with a priority",
@@ -53,9 +54,15 @@ pub(super) async fn ingest(
         None => None,
     };
     let limit = state.max_body_bytes;
-    if declared_length(request.headers()).is_some_and(|len| len > limit as u64) {
+    let declared = declared_length(request.headers());
+    if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
+    // Held until the answer: the body, then its IDs, are in memory until then.
+    let _room = state
+        .buffers
+        .reserve(declared.unwrap_or(limit as u64))
+        .await;
     let body = Bytes::from_request(request, &())
         .await
         .map_err(|rejection| {
@@ -65,7 +72,7 @@ pub(super) async fn ingest(
                 ApiError::BadBody(rejection.body_text())
             }
         })?;
-    let accepted = state.service.ingest_json(&body, key.as_deref()).await?;
+    let accepted = state.service.ingest_json(body, key.as_deref()).await?;
     let body = Json(IngestResponse {
         ingestion_id: accepted.ingestion_id(),
     });

@@ -3,6 +3,7 @@
 
 mod admin;
 mod auth;
+mod buffers;
 mod cors;
 mod error;
 mod events;
@@ -19,6 +20,7 @@ mod streams;
 mod timeout;
 
 pub use auth::bearer;
+pub use buffers::BufferBudget;
 pub use cors::cors;
 pub use error::ApiError;
 use error::Segment;
@@ -47,6 +49,8 @@ pub struct ApiState {
     pub tokens: Tokens,
     /// The event streams' share of the connections.
     pub streams: StreamBudget,
+    /// Room for request bodies held in memory at once.
+    pub buffers: BufferBudget,
 }
 
 /// The JSON routes, grouped by the access they need (see `server::auth`), with the body limit,
