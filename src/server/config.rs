@@ -218,7 +218,7 @@ pub struct Settings {
 
     /// Most bytes of request bodies held in memory at once, all requests together; a body
     /// waits for room before it is read (within the request timeout). At least
-    /// --max-body-bytes. Default: 64 MiB, or --max-body-bytes if larger.
+    /// --max-body-bytes. Default: twice --max-body-bytes (8 MiB with the defaults).
     #[arg(long, env = "SLUICE_MAX_BUFFERED_BYTES",
           value_parser = clap::value_parser!(u64).range(1024..=17_179_869_184))]
     pub max_buffered_bytes: Option<u64>,
@@ -421,11 +421,11 @@ impl Settings {
         Ok(())
     }
 
-    /// The room for bodies held at once: `--max-buffered-bytes`, or 64 MiB (at least one
-    /// body of `--max-body-bytes`).
+    /// The room for bodies held at once: `--max-buffered-bytes`, or two bodies of
+    /// `--max-body-bytes` (parsing is CPU-bound: more at once only costs memory,
+    /// docs/benchmarks.md).
     pub fn max_buffered_bytes(&self) -> u64 {
-        self.max_buffered_bytes
-            .unwrap_or((64 * 1024 * 1024).max(self.max_body_bytes))
+        self.max_buffered_bytes.unwrap_or(2 * self.max_body_bytes)
     }
 
     /// The event streams' budget: `--max-streams`, or half of `--max-connections`.
@@ -567,15 +567,15 @@ mod tests {
     }
 
     #[test]
-    fn the_room_for_bodies_is_64_mib_or_one_largest_body_and_never_less_than_one() {
+    fn the_room_for_bodies_is_two_largest_bodies_unless_told_and_never_less_than_one() {
         let settings = |extra: &[&str]| {
             let mut args = vec!["sluice"];
             args.extend_from_slice(extra);
             Cli::try_parse_from(args).unwrap().into_settings().unwrap()
         };
-        assert_eq!(settings(&[]).max_buffered_bytes(), 64 * 1024 * 1024);
+        assert_eq!(settings(&[]).max_buffered_bytes(), 8 * 1024 * 1024);
         let big = settings(&["--max-body-bytes", "134217728"]);
-        assert_eq!(big.max_buffered_bytes(), 134_217_728);
+        assert_eq!(big.max_buffered_bytes(), 268_435_456);
         assert!(big.check().is_ok());
         let err = settings(&["--max-body-bytes", "8192", "--max-buffered-bytes", "4096"])
             .check()

@@ -4,9 +4,9 @@ use super::{ApiError, ApiState};
 use crate::domain::{ErrorBody, IngestRequest, IngestResponse};
 use crate::server::service::Accepted;
 use axum::{
-    body::Bytes,
-    extract::{FromRequest, Request, State},
-    http::{header, HeaderMap, StatusCode},
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{header, HeaderMap},
     response::{IntoResponse, Response},
     Json,
 };
@@ -63,15 +63,7 @@ pub(super) async fn ingest(
         .buffers
         .reserve(declared.unwrap_or(limit as u64))
         .await;
-    let body = Bytes::from_request(request, &())
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::BadBody(rejection.body_text())
-            }
-        })?;
+    let body = read_body(request.into_body(), limit, declared).await?;
     let accepted = state.service.ingest_json(body, key.as_deref()).await?;
     let body = Json(IngestResponse {
         ingestion_id: accepted.ingestion_id(),
@@ -81,6 +73,23 @@ pub(super) async fn ingest(
         // Same answer as the first time, marked so a client can tell.
         Accepted::Replayed(_) => ([("idempotent-replayed", "true")], body).into_response(),
     })
+}
+
+/// The body, read into one buffer of its declared size (collecting chunks and then copying
+/// them into one piece held every body twice for a moment), refused past `limit`.
+async fn read_body(body: Body, limit: usize, declared: Option<u64>) -> Result<Bytes, ApiError> {
+    use futures::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.map_or(0, |len| len as usize).min(limit));
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::BadBody(format!("Failed to buffer the request body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
