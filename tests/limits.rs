@@ -270,40 +270,58 @@ async fn one_client_cannot_take_every_event_stream_and_another_client_still_gets
     assert_eq!(other.status(), 200);
 }
 
+/// Start `POST /ingest` declaring `declared` bytes and send only `sent` of them.
+async fn start_slow_body(base: &str, declared: usize, sent: usize) -> TcpStream {
+    let body = format!(r#"{{"priority": "LOW", "ids": [{}"#, "1,".repeat(declared));
+    let mut stream = connect(base).await;
+    stream
+        .write_all(
+            format!(
+                "POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n\
+                 Content-Length: {declared}\r\n\r\n{}",
+                &body[..sent]
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+async fn small_ingest(base: String) -> reqwest::StatusCode {
+    reqwest::Client::new()
+        .post(format!("{base}/ingest"))
+        .json(&serde_json::json!({"ids": [7], "priority": "HIGH"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 #[tokio::test]
 async fn bodies_wait_for_room_among_the_bodies_held_at_once_and_probes_are_served_meanwhile() {
     let app = spawn_app(&["--max-body-bytes", "4096", "--max-buffered-bytes", "8192"]).await;
-    // Two clients declare the largest body and send half of it: all the room is theirs.
-    let half = format!(r#"{{"priority": "LOW", "ids": [{}"#, "1,".repeat(1000));
-    let mut slow = Vec::new();
-    for _ in 0..2 {
-        let mut stream = connect(&app.base).await;
-        stream
-            .write_all(
-                format!(
-                    "POST /ingest HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n\
-                     Content-Length: 4096\r\n\r\n{half}"
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
-        slow.push(stream);
+    // Clients that declare the largest body and trickle it hold only what they sent: others
+    // are served at once.
+    let mut trickling = Vec::new();
+    for _ in 0..4 {
+        trickling.push(start_slow_body(&app.base, 4096, 40).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // A third, small and complete, waits for room; health probes do not.
-    let waiting = tokio::spawn({
-        let app_base = app.base.clone();
-        async move {
-            reqwest::Client::new()
-                .post(format!("{app_base}/ingest"))
-                .json(&serde_json::json!({"ids": [7], "priority": "HIGH"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let status = tokio::time::timeout(Duration::from_secs(5), small_ingest(app.base.clone()))
+        .await
+        .expect("slow senders that sent little held back a small body");
+    assert_eq!(status, 200);
+    drop(trickling);
+
+    // Two clients that sent nearly all of the largest body hold all the room: a third body
+    // waits for room; health probes do not.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        slow.push(start_slow_body(&app.base, 4096, 4090).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = tokio::spawn(small_ingest(app.base.clone()));
     assert_eq!(app.get("/healthz").await.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

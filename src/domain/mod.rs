@@ -7,6 +7,7 @@ mod dispatch;
 mod error;
 mod event;
 mod id_text;
+mod ingest_body;
 mod queue;
 mod request;
 mod status;

@@ -142,32 +142,12 @@ pub struct NewIngestion {
 
 impl NewIngestion {
     /// Parse a raw `POST /ingest` body. JSON that is not JSON is `MalformedJson`; everything
-    /// else is checked field by field with a message naming the offending element.
-    ///
-    /// The body is read as a stream of tokens straight into the IDs (never into a JSON tree,
-    /// which costs tens of bytes per ID), and stops at the first broken rule: an invalid ID,
-    /// or the ID past `max_ids`. So the memory a body costs is bounded by the limit, not by
-    /// what a client sends (issue 17). The answer is the same as reading the whole body
-    /// first: a refused body is then checked to be JSON at all (without building anything),
-    /// and if it is not, that is the answer.
+    /// else is checked field by field with a message naming the offending element. Read
+    /// without building a JSON tree and keeping nothing past a broken rule (`ingest_body.rs`),
+    /// with the answers of reading the whole tree.
     pub fn parse_json(body: &[u8], limits: Limits) -> Result<Self, RequestError> {
-        let refusal = Refusal::default();
-        let mut json = serde_json::Deserializer::from_slice(body);
-        let parsed = serde::de::DeserializeSeed::deserialize(
-            BodySeed {
-                limits,
-                refusal: &refusal,
-            },
-            &mut json,
-        )
-        .and_then(|ingestion| json.end().map(|()| ingestion));
-        parsed.map_err(|e| match refusal.take() {
-            Some(refused) => match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => refused,
-                Err(e) => RequestError::MalformedJson(e.to_string()),
-            },
-            None => RequestError::MalformedJson(e.to_string()),
-        })
+        let (ids, priority) = super::ingest_body::parse(body, limits)?;
+        Ok(Self { ids, priority })
     }
 
     /// Check an already-typed request (server functions, the dashboard's form).
@@ -209,7 +189,7 @@ fn check_count(count: usize, limits: Limits) -> Result<(), RequestError> {
     Ok(())
 }
 
-fn check_range(index: usize, id: u64) -> Result<u64, RequestError> {
+pub(super) fn check_range(index: usize, id: u64) -> Result<u64, RequestError> {
     if (MIN_ID..=MAX_ID).contains(&id) {
         Ok(id)
     } else {
@@ -217,278 +197,6 @@ fn check_range(index: usize, id: u64) -> Result<u64, RequestError> {
             index,
             value: id.to_string(),
         })
-    }
-}
-
-/// The rule a streamed body broke, kept beside the parser's error (which only stops it).
-type Refusal = std::cell::Cell<Option<RequestError>>;
-
-/// Stop parsing because `error`: noted for `parse_json`, which answers it instead of the
-/// parser's error.
-fn refuse<E: serde::de::Error>(refusal: &Refusal, error: RequestError) -> E {
-    refusal.set(Some(error));
-    E::custom("refused")
-}
-
-/// The body: an object with `ids` and `priority` (other fields ignored; a repeated field, the
-/// last one counts, as in a JSON object read whole).
-struct BodySeed<'r> {
-    limits: Limits,
-    refusal: &'r Refusal,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for BodySeed<'_> {
-    type Value = NewIngestion;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<NewIngestion, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-/// Every JSON type but an object is the wrong kind of body.
-macro_rules! refuse_other_kinds {
-    ($error:expr; $($method:ident($ty:ty)),*) => {
-        $(
-            fn $method<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
-                Err(refuse(self.refusal, $error))
-            }
-        )*
-    };
-}
-
-impl<'de> serde::de::Visitor<'de> for BodySeed<'_> {
-    type Value = NewIngestion;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object with \"ids\" and \"priority\"")
-    }
-
-    refuse_other_kinds!(RequestError::NotAnObject;
-        visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str));
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<NewIngestion, E> {
-        Err(refuse(self.refusal, RequestError::NotAnObject))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<NewIngestion, A::Error> {
-        Err(refuse(self.refusal, RequestError::NotAnObject))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NewIngestion, A::Error> {
-        let (mut ids, mut priority) = (None, None);
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*key {
-                "ids" => {
-                    ids = Some(map.next_value_seed(IdsSeed {
-                        limits: self.limits,
-                        refusal: self.refusal,
-                    })?)
-                }
-                "priority" => {
-                    priority = Some(map.next_value_seed(PrioritySeed {
-                        refusal: self.refusal,
-                    })?)
-                }
-                _ => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-        }
-        let ids = ids.ok_or_else(|| refuse(self.refusal, RequestError::MissingField("ids")))?;
-        let priority =
-            priority.ok_or_else(|| refuse(self.refusal, RequestError::MissingField("priority")))?;
-        Ok(NewIngestion { ids, priority })
-    }
-}
-
-/// `ids`: an array of valid IDs, at most `max_ids` of them.
-struct IdsSeed<'r> {
-    limits: Limits,
-    refusal: &'r Refusal,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for IdsSeed<'_> {
-    type Value = Vec<u64>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<u64>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for IdsSeed<'_> {
-    type Value = Vec<u64>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an array of IDs")
-    }
-
-    refuse_other_kinds!(RequestError::IdsNotAnArray;
-        visit_bool(bool), visit_i64(i64), visit_u64(u64), visit_f64(f64), visit_str(&str));
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<u64>, E> {
-        Err(refuse(self.refusal, RequestError::MissingField("ids")))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Vec<u64>, A::Error> {
-        Err(refuse(self.refusal, RequestError::IdsNotAnArray))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u64>, A::Error> {
-        let max = self.limits.max_ids;
-        let mut ids = Vec::with_capacity(max.min(4096));
-        loop {
-            let index = ids.len();
-            if index == max {
-                // One more element, whatever it is, is one too many: stop reading here.
-                return match seq.next_element::<serde::de::IgnoredAny>()? {
-                    Some(_) => Err(refuse(self.refusal, RequestError::TooManyIds { max })),
-                    None => Ok(ids),
-                };
-            }
-            match seq.next_element_seed(IdSeed {
-                index,
-                refusal: self.refusal,
-            })? {
-                Some(id) => ids.push(id),
-                None if ids.is_empty() => return Err(refuse(self.refusal, RequestError::EmptyIds)),
-                None => return Ok(ids),
-            }
-        }
-    }
-}
-
-/// One ID: an integer in range, not a string, not `2.0`.
-struct IdSeed<'r> {
-    index: usize,
-    refusal: &'r Refusal,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for IdSeed<'_> {
-    type Value = u64;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl IdSeed<'_> {
-    fn not_an_integer<E: serde::de::Error>(self, value: String) -> E {
-        let index = self.index;
-        refuse(self.refusal, RequestError::IdNotAnInteger { index, value })
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for IdSeed<'_> {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an integer ID")
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, id: u64) -> Result<u64, E> {
-        check_range(self.index, id).map_err(|e| refuse(self.refusal, e))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, id: i64) -> Result<u64, E> {
-        match u64::try_from(id) {
-            Ok(id) => self.visit_u64(id),
-            Err(_) => Err(refuse(
-                self.refusal,
-                RequestError::IdOutOfRange {
-                    index: self.index,
-                    value: id.to_string(),
-                },
-            )),
-        }
-    }
-
-    /// Anything written with a fraction or exponent (2.0, 1.5, 1e3) or too big for u64.
-    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<u64, E> {
-        let value =
-            serde_json::Number::from_f64(n).map_or_else(|| n.to_string(), |n| n.to_string());
-        Err(self.not_an_integer(value))
-    }
-
-    /// Strings ("7"), booleans and null are refused even when they look like numbers.
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<u64, E> {
-        Err(self.not_an_integer(serde_json::Value::from(s).to_string()))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<u64, E> {
-        Err(self.not_an_integer(b.to_string()))
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<u64, E> {
-        Err(self.not_an_integer("null".to_owned()))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<u64, A::Error> {
-        Err(self.not_an_integer("an array".to_owned()))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<u64, A::Error> {
-        Err(self.not_an_integer("an object".to_owned()))
-    }
-}
-
-/// `priority`: exactly `HIGH`, `MEDIUM` or `LOW`.
-struct PrioritySeed<'r> {
-    refusal: &'r Refusal,
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for PrioritySeed<'_> {
-    type Value = Priority;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Priority, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl PrioritySeed<'_> {
-    fn invalid<E: serde::de::Error>(self, got: String) -> E {
-        refuse(self.refusal, RequestError::InvalidPriority(got))
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for PrioritySeed<'_> {
-    type Value = Priority;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("\"HIGH\", \"MEDIUM\" or \"LOW\"")
-    }
-
-    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Priority, E> {
-        Priority::from_wire(s).ok_or_else(|| self.invalid(format!("{s:?}")))
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Priority, E> {
-        Err(refuse(self.refusal, RequestError::MissingField("priority")))
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Priority, E> {
-        Err(self.invalid(b.to_string()))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Priority, E> {
-        Err(self.invalid(n.to_string()))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Priority, E> {
-        Err(self.invalid(n.to_string()))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Priority, E> {
-        let value =
-            serde_json::Number::from_f64(n).map_or_else(|| n.to_string(), |n| n.to_string());
-        Err(self.invalid(value))
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<Priority, A::Error> {
-        Err(self.invalid("an array".to_owned()))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Priority, A::Error> {
-        Err(self.invalid("an object".to_owned()))
     }
 }
 
@@ -571,6 +279,52 @@ mod tests {
         assert_eq!(err.code(), "too_many_ids", "{err}");
         // Exactly the limit is fine.
         assert!(parse(r#"{"ids": [1,2,3,4,5], "priority": "LOW"}"#).is_ok());
+    }
+
+    #[test]
+    fn rules_are_answered_in_their_order_wherever_the_fields_are_written() {
+        for (body, code) in [
+            // Too many outranks an invalid ID (the count is checked first).
+            (
+                r#"{"ids": [0,1,2,3,4,5], "priority": "LOW"}"#,
+                "too_many_ids",
+            ),
+            // `ids` outranks `priority`, whichever comes first.
+            (r#"{"priority": "x"}"#, "missing_field"),
+            (r#"{"priority": null, "ids": "x"}"#, "invalid_ids"),
+            (r#"{"priority": "x", "ids": [0]}"#, "invalid_id"),
+            (r#"{"priority": 5, "ids": [1]}"#, "invalid_priority"),
+            // Of a repeated field the last one counts.
+            (
+                r#"{"ids": [0], "ids": [1], "priority": "LOW", "priority": "x"}"#,
+                "invalid_priority",
+            ),
+        ] {
+            assert_eq!(parse(body).unwrap_err().code(), code, "{body}");
+        }
+        let ok = parse(r#"{"ids": [0], "ids": [1], "priority": "LOW"}"#).unwrap();
+        assert_eq!(ok.ids(), &[1]);
+    }
+
+    #[test]
+    fn every_string_and_number_is_checked_as_json_even_in_ignored_fields() {
+        for body in [
+            r#"{"ids": [1], "priority": "LOW", "note": "\ud800"}"#,
+            r#"{"ids": [1], "priority": "LOW", "x": 1e400}"#,
+            r#"{"ids": [0], "x": 1e400}"#,
+            r#"{"ids": [1,2,3,4,5,6,1e400], "priority": "LOW"}"#,
+        ] {
+            assert_eq!(parse(body).unwrap_err().code(), "malformed_json", "{body}");
+        }
+        let mut invalid_utf8 = br#"{"ids": [1], "priority": "LOW", "note": "x"}"#.to_vec();
+        let x = invalid_utf8.iter().rposition(|&b| b == b'x').unwrap();
+        invalid_utf8[x] = 0xFF;
+        assert_eq!(
+            NewIngestion::parse_json(&invalid_utf8, Limits { max_ids: 5 })
+                .unwrap_err()
+                .code(),
+            "malformed_json"
+        );
     }
 
     #[test]

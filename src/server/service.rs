@@ -223,11 +223,19 @@ impl Service {
             Ok::<_, ServiceError>((ingestion, fingerprint))
         };
         let (ingestion, fingerprint) = if large {
-            // A blocking task is never cancelled: it fails only by panicking, as parsing inline
-            // would have.
-            tokio::task::spawn_blocking(parse)
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+            // A blocking task fails by panicking, as parsing inline would have, or by the
+            // runtime shutting down.
+            match tokio::task::spawn_blocking(parse).await {
+                Ok(parsed) => parsed?,
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(_) => {
+                        return Err(ServiceError::Store(StoreError::Unavailable(
+                            "shutting down".to_owned(),
+                        )))
+                    }
+                },
+            }
         } else {
             parse()?
         };

@@ -1,6 +1,6 @@
 //! `POST /ingest`, with an optional `Idempotency-Key` header.
 
-use super::{ApiError, ApiState};
+use super::{buffers::Room, ApiError, ApiState};
 use crate::domain::{ErrorBody, IngestRequest, IngestResponse};
 use crate::server::service::Accepted;
 use axum::{
@@ -12,8 +12,8 @@ use axum::{
 };
 
 /// Checks run cheapest first, before the body is read: content type (415), declared length
-/// (413); then the body waits for room among the bodies held at once (`buffers.rs`), is read
-/// up to the limit (413 past it) and handed to the service.
+/// (413); then the body is read up to the limit (413 past it), taking room among the bodies
+/// held at once as it arrives (`buffers.rs`), and handed to the service.
 #[utoipa::path(
     post, path = "/ingest", tag = "ingestions",
     summary = "Submit IDs with a priority",
@@ -59,11 +59,8 @@ pub(super) async fn ingest(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     // Held until the answer: the body, then its IDs, are in memory until then.
-    let _room = state
-        .buffers
-        .reserve(declared.unwrap_or(limit as u64))
-        .await;
-    let body = read_body(request.into_body(), limit, declared).await?;
+    let mut room = state.buffers.room();
+    let body = read_body(request.into_body(), limit, declared, &mut room).await?;
     let accepted = state.service.ingest_json(body, key.as_deref()).await?;
     let body = Json(IngestResponse {
         ingestion_id: accepted.ingestion_id(),
@@ -76,8 +73,14 @@ pub(super) async fn ingest(
 }
 
 /// The body, read into one buffer of its declared size (collecting chunks and then copying
-/// them into one piece held every body twice for a moment), refused past `limit`.
-async fn read_body(body: Body, limit: usize, declared: Option<u64>) -> Result<Bytes, ApiError> {
+/// them into one piece held every body twice for a moment), refused past `limit`, taking
+/// room among the bodies held at once as its bytes arrive.
+async fn read_body(
+    body: Body,
+    limit: usize,
+    declared: Option<u64>,
+    room: &mut Room,
+) -> Result<Bytes, ApiError> {
     use futures::StreamExt;
     let mut chunks = body.into_data_stream();
     let mut buf = Vec::with_capacity(declared.map_or(0, |len| len as usize).min(limit));
@@ -87,6 +90,7 @@ async fn read_body(body: Body, limit: usize, declared: Option<u64>) -> Result<By
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
+        room.grow_to(buf.len() + chunk.len()).await;
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
