@@ -299,28 +299,15 @@ async fn small_ingest(base: String) -> reqwest::StatusCode {
 }
 
 #[tokio::test]
-async fn bodies_wait_for_room_among_the_bodies_held_at_once_and_probes_are_served_meanwhile() {
+async fn bodies_wait_for_room_among_the_bodies_held_at_once_and_slow_senders_cannot_keep_it() {
     let app = spawn_app(&["--max-body-bytes", "4096", "--max-buffered-bytes", "8192"]).await;
-    // Clients that declare the largest body and trickle it hold only what they sent: others
-    // are served at once.
-    let mut trickling = Vec::new();
-    for _ in 0..4 {
-        trickling.push(start_slow_body(&app.base, 4096, 40).await);
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = tokio::time::timeout(Duration::from_secs(5), small_ingest(app.base.clone()))
-        .await
-        .expect("slow senders that sent little held back a small body");
-    assert_eq!(status, 200);
-    drop(trickling);
-
-    // Two clients that sent nearly all of the largest body hold all the room: a third body
-    // waits for room; health probes do not.
+    // Two clients declare the largest body and send part of it: all the room is theirs.
     let mut slow = Vec::new();
     for _ in 0..2 {
-        slow.push(start_slow_body(&app.base, 4096, 4090).await);
+        slow.push(start_slow_body(&app.base, 4096, 2000).await);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third body waits for room; health probes do not.
     let waiting = tokio::spawn(small_ingest(app.base.clone()));
     assert_eq!(app.get("/healthz").await.status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -328,11 +315,22 @@ async fn bodies_wait_for_room_among_the_bodies_held_at_once_and_probes_are_serve
         !waiting.is_finished(),
         "a body was read while the room was taken"
     );
-    // One slow client gives up: its room is given back and the third is served.
-    drop(slow.pop());
-    let status = tokio::time::timeout(Duration::from_secs(5), waiting)
+    // The slow senders never finish: within their deadline (5 s for 4 KiB) they are answered
+    // 408 and the room goes to the waiting body.
+    let started = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
-        .expect("the waiting body was served once there was room")
+        .expect("the waiting body was served once the slow senders were cut")
         .unwrap();
     assert_eq!(status, 200);
+    for mut stream in slow {
+        let (_, answered) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        assert!(answered.starts_with("HTTP/1.1 408"), "{answered}");
+        assert!(answered.contains("request_timeout"), "{answered}");
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }

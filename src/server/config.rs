@@ -217,8 +217,9 @@ pub struct Settings {
     pub idle_timeout: humantime::Duration,
 
     /// Most bytes of request bodies held in memory at once, all requests together; a body
-    /// takes room as it arrives and waits when there is none (within the request timeout).
-    /// At least --max-body-bytes. Default: twice --max-body-bytes (8 MiB with the defaults).
+    /// waits for room before it is read (within the request timeout), then must arrive within
+    /// 5 s plus its length at 256 KiB/s. At least --max-body-bytes. Default: twice
+    /// --max-body-bytes (8 MiB with the defaults).
     #[arg(long, env = "SLUICE_MAX_BUFFERED_BYTES",
           value_parser = clap::value_parser!(u64).range(1024..=17_179_869_184))]
     pub max_buffered_bytes: Option<u64>,

@@ -34,6 +34,8 @@ pub enum ApiError {
     InvalidRate(String),
     #[error("the request was not answered within {}", humantime::format_duration(*limit))]
     Timeout { limit: std::time::Duration },
+    #[error("the body did not arrive within {} once there was room for it", humantime::format_duration(*limit))]
+    BodyTooSlow { limit: std::time::Duration },
     #[error(transparent)]
     Denied(Denied),
     #[error("no batch with id {0:?}")]
@@ -119,7 +121,9 @@ impl ApiError {
             }
             ApiError::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
             ApiError::InvalidRate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rate_interval"),
-            ApiError::Timeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
+            ApiError::Timeout { .. } | ApiError::BodyTooSlow { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "request_timeout")
+            }
             ApiError::BatchNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::BatchNotFailed(_) => (StatusCode::CONFLICT, "batch_not_failed"),
             ApiError::Denied(Denied::ReadOnly) => (StatusCode::FORBIDDEN, "forbidden"),

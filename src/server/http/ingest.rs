@@ -1,6 +1,6 @@
 //! `POST /ingest`, with an optional `Idempotency-Key` header.
 
-use super::{buffers::Room, ApiError, ApiState};
+use super::{buffers, ApiError, ApiState};
 use crate::domain::{ErrorBody, IngestRequest, IngestResponse};
 use crate::server::service::Accepted;
 use axum::{
@@ -12,8 +12,8 @@ use axum::{
 };
 
 /// Checks run cheapest first, before the body is read: content type (415), declared length
-/// (413); then the body is read up to the limit (413 past it), taking room among the bodies
-/// held at once as it arrives (`buffers.rs`), and handed to the service.
+/// (413); then the body waits for room among the bodies held at once (`buffers.rs`), is read
+/// up to the limit (413 past it; 408 if it arrives too slowly) and handed to the service.
 #[utoipa::path(
     post, path = "/ingest", tag = "ingestions",
     summary = "Submit IDs with a priority",
@@ -59,8 +59,12 @@ pub(super) async fn ingest(
         return Err(ApiError::PayloadTooLarge { limit });
     }
     // Held until the answer: the body, then its IDs, are in memory until then.
-    let mut room = state.buffers.room();
-    let body = read_body(request.into_body(), limit, declared, &mut room).await?;
+    let expected = declared.unwrap_or(limit as u64);
+    let _room = state.buffers.reserve(expected).await;
+    let within = buffers::deadline(expected);
+    let body = tokio::time::timeout(within, read_body(request.into_body(), limit, declared))
+        .await
+        .map_err(|_| ApiError::BodyTooSlow { limit: within })??;
     let accepted = state.service.ingest_json(body, key.as_deref()).await?;
     let body = Json(IngestResponse {
         ingestion_id: accepted.ingestion_id(),
@@ -73,14 +77,8 @@ pub(super) async fn ingest(
 }
 
 /// The body, read into one buffer of its declared size (collecting chunks and then copying
-/// them into one piece held every body twice for a moment), refused past `limit`, taking
-/// room among the bodies held at once as its bytes arrive.
-async fn read_body(
-    body: Body,
-    limit: usize,
-    declared: Option<u64>,
-    room: &mut Room,
-) -> Result<Bytes, ApiError> {
+/// them into one piece held every body twice for a moment), refused past `limit`.
+async fn read_body(body: Body, limit: usize, declared: Option<u64>) -> Result<Bytes, ApiError> {
     use futures::StreamExt;
     let mut chunks = body.into_data_stream();
     let mut buf = Vec::with_capacity(declared.map_or(0, |len| len as usize).min(limit));
@@ -90,7 +88,6 @@ async fn read_body(
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        room.grow_to(buf.len() + chunk.len()).await;
         buf.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(buf))
