@@ -16,7 +16,7 @@ use sluice::server::{
     shutdown::{self, ShutdownTrigger},
     store::{
         Admission, Claim, ClaimedBatch, Completion, DynStore, IngestionRecord, Inserted,
-        NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store, StoreError,
+        NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store, StoreError, SummaryRecord,
     },
 };
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
@@ -575,6 +575,13 @@ impl Store for Faulty {
     }
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
         self.inner.recent_ingestions(limit).await
+    }
+    async fn recent_summaries(
+        &self,
+        limit: usize,
+        window: u32,
+    ) -> Result<Vec<SummaryRecord>, StoreError> {
+        self.inner.recent_summaries(limit, window).await
     }
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         self.inner.queue(recent).await

@@ -5,7 +5,7 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, Timestamp};
+use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, StatusCounts, Timestamp};
 use sluice::server::store::{
     Admission, Claim, ClaimedBatch, Completion, DynStore, Housekept, IdempotencyKey, Inserted,
     NewBatchRecord, NewIngestionRecord, PostgresStore, Retention, SlotClock, SqliteStore,
@@ -363,6 +363,79 @@ mod cases {
         assert_eq!(all.len(), 3);
         assert_eq!(all[2], store.ingestion(first).await.unwrap().unwrap());
         assert_eq!(all[2].batches.len(), 2);
+    }
+
+    pub async fn a_summary_reads_the_counts_and_a_window_of_batches_around_the_work_in_progress(
+        store: DynStore,
+    ) {
+        assert!(store.recent_summaries(10, 16).await.unwrap().is_empty());
+        // 100 batches: 99 of three IDs and a last of one; then a small one behind it.
+        let ids: Vec<Vec<u64>> = (0..100u64)
+            .map(|b| match b {
+                99 => vec![298],
+                _ => vec![3 * b + 1, 3 * b + 2, 3 * b + 3],
+            })
+            .collect();
+        let shapes: Vec<&[u64]> = ids.iter().map(|v| v.as_slice()).collect();
+        let big = ingest(&store, Priority::Medium, at(0), &shapes).await;
+        let small = ingest(&store, Priority::Medium, at(1), &[&[7], &[8]]).await;
+        // 50 batches run, the 51st is in flight.
+        let mut t = 10;
+        for _ in 0..50 {
+            let batch = claimed(&store, at(t)).await;
+            finish(&store, &batch, at(t + 1)).await;
+            t += 5;
+        }
+        let running = claimed(&store, at(t)).await;
+        let summaries = store.recent_summaries(10, 16).await.unwrap();
+        let order: Vec<Uuid> = summaries.iter().map(|s| s.id).collect();
+        assert_eq!(order, [small, big], "newest first");
+        let s = &summaries[1];
+        assert_eq!(
+            s.counts,
+            StatusCounts {
+                waiting: 49,
+                running: 1,
+                completed: 50,
+                cancelled: 0,
+                failed: 0
+            }
+        );
+        assert_eq!(s.id_count, 298);
+        assert_eq!(s.last_completed_at, Some(at(t - 4)));
+        // Two completed batches before the one in flight, then what follows it.
+        assert_eq!(s.first_shown, 48);
+        let positions: Vec<u32> = s.batches.iter().map(|b| b.position).collect();
+        assert_eq!(positions, (48..64).collect::<Vec<u32>>());
+        assert_eq!(s.batches[2].status, BatchStatus::Triggered);
+        assert_eq!(s.batches[3].ids, vec![154, 155, 156]);
+        let place = s.place.expect("work is left");
+        assert_eq!(place.ahead, 0);
+        assert_eq!(place.in_flight_since, Some(at(t)));
+        assert_eq!(summaries[0].place.unwrap().ahead, 49);
+        assert_eq!(summaries[0].first_shown, 0);
+        assert_eq!(summaries[0].batches.len(), 2);
+
+        // Cancelled: the window moves to the first batch that did not complete.
+        assert_eq!(store.cancel(big, at(t + 1)).await.unwrap(), Some(49));
+        finish(&store, &running, at(t + 2)).await;
+        let s = store.recent_summaries(10, 16).await.unwrap().remove(1);
+        assert_eq!((s.counts.completed, s.counts.cancelled), (51, 49));
+        assert_eq!(s.first_shown, 49);
+        assert_eq!(s.batches[2].status, BatchStatus::Cancelled);
+        assert_eq!(s.place, None, "nothing of it is left to run");
+        assert_eq!(s.last_completed_at, Some(at(t + 2)));
+
+        // The small one runs to the end: its last completion, no place.
+        for k in 0..2 {
+            let batch = claimed(&store, at(t + 10 + 5 * k)).await;
+            finish(&store, &batch, at(t + 11 + 5 * k)).await;
+        }
+        let s = store.recent_summaries(1, 16).await.unwrap().remove(0);
+        assert_eq!(s.id, small);
+        assert_eq!(s.counts.completed, 2);
+        assert_eq!(s.last_completed_at, Some(at(t + 16)));
+        assert_eq!((s.first_shown, s.batches.len(), s.place), (0, 2, None));
     }
 
     pub async fn the_queue_shows_depth_in_flight_and_recent_dispatches(store: DynStore) {
@@ -1024,6 +1097,7 @@ macro_rules! conformance {
                 every_change_appends_its_event_in_order,
                 events_can_be_read_after_an_id_for_one_ingestion,
                 recent_ingestions_come_newest_first_with_their_batches,
+                a_summary_reads_the_counts_and_a_window_of_batches_around_the_work_in_progress,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
                 places_stay_exact_across_blocks_of_ingestions_stored_together,

@@ -219,49 +219,16 @@ pub struct IngestionSummary {
     pub batches: Vec<BatchView>,
 }
 
-impl IngestionSummary {
-    /// Summarize `view`, keeping at most `window` batches: all of them if they fit, otherwise
-    /// a few finished ones before the first unfinished batch and what follows it.
-    pub fn of(view: IngestionView, window: usize) -> Self {
-        let count = |s: BatchStatus| view.batches.iter().filter(|b| b.status == s).count() as u32;
-        let (triggered, completed, cancelled, failed) = (
-            count(BatchStatus::Triggered),
-            count(BatchStatus::Completed),
-            count(BatchStatus::Cancelled),
-            count(BatchStatus::Failed),
-        );
-        let total = view.batches.len();
-        let frontier = view
-            .batches
-            .iter()
-            .position(|b| b.status != BatchStatus::Completed)
-            .unwrap_or(total);
-        let window = window.max(1);
-        let first = frontier
-            .saturating_sub(window / 8)
-            .min(total.saturating_sub(window));
-        let completed_at = match view.status {
-            IngestionStatus::Completed => view.batches.iter().filter_map(|b| b.completed_at).max(),
-            _ => None,
-        };
-        Self {
-            ingestion_id: view.ingestion_id,
-            status: view.status,
-            priority: view.priority,
-            created_at: view.created_at,
-            predicted_completion: view.predicted_completion,
-            completed_at,
-            cancelled_at: view.cancelled_at,
-            id_count: view.batches.iter().map(|b| b.ids.len() as u64).sum(),
-            batch_count: total as u32,
-            triggered_batches: triggered,
-            completed_batches: completed,
-            cancelled_batches: cancelled,
-            failed_batches: failed,
-            first_shown: first as u32,
-            batches: view.batches.into_iter().skip(first).take(window).collect(),
-        }
-    }
+/// The batches an ingestion's summary shows, by position, out of `total`: at most `window`,
+/// all of them if they fit, otherwise a few (an eighth of the window) completed ones before
+/// `frontier` (its first batch not completed, or `total` if none) and what follows it.
+pub fn summary_window(frontier: u32, total: u32, window: u32) -> std::ops::Range<u32> {
+    let window = window.max(1);
+    let first = frontier
+        .min(total)
+        .saturating_sub(window / 8)
+        .min(total.saturating_sub(window));
+    first..total.min(first.saturating_add(window))
 }
 
 /// One ID's result, as `GET /status/{id}/results` lists them (in split order).
@@ -317,58 +284,25 @@ mod tests {
     use super::*;
     use BatchStatus::*;
 
-    fn view_with(statuses: &[BatchStatus]) -> IngestionView {
-        IngestionView {
-            ingestion_id: Uuid::nil(),
-            status: IngestionStatus::of(statuses.iter().copied()),
-            priority: Priority::Low,
-            created_at: Timestamp::from_micros(0),
-            batches: statuses
-                .iter()
-                .enumerate()
-                .map(|(i, &status)| BatchView {
-                    batch_id: Uuid::nil(),
-                    ids: vec![i as u64 * 3 + 1, i as u64 * 3 + 2, i as u64 * 3 + 3],
-                    status,
-                    started_at: None,
-                    completed_at: (status == Completed).then(|| Timestamp::from_micros(i as i64)),
-                    results: vec![],
-                    predicted_start: None,
-                    attempts: 0,
-                    error: None,
-                    retry_at: None,
-                })
-                .collect(),
-            predicted_completion: None,
-            cancelled_at: None,
-        }
-    }
-
     #[test]
-    fn a_summary_counts_every_batch_and_shows_a_window_around_the_work_in_progress() {
-        let mut statuses = vec![Completed; 50];
-        statuses.push(Triggered);
-        statuses.extend([YetToStart; 49]);
-        let summary = IngestionSummary::of(view_with(&statuses), 16);
-        assert_eq!(summary.batch_count, 100);
-        assert_eq!(
-            (summary.completed_batches, summary.triggered_batches),
-            (50, 1)
-        );
-        assert_eq!(summary.id_count, 300);
-        assert_eq!(summary.first_shown, 48);
-        assert_eq!(summary.batches.len(), 16);
-        assert_eq!(summary.batches[2].status, Triggered);
-        assert_eq!(summary.completed_at, None);
+    fn a_summary_shows_a_window_around_the_work_in_progress() {
+        // 50 completed, then the one in flight and 49 waiting: two completed ones before it.
+        assert_eq!(summary_window(50, 100, 16), 48..64);
+        // At the start, nothing before it.
+        assert_eq!(summary_window(0, 100, 16), 0..16);
+        // Near the end, the last window.
+        assert_eq!(summary_window(95, 100, 16), 84..100);
     }
 
     #[test]
     fn a_small_or_finished_ingestion_shows_what_fits() {
-        let small = IngestionSummary::of(view_with(&[Completed, YetToStart]), 16);
-        assert_eq!((small.first_shown, small.batches.len()), (0, 2));
-        let done = IngestionSummary::of(view_with(&[Completed; 40]), 16);
-        assert_eq!((done.first_shown, done.batches.len()), (24, 16));
-        assert_eq!(done.completed_at, Some(Timestamp::from_micros(39)));
+        assert_eq!(summary_window(1, 2, 16), 0..2);
+        assert_eq!(
+            summary_window(40, 40, 16),
+            24..40,
+            "finished: the last batches"
+        );
+        assert_eq!(summary_window(0, 0, 16), 0..0);
     }
 
     #[test]

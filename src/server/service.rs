@@ -15,8 +15,8 @@ use crate::server::{
     no_return,
     scheduler::Wake,
     store::{
-        Admission, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord, Inserted,
-        NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError,
+        Admission, BatchRecord, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord,
+        Inserted, NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError, SummaryRecord,
     },
 };
 use std::{sync::Arc, time::Duration};
@@ -111,6 +111,16 @@ struct Inner {
     places: Memo<QueuePlace>,
     /// Ingestions as last read (see `record`).
     records: Memo<Arc<IngestionRecord>>,
+    /// The newest ingestions' summaries as last read (see `summaries`); held while one is
+    /// read, so that callers asking at once share the one read.
+    recent: tokio::sync::Mutex<Option<RecentMemo>>,
+}
+
+/// Summaries read from the store, valid while the event feed stands at `seen`.
+struct RecentMemo {
+    seen: u64,
+    limit: usize,
+    summaries: Arc<Vec<SummaryRecord>>,
 }
 
 /// Most queue places remembered.
@@ -152,7 +162,7 @@ pub const MAX_RESULTS_PAGE: u64 = 1_000;
 /// Most ingestions a recent-ingestions read returns.
 pub const MAX_RECENT: usize = 100;
 /// Batches each listed ingestion shows (around its work in progress).
-const LISTED_BATCHES: usize = 24;
+const LISTED_BATCHES: u32 = 24;
 /// Dispatches the queue view lists.
 const RECENT_DISPATCHES: usize = 10;
 
@@ -186,6 +196,7 @@ impl Service {
                 metrics,
                 places: Memo::new(PLACES_CACHED),
                 records: Memo::new(RECORD_IDS_CACHED),
+                recent: tokio::sync::Mutex::new(None),
             }),
         };
         (service, SchedulerAlive(alive))
@@ -380,26 +391,77 @@ impl Service {
     }
 
     /// The newest ingestions (at most `limit`, capped at [`MAX_RECENT`]), newest first, with
-    /// the id of the newest event they reflect.
+    /// the id of the newest event they reflect. Each is a summary read in O(window), whatever
+    /// its size; predictions are made afresh for every caller from the shared read.
     pub async fn recent(&self, limit: usize) -> Result<RecentIngestions, ServiceError> {
         // Read the feed first: replaying an event already reflected is harmless, missing one
         // is not.
         let last_event_id = self.feed_now();
-        let records = self
-            .inner
-            .store
-            .recent_ingestions(limit.min(MAX_RECENT))
-            .await?;
-        let mut ingestions = Vec::with_capacity(records.len());
-        for record in records {
-            let view = self.predicted(&record, last_event_id).await?;
-            ingestions.push(IngestionSummary::of(view, LISTED_BATCHES));
-        }
+        let summaries = self.summaries(limit.min(MAX_RECENT), last_event_id).await?;
+        let now = self.inner.clock.now();
         Ok(RecentIngestions {
-            now: self.inner.clock.now(),
-            ingestions,
+            now,
+            ingestions: summaries.iter().map(|s| self.summary_of(s, now)).collect(),
             last_event_id,
         })
+    }
+
+    /// The store's summaries of the newest ingestions, read once per event: every open
+    /// dashboard asks for the same list after the same events, so one read serves them all
+    /// (callers that ask while it is being read wait for it). A read at feed value `seen` holds
+    /// while the feed stands at `seen` (see `Memo`).
+    async fn summaries(
+        &self,
+        limit: usize,
+        seen: u64,
+    ) -> Result<Arc<Vec<SummaryRecord>>, StoreError> {
+        let mut memo = self.inner.recent.lock().await;
+        if let Some(m) = memo.as_ref().filter(|m| m.seen == seen && m.limit == limit) {
+            return Ok(m.summaries.clone());
+        }
+        let summaries = Arc::new(
+            self.inner
+                .store
+                .recent_summaries(limit, LISTED_BATCHES)
+                .await?,
+        );
+        *memo = Some(RecentMemo {
+            seen,
+            limit,
+            summaries: summaries.clone(),
+        });
+        Ok(summaries)
+    }
+
+    /// An ingestion as the dashboard lists it, with predictions made at `now`.
+    fn summary_of(&self, s: &SummaryRecord, now: Timestamp) -> IngestionSummary {
+        let mut batches: Vec<BatchView> = s.batches.iter().map(batch_view).collect();
+        let predicted_completion = s.place.filter(|p| !p.paused).and_then(|place| {
+            let pace = self.pace_with(place.rate_interval);
+            predict(&mut batches, s.counts.waiting, place, pace, now)
+        });
+        let status = IngestionStatus::of_counts(s.counts);
+        let c = s.counts;
+        IngestionSummary {
+            ingestion_id: s.id,
+            status,
+            priority: s.priority,
+            created_at: s.created_at,
+            predicted_completion,
+            completed_at: match status {
+                IngestionStatus::Completed => s.last_completed_at,
+                _ => None,
+            },
+            cancelled_at: s.cancelled_at,
+            id_count: s.id_count,
+            batch_count: (c.waiting + c.running + c.completed + c.cancelled + c.failed) as u32,
+            triggered_batches: c.running as u32,
+            completed_batches: c.completed as u32,
+            cancelled_batches: c.cancelled as u32,
+            failed_batches: c.failed as u32,
+            first_shown: s.first_shown,
+            batches,
+        }
     }
 
     /// The queue: depth per priority, the batch in flight, the next slot, recent dispatches.
@@ -552,7 +614,13 @@ impl Service {
         let mut view = view_of(record);
         if let Some(place) = place.filter(|p| !p.paused) {
             let pace = self.pace_with(place.rate_interval);
-            predict(&mut view, place, pace, self.inner.clock.now());
+            let waiting = record
+                .batches
+                .iter()
+                .filter(|b| b.status == BatchStatus::YetToStart)
+                .count() as u64;
+            let now = self.inner.clock.now();
+            view.predicted_completion = predict(&mut view.batches, waiting, place, pace, now);
         }
         Ok(view)
     }
@@ -598,17 +666,25 @@ impl Service {
     }
 }
 
-/// Fill in when each waiting batch should start and when the whole ingestion should finish.
-fn predict(view: &mut IngestionView, place: QueuePlace, pace: Pace, now: Timestamp) {
+/// Fill in when each waiting batch of `batches` (some or all of an ingestion's, in split
+/// order, starting at or before its first waiting one) should start, and answer when the
+/// whole ingestion should finish: its `waiting` batches start one after another from `place`,
+/// in split order, and the ones running finish.
+fn predict(
+    batches: &mut [BatchView],
+    waiting: u64,
+    place: QueuePlace,
+    pace: Pace,
+    now: Timestamp,
+) -> Option<Timestamp> {
     let next = pace.next_start(now, place.last_start, place.in_flight_since);
+    let last = waiting.checked_sub(1).map(|n| place.ahead + n);
+    let mut finish = last.map(|ahead| pace.finish_of(pace.start_after(next, ahead)));
     let mut ahead = place.ahead;
-    let mut finish = None;
-    for batch in &mut view.batches {
+    for batch in batches {
         match batch.status {
             BatchStatus::YetToStart => {
-                let start = pace.start_after(next, ahead);
-                batch.predicted_start = Some(start);
-                finish = Some(pace.finish_of(start));
+                batch.predicted_start = Some(pace.start_after(next, ahead));
                 ahead += 1;
             }
             BatchStatus::Triggered => {
@@ -618,7 +694,7 @@ fn predict(view: &mut IngestionView, place: QueuePlace, pace: Pace, now: Timesta
             BatchStatus::Completed | BatchStatus::Cancelled | BatchStatus::Failed => {}
         }
     }
-    view.predicted_completion = finish;
+    finish
 }
 
 fn dispatch_view(d: DispatchRecord) -> DispatchView {
@@ -640,22 +716,22 @@ fn view_of(record: &IngestionRecord) -> IngestionView {
         priority: record.priority,
         created_at: record.created_at,
         cancelled_at: record.cancelled_at,
-        batches: record
-            .batches
-            .iter()
-            .map(|b| BatchView {
-                batch_id: b.id,
-                ids: b.ids.clone(),
-                status: b.status,
-                started_at: b.started_at,
-                completed_at: b.completed_at,
-                results: b.results.clone(),
-                predicted_start: None,
-                attempts: b.attempt,
-                error: b.error.clone(),
-                retry_at: b.retry_at,
-            })
-            .collect(),
+        batches: record.batches.iter().map(batch_view).collect(),
         predicted_completion: None,
+    }
+}
+
+fn batch_view(b: &BatchRecord) -> BatchView {
+    BatchView {
+        batch_id: b.id,
+        ids: b.ids.clone(),
+        status: b.status,
+        started_at: b.started_at,
+        completed_at: b.completed_at,
+        results: b.results.clone(),
+        predicted_start: None,
+        attempts: b.attempt,
+        error: b.error.clone(),
+        retry_at: b.retry_at,
     }
 }

@@ -46,6 +46,13 @@ pub struct NewIngestionRecord {
     pub batches: Vec<NewBatchRecord>,
 }
 
+impl NewIngestionRecord {
+    /// How many IDs it holds, in all its batches.
+    pub fn id_count(&self) -> u64 {
+        self.batches.iter().map(|b| b.ids.len() as u64).sum()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NewBatchRecord {
     pub id: Uuid,
@@ -138,6 +145,27 @@ pub struct BatchRecord {
     pub error: Option<String>,
     /// A waiting retry is not started before this.
     pub retry_at: Option<Timestamp>,
+}
+
+/// An ingestion as the dashboard lists it, read in O(window) whatever its size: its counts,
+/// the batches around its work in progress, and its place in the queue.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRecord {
+    pub id: Uuid,
+    pub priority: Priority,
+    pub created_at: Timestamp,
+    pub cancelled_at: Option<Timestamp>,
+    /// Its batches per status.
+    pub counts: StatusCounts,
+    pub id_count: u64,
+    /// When the last of its batches completed so far.
+    pub last_completed_at: Option<Timestamp>,
+    /// The batches `domain::summary_window` chooses, in split order; the first is at
+    /// `first_shown`.
+    pub first_shown: u32,
+    pub batches: Vec<BatchRecord>,
+    /// Its place, read in the same snapshot, if it has waiting or running batches.
+    pub place: Option<QueuePlace>,
 }
 
 /// A batch that has started, for the queue's in-flight and recent-dispatch lists.
@@ -286,8 +314,18 @@ pub trait Store: Send + Sync + 'static {
     /// When the last batch started, if ever (the durable start of the rate limit).
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError>;
 
-    /// The newest ingestions, newest first, at most `limit`, with their batches.
+    /// The newest ingestions, newest first, at most `limit`, with all their batches (for
+    /// tools and tests: the dashboard reads `recent_summaries`).
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError>;
+
+    /// The newest ingestions, newest first, at most `limit`, each summarized with at most
+    /// `window` batches (`domain::summary_window`), in one snapshot. Costs O(limit × (window +
+    /// a queue place)), whatever the ingestions' sizes and the backlog.
+    async fn recent_summaries(
+        &self,
+        limit: usize,
+        window: u32,
+    ) -> Result<Vec<SummaryRecord>, StoreError>;
 
     /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;

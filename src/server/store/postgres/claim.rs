@@ -114,7 +114,7 @@ impl PostgresStore {
         .await
         .map_err(pg)?;
         if waiting == Some(chosen) {
-            moved(&tx, seq, codec::WAITING, codec::TRIGGERED, 1).await?;
+            moved(&tx, seq, codec::WAITING, codec::TRIGGERED, 1, now).await?;
         }
         let event = append_event(
             &tx,

@@ -8,6 +8,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0002_failures.sql"),
     include_str!("../../../../migrations/postgres/0003_queue_depth.sql"),
     include_str!("../../../../migrations/postgres/0004_counts.sql"),
+    include_str!("../../../../migrations/postgres/0005_summaries.sql"),
 ];
 
 pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {

@@ -17,10 +17,11 @@
 use super::{
     ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
     DispatchRecord, Housekept, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord,
-    QueuePlace, QueueRecord, Retention, Store, StoreError, IDEMPOTENCY_RETENTION,
+    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    decide, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts, Timestamp,
+    decide, summary_window, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts,
+    Timestamp,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
@@ -297,7 +298,7 @@ impl Store for PostgresStore {
         };
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
-        moved(&tx, seq, codec::TRIGGERED, codec::COMPLETED, 1).await?;
+        moved(&tx, seq, codec::TRIGGERED, codec::COMPLETED, 1, at).await?;
         let mut last = append_event(
             &tx,
             at,
@@ -356,7 +357,7 @@ impl Store for PostgresStore {
             Some(_) => codec::WAITING,
             None => codec::FAILED,
         };
-        moved(&tx, seq, codec::TRIGGERED, to, 1).await?;
+        moved(&tx, seq, codec::TRIGGERED, to, 1, at).await?;
         let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
         let mut last = append_event(&tx, at, &body).await?;
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {
@@ -392,7 +393,7 @@ impl Store for PostgresStore {
         )
         .await
         .map_err(pg)?;
-        moved(&tx, seq, codec::FAILED, codec::WAITING, 1).await?;
+        moved(&tx, seq, codec::FAILED, codec::WAITING, 1, at).await?;
         let body = EventBody::BatchRequeued {
             ingestion_id,
             batch_id,
@@ -425,7 +426,7 @@ impl Store for PostgresStore {
         if cancelled == 0 {
             return Ok(Some(0));
         }
-        moved(&tx, seq, codec::WAITING, codec::CANCELLED, cancelled).await?;
+        moved(&tx, seq, codec::WAITING, codec::CANCELLED, cancelled, at).await?;
         tx.execute(
             "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, $1) WHERE seq = $2",
             &[&at.as_micros(), &seq],
@@ -475,6 +476,16 @@ impl Store for PostgresStore {
             out.push(ingestion_of(&tx, head).await?);
         }
         Ok(out)
+    }
+
+    async fn recent_summaries(
+        &self,
+        limit: usize,
+        window: u32,
+    ) -> Result<Vec<SummaryRecord>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await?;
+        summaries(&tx, limit, window).await
     }
 
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
@@ -551,18 +562,13 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?
             .get(0);
-        let in_flight_since: Option<i64> = tx
-            .query_one("SELECT MAX(started_at) FROM batches WHERE status = 1", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
-        let slot = slot(&tx, false).await?;
+        let (in_flight_since, slot) = place_shared(&tx).await?;
         Ok(Some(QueuePlace {
             ahead: ahead as u64,
             paused: slot.paused,
             rate_interval: slot.rate_interval,
             last_start: slot.last_start,
-            in_flight_since: in_flight_since.map(Timestamp::from_micros),
+            in_flight_since,
         }))
     }
 

@@ -94,18 +94,36 @@ pub(super) async fn ingestion_of<C: GenericClient>(
     client: &C,
     head: &Row,
 ) -> Result<IngestionRecord, StoreError> {
-    let seq: i64 = head.get(0);
+    Ok(IngestionRecord {
+        id: head.get(1),
+        priority: priority_of(head.get(2))?,
+        created_at: Timestamp::from_micros(head.get(3)),
+        cancelled_at: head.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
+        batches: batches_of(client, head.get(0), 0..i32::MAX as u32).await?,
+    })
+}
+
+/// Ingestion `seq`'s batches at `positions`, in split order.
+async fn batches_of<C: GenericClient>(
+    client: &C,
+    seq: i64,
+    positions: std::ops::Range<u32>,
+) -> Result<Vec<BatchRecord>, StoreError> {
+    let (from, to) = (
+        positions.start as i32,
+        positions.end.min(i32::MAX as u32) as i32,
+    );
     let rows = client
         .query(
             "SELECT id, position, ids, status, attempt, started_at, completed_at, results, error,
                     retry_at
-             FROM batches WHERE ingestion_seq = $1 ORDER BY position",
-            &[&seq],
+             FROM batches WHERE ingestion_seq = $1 AND position >= $2 AND position < $3
+             ORDER BY position",
+            &[&seq, &from, &to],
         )
         .await
         .map_err(pg)?;
-    let batches = rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             let status = codec::batch_status(i64::from(r.get::<_, i16>(3)))?;
             Ok(BatchRecord {
@@ -121,14 +139,124 @@ pub(super) async fn ingestion_of<C: GenericClient>(
                 retry_at: r.get::<_, Option<i64>>(9).map(Timestamp::from_micros),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(IngestionRecord {
-        id: head.get(1),
-        priority: priority_of(head.get(2))?,
-        created_at: Timestamp::from_micros(head.get(3)),
-        cancelled_at: head.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
-        batches,
-    })
+        .collect()
+}
+
+/// The newest ingestions, summarized (see `Store::recent_summaries`): the counts and the last
+/// completion from the ingestion's row, its first batch not completed from three index
+/// probes, the window of batches by primary key, and its place.
+pub(super) async fn summaries<C: GenericClient>(
+    client: &C,
+    limit: usize,
+    window: u32,
+) -> Result<Vec<SummaryRecord>, StoreError> {
+    let heads = client
+        .query(
+            "SELECT seq, id, priority, created_at, cancelled_at,
+                    waiting, running, completed, cancelled, failed, id_count, last_completed_at
+             FROM ingestions ORDER BY seq DESC LIMIT $1",
+            &[&(limit as i64)],
+        )
+        .await
+        .map_err(pg)?;
+    let mut shared = None;
+    let mut out = Vec::with_capacity(heads.len());
+    for head in &heads {
+        let (seq, priority): (i64, i16) = (head.get(0), head.get(2));
+        let count = |i: usize| head.get::<_, i32>(i).max(0) as u64;
+        let counts = StatusCounts {
+            waiting: count(5),
+            running: count(6),
+            completed: count(7),
+            cancelled: count(8),
+            failed: count(9),
+        };
+        let total =
+            (counts.waiting + counts.running + counts.completed + counts.cancelled + counts.failed)
+                as u32;
+        // The first batch not completed: the first of each other status, from its index.
+        let mut frontier = total;
+        for (n, sql) in [
+            (
+                counts.waiting,
+                "SELECT MIN(position) FROM batches
+                 WHERE priority = $1 AND ingestion_seq = $2 AND status = 0",
+            ),
+            (
+                counts.running,
+                "SELECT MIN(position) FROM batches
+                 WHERE priority = $1 AND ingestion_seq = $2 AND status = 1",
+            ),
+            (
+                counts.cancelled + counts.failed,
+                "SELECT MIN(position) FROM batches
+                 WHERE priority = $1 AND ingestion_seq = $2 AND status >= 3",
+            ),
+        ] {
+            if n == 0 {
+                continue;
+            }
+            let first: Option<i32> = client
+                .query_one(sql, &[&priority, &seq])
+                .await
+                .map_err(pg)?
+                .get(0);
+            frontier = frontier.min(first.map_or(total, |p| p as u32));
+        }
+        let shown = summary_window(frontier, total, window);
+        let first_shown = shown.start;
+        let batches = batches_of(client, seq, shown).await?;
+        let place = match counts.waiting + counts.running {
+            0 => None,
+            _ => {
+                if shared.is_none() {
+                    shared = Some(place_shared(client).await?);
+                }
+                let (in_flight_since, slot) = shared.as_ref().expect("read above");
+                let (block, first) = codec::queue_block_bounds(seq);
+                let ahead: i64 = client
+                    .query_one(AHEAD, &[&priority, &seq, &block, &first])
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                Some(QueuePlace {
+                    ahead: ahead as u64,
+                    paused: slot.paused,
+                    rate_interval: slot.rate_interval,
+                    last_start: slot.last_start,
+                    in_flight_since: *in_flight_since,
+                })
+            }
+        };
+        out.push(SummaryRecord {
+            id: head.get(1),
+            priority: priority_of(priority)?,
+            created_at: Timestamp::from_micros(head.get(3)),
+            cancelled_at: head.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
+            counts,
+            id_count: head.get::<_, i64>(10).max(0) as u64,
+            last_completed_at: head.get::<_, Option<i64>>(11).map(Timestamp::from_micros),
+            first_shown,
+            batches,
+            place,
+        });
+    }
+    Ok(out)
+}
+
+/// What every queue place shares: when the batch in flight started, and the slot.
+pub(super) async fn place_shared<C: GenericClient>(
+    client: &C,
+) -> Result<(Option<Timestamp>, Slot), StoreError> {
+    let in_flight_since: Option<i64> = client
+        .query_one("SELECT MAX(started_at) FROM batches WHERE status = 1", &[])
+        .await
+        .map_err(pg)?
+        .get(0);
+    Ok((
+        in_flight_since.map(Timestamp::from_micros),
+        slot(client, false).await?,
+    ))
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
@@ -158,16 +286,18 @@ pub(super) async fn dispatches<C: GenericClient>(
         .collect()
 }
 
-/// `n` batches of ingestion `seq` went from status `from` to `to` (codes of `store::codec`):
-/// the ingestion's counts move, and where waiting work changed, its priority's and its
-/// block's (`waiting_moved`). Every status change after an insert goes through here (the
-/// writer counts what it inserts itself, from arrays).
+/// `n` batches of ingestion `seq` went from status `from` to `to` (codes of `store::codec`)
+/// at `at`: the ingestion's counts move (and its last completion, if they completed), and
+/// where waiting work changed, its priority's and its block's (`waiting_moved`). Every status
+/// change after an insert goes through here (the writer counts what it inserts itself, from
+/// arrays).
 pub(super) async fn moved<C: GenericClient>(
     client: &C,
     seq: i64,
     from: i64,
     to: i64,
     n: i64,
+    at: Timestamp,
 ) -> Result<(), StoreError> {
     let waiting = codec::waiting_change(from, to, n);
     let (from, to, count) = (from as i32, to as i32, n as i32);
@@ -178,9 +308,11 @@ pub(super) async fn moved<C: GenericClient>(
                running   = running   + $3 * (($2 = 1)::int - ($1 = 1)::int),
                completed = completed + $3 * (($2 = 2)::int - ($1 = 2)::int),
                cancelled = cancelled + $3 * (($2 = 3)::int - ($1 = 3)::int),
-               failed    = failed    + $3 * (($2 = 4)::int - ($1 = 4)::int)
+               failed    = failed    + $3 * (($2 = 4)::int - ($1 = 4)::int),
+               last_completed_at = CASE WHEN $2 = 2
+                   THEN GREATEST(last_completed_at, $5) ELSE last_completed_at END
              WHERE seq = $4 RETURNING priority",
-            &[&from, &to, &count, &seq],
+            &[&from, &to, &count, &seq, &at.as_micros()],
         )
         .await
         .map_err(pg)?;

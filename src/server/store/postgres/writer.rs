@@ -169,10 +169,10 @@ impl Prepared {
 /// The created ingestions (all their batches waiting) and all their batches; answers each
 /// ingestion's `seq`, the FIFO order within a priority, taken in arrival order.
 const INSERT_ROWS: &str = "WITH ing AS (
-           INSERT INTO ingestions (id, priority, created_at, waiting)
-           SELECT t.id, t.priority, t.created_at, t.waiting
-           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $10::int[]) WITH ORDINALITY
-                AS t(id, priority, created_at, waiting, ord)
+           INSERT INTO ingestions (id, priority, created_at, waiting, id_count)
+           SELECT t.id, t.priority, t.created_at, t.waiting, t.id_count
+           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $10::int[], $11::bigint[])
+                WITH ORDINALITY AS t(id, priority, created_at, waiting, id_count, ord)
            ORDER BY t.ord
            RETURNING seq, id, priority),
          bat AS (
@@ -394,8 +394,13 @@ async fn insert_rows(
         .iter()
         .map(|s| s.ingestion.batches.len() as i32)
         .collect();
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let id_counts: Vec<i64> = created
+        .iter()
+        .map(|s| s.ingestion.id_count() as i64)
+        .collect();
+    let params: [&(dyn ToSql + Sync); 11] = [
         &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat, &counts,
+        &id_counts,
     ];
     let rows = async {
         let rows = tx.query(&prepared.rows, &params).await?;

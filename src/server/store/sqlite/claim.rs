@@ -92,7 +92,7 @@ pub(super) fn claim(
         .and_then(|mut st| st.execute([now.as_micros()]))
         .map_err(unavailable)?;
     if from_waiting {
-        moved(conn, seq, WAITING, TRIGGERED, 1)?;
+        moved(conn, seq, WAITING, TRIGGERED, 1, now)?;
     }
     let (batch_id, ingestion_id) = (uuid_of(&batch_id)?, uuid_of(&ingestion_id)?);
     append_event(

@@ -16,6 +16,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0010_queue_depth.sql"),
     include_str!("../../../../migrations/sqlite/0011_range_checks.sql"),
     include_str!("../../../../migrations/sqlite/0012_counts.sql"),
+    include_str!("../../../../migrations/sqlite/0013_summaries.sql"),
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

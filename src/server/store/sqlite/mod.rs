@@ -23,9 +23,11 @@
 use super::{
     ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
     DispatchRecord, Housekept, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord,
-    QueuePlace, QueueRecord, Retention, Store, StoreError, IDEMPOTENCY_RETENTION,
+    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
-use crate::domain::{decide, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp};
+use crate::domain::{
+    decide, summary_window, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp,
+};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::{
@@ -224,14 +226,16 @@ impl Store for SqliteStore {
                 }
             }
             conn.prepare_cached(
-                "INSERT INTO ingestions (id, priority, created_at, waiting) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO ingestions (id, priority, created_at, waiting, id_count)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut st| {
                 st.execute(params![
                     ingestion.id.to_string(),
                     ingestion.priority.rank(),
                     ingestion.created_at.as_micros(),
-                    new
+                    new,
+                    ingestion.id_count() as i64
                 ])
             })
             .map_err(unavailable)?;
@@ -351,7 +355,7 @@ impl Store for SqliteStore {
                 return Ok(Completion::Fenced);
             };
             let ingestion_id = uuid_of(&ingestion_id)?;
-            moved(conn, seq, TRIGGERED, COMPLETED, 1)?;
+            moved(conn, seq, TRIGGERED, COMPLETED, 1, at)?;
             append_event(
                 conn,
                 at,
@@ -403,7 +407,7 @@ impl Store for SqliteStore {
             let ingestion_id = uuid_of(&ingestion_id)?;
             let position = position as u32;
             let to = if retry_at.is_some() { WAITING } else { FAILED };
-            moved(conn, seq, TRIGGERED, to, 1)?;
+            moved(conn, seq, TRIGGERED, to, 1, at)?;
             let error = error.clone();
             let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
             append_event(conn, at, &body)?;
@@ -442,7 +446,7 @@ impl Store for SqliteStore {
             )
             .and_then(|mut st| st.execute([batch_id.to_string()]))
             .map_err(unavailable)?;
-            moved(conn, seq, FAILED, WAITING, 1)?;
+            moved(conn, seq, FAILED, WAITING, 1, at)?;
             append_event(
                 conn,
                 at,
@@ -478,7 +482,7 @@ impl Store for SqliteStore {
             if cancelled == 0 {
                 return Ok(Some(0));
             }
-            moved(conn, seq, WAITING, CANCELLED, cancelled)?;
+            moved(conn, seq, WAITING, CANCELLED, cancelled, at)?;
             conn.prepare_cached(
                 "UPDATE ingestions SET cancelled_at = COALESCE(cancelled_at, ?1) WHERE seq = ?2",
             )
@@ -530,6 +534,18 @@ impl Store for SqliteStore {
                 .into_iter()
                 .map(|head| ingestion_of(&tx, head))
                 .collect()
+        })
+        .await
+    }
+
+    async fn recent_summaries(
+        &self,
+        limit: usize,
+        window: u32,
+    ) -> Result<Vec<SummaryRecord>, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            summaries(&tx, limit, window)
         })
         .await
     }
@@ -610,17 +626,13 @@ impl Store for SqliteStore {
                 .prepare_cached(AHEAD)
                 .and_then(|mut st| st.query_row(params![priority, seq, block, first], |r| r.get(0)))
                 .map_err(unavailable)?;
-            let in_flight_since: Option<i64> = tx
-                .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")
-                .and_then(|mut st| st.query_row([], |r| r.get(0)))
-                .map_err(unavailable)?;
-            let slot = slot(&tx)?;
+            let (in_flight_since, slot) = place_shared(&tx)?;
             Ok(Some(QueuePlace {
                 ahead: ahead as u64,
                 paused: slot.paused,
                 rate_interval: slot.rate_interval,
                 last_start: slot.last_start,
-                in_flight_since: in_flight_since.map(Timestamp::from_micros),
+                in_flight_since,
             }))
         })
         .await
@@ -798,13 +810,15 @@ mod tests {
         .unwrap();
         for (position, status) in [(0, COMPLETED), (1, WAITING)] {
             conn.execute(
-                "INSERT INTO batches (id, ingestion_seq, position, priority, ids, status)
-                 VALUES (?1, 1, ?2, 1, ?3, ?4)",
+                "INSERT INTO batches (id, ingestion_seq, position, priority, ids, status,
+                                      completed_at)
+                 VALUES (?1, 1, ?2, 1, ?3, ?4, ?5)",
                 params![
                     Uuid::now_v7().to_string(),
                     position,
                     ids_json(&[7, 8]),
-                    status
+                    status,
+                    (status == COMPLETED).then_some(4)
                 ],
             )
             .unwrap();
@@ -872,6 +886,11 @@ mod tests {
         let statuses: Vec<_> = record.batches.iter().map(|b| b.status).collect();
         assert_eq!(statuses, [BatchStatus::Completed, BatchStatus::YetToStart]);
         assert_eq!(record.batches[1].ids, [7, 8]);
+        // So were its IDs and its last completion, for its summary.
+        let summary = store.recent_summaries(1, 16).await.unwrap().remove(0);
+        assert_eq!(summary.id_count, 4);
+        assert_eq!(summary.last_completed_at, Some(Timestamp::from_micros(4)));
+        assert_eq!((summary.first_shown, summary.batches.len()), (0, 2));
         // Its counts were taken at the upgrade: its waiting batch is ahead of a new one's, and
         // cancelling it ends it (nothing of it left to run).
         let later = NewIngestionRecord {

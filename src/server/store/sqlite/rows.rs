@@ -7,15 +7,17 @@ pub(super) use crate::server::store::codec::{
     COMPLETED, FAILED, TRIGGERED, WAITING,
 };
 
-/// `n` batches of ingestion `seq` went from status `from` to `to`: the ingestion's counts move,
-/// and where waiting work changed, its priority's and its block's (`waiting_moved`). Every
-/// status change after an insert goes through here.
+/// `n` batches of ingestion `seq` went from status `from` to `to` at `at`: the ingestion's
+/// counts move (and its last completion, if they completed), and where waiting work changed,
+/// its priority's and its block's (`waiting_moved`). Every status change after an insert goes
+/// through here.
 pub(super) fn moved(
     conn: &Connection,
     seq: i64,
     from: i64,
     to: i64,
     n: i64,
+    at: Timestamp,
 ) -> Result<(), StoreError> {
     let priority: i64 = conn
         .prepare_cached(
@@ -24,10 +26,12 @@ pub(super) fn moved(
                running   = running   + ?3 * ((?2 = 1) - (?1 = 1)),
                completed = completed + ?3 * ((?2 = 2) - (?1 = 2)),
                cancelled = cancelled + ?3 * ((?2 = 3) - (?1 = 3)),
-               failed    = failed    + ?3 * ((?2 = 4) - (?1 = 4))
+               failed    = failed    + ?3 * ((?2 = 4) - (?1 = 4)),
+               last_completed_at = CASE WHEN ?2 = 2
+                   THEN MAX(COALESCE(last_completed_at, ?5), ?5) ELSE last_completed_at END
              WHERE seq = ?4 RETURNING priority",
         )
-        .and_then(|mut st| st.query_row(params![from, to, n, seq], |r| r.get(0)))
+        .and_then(|mut st| st.query_row(params![from, to, n, seq, at.as_micros()], |r| r.get(0)))
         .map_err(unavailable)?;
     waiting_moved(conn, priority, seq, waiting_change(from, to, n))
 }
@@ -203,15 +207,31 @@ impl Head {
 
 /// An ingestion's record from its head row and its batches.
 pub(super) fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRecord, StoreError> {
+    Ok(IngestionRecord {
+        id: uuid_of(&head.id)?,
+        priority: priority_of(head.priority)?,
+        created_at: Timestamp::from_micros(head.created_at),
+        cancelled_at: head.cancelled_at.map(Timestamp::from_micros),
+        batches: batches_of(conn, head.seq, 0..u32::MAX)?,
+    })
+}
+
+/// Ingestion `seq`'s batches at `positions`, in split order.
+fn batches_of(
+    conn: &Connection,
+    seq: i64,
+    positions: std::ops::Range<u32>,
+) -> Result<Vec<BatchRecord>, StoreError> {
     let mut st = conn
         .prepare_cached(
             "SELECT id, position, ids, status, attempt, started_at, completed_at, results, error,
                     retry_at
-             FROM batches WHERE ingestion_seq = ?1 ORDER BY position",
+             FROM batches WHERE ingestion_seq = ?1 AND position >= ?2 AND position < ?3
+             ORDER BY position",
         )
         .map_err(unavailable)?;
     let rows = st
-        .query_map([head.seq], |r| {
+        .query_map(params![seq, positions.start, positions.end], |r| {
             Ok(BatchRow {
                 id: r.get(0)?,
                 position: r.get(1)?,
@@ -226,16 +246,140 @@ pub(super) fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRec
             })
         })
         .map_err(unavailable)?;
-    let batches = rows
-        .map(|row| row.map_err(unavailable)?.into_record())
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(IngestionRecord {
-        id: uuid_of(&head.id)?,
-        priority: priority_of(head.priority)?,
-        created_at: Timestamp::from_micros(head.created_at),
-        cancelled_at: head.cancelled_at.map(Timestamp::from_micros),
-        batches,
-    })
+    rows.map(|row| row.map_err(unavailable)?.into_record())
+        .collect()
+}
+
+/// The newest ingestions, summarized (see `Store::recent_summaries`): the counts and the last
+/// completion from the ingestion's row, its first batch not completed from three index
+/// probes, the window of batches by primary key, and its place.
+pub(super) fn summaries(
+    conn: &Connection,
+    limit: usize,
+    window: u32,
+) -> Result<Vec<SummaryRecord>, StoreError> {
+    type Row = (
+        i64,
+        String,
+        i64,
+        i64,
+        Option<i64>,
+        [i64; 5],
+        i64,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = conn
+        .prepare_cached(
+            "SELECT seq, id, priority, created_at, cancelled_at,
+                    waiting, running, completed, cancelled, failed, id_count, last_completed_at
+             FROM ingestions ORDER BY seq DESC LIMIT ?1",
+        )
+        .and_then(|mut st| {
+            st.query_map([limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
+                    r.get(10)?,
+                    r.get(11)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(unavailable)?;
+    // What every place shares, read once if any ingestion has work left.
+    let mut shared = None;
+    let mut out = Vec::with_capacity(rows.len());
+    for (seq, id, priority, created_at, cancelled_at, counts, id_count, last_completed_at) in rows {
+        let [waiting, running, completed, cancelled, failed] = counts.map(|c| c.max(0) as u64);
+        let total = (waiting + running + completed + cancelled + failed) as u32;
+        // The first batch not completed: the first of each other status, from its index
+        // (named: without statistics the planner would walk the primary key from position 0).
+        let mut frontier = total;
+        for (count, sql) in [
+            (
+                waiting,
+                "SELECT MIN(position) FROM batches INDEXED BY batches_waiting
+                 WHERE priority = ?1 AND ingestion_seq = ?2 AND status = 0",
+            ),
+            (
+                running,
+                "SELECT MIN(position) FROM batches INDEXED BY batches_in_flight
+                 WHERE priority = ?1 AND ingestion_seq = ?2 AND status = 1",
+            ),
+            (
+                cancelled + failed,
+                "SELECT MIN(position) FROM batches INDEXED BY batches_stopped
+                 WHERE ingestion_seq = ?2 AND status >= 3",
+            ),
+        ] {
+            if count == 0 {
+                continue;
+            }
+            let first: Option<i64> = conn
+                .prepare_cached(sql)
+                .and_then(|mut st| st.query_row([priority, seq], |r| r.get(0)))
+                .map_err(unavailable)?;
+            frontier = frontier.min(first.map_or(total, |p| p as u32));
+        }
+        let shown = summary_window(frontier, total, window);
+        let first_shown = shown.start;
+        let batches = batches_of(conn, seq, shown)?;
+        let place = match waiting + running {
+            0 => None,
+            _ => {
+                let (in_flight_since, slot) = match &shared {
+                    Some(shared) => shared,
+                    None => shared.insert(place_shared(conn)?),
+                };
+                let (block, first) = queue_block_bounds(seq);
+                let ahead: i64 = conn
+                    .prepare_cached(AHEAD)
+                    .and_then(|mut st| {
+                        st.query_row(params![priority, seq, block, first], |r| r.get(0))
+                    })
+                    .map_err(unavailable)?;
+                Some(QueuePlace {
+                    ahead: ahead as u64,
+                    paused: slot.paused,
+                    rate_interval: slot.rate_interval,
+                    last_start: slot.last_start,
+                    in_flight_since: *in_flight_since,
+                })
+            }
+        };
+        out.push(SummaryRecord {
+            id: uuid_of(&id)?,
+            priority: priority_of(priority)?,
+            created_at: Timestamp::from_micros(created_at),
+            cancelled_at: cancelled_at.map(Timestamp::from_micros),
+            counts: StatusCounts {
+                waiting,
+                running,
+                completed,
+                cancelled,
+                failed,
+            },
+            id_count: id_count as u64,
+            last_completed_at: last_completed_at.map(Timestamp::from_micros),
+            first_shown,
+            batches,
+            place,
+        });
+    }
+    Ok(out)
+}
+
+/// What every queue place shares: when the batch in flight started, and the slot.
+pub(super) fn place_shared(conn: &Connection) -> Result<(Option<Timestamp>, Slot), StoreError> {
+    let in_flight_since: Option<i64> = conn
+        .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
+        .map_err(unavailable)?;
+    Ok((in_flight_since.map(Timestamp::from_micros), slot(conn)?))
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
