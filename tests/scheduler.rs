@@ -209,6 +209,68 @@ async fn predictions_made_while_waiting_come_true_to_the_microsecond() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_dashboard_list_predicts_what_the_status_says_for_a_big_ingestion() {
+    let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
+    let first = h.ingest(Priority::Medium, 1..=3).await;
+    // 100 batches: more than the list shows of one ingestion.
+    let big = h.ingest(Priority::Medium, 1..=300).await;
+    h.at(50.5).await;
+    let status = h.status(big).await;
+    let listed = h.service.recent(10).await.unwrap();
+    assert_eq!(listed.ingestions[1].ingestion_id, first);
+    let summary = &listed.ingestions[0];
+    assert_eq!(summary.ingestion_id, big);
+    assert_eq!(summary.status, status.status);
+    assert_eq!(summary.id_count, 300);
+    assert_eq!(summary.batch_count, 100);
+    assert_eq!(
+        (summary.completed_batches, summary.triggered_batches),
+        (9, 1)
+    );
+    assert_eq!(summary.predicted_completion, status.predicted_completion);
+    assert!(summary.predicted_completion.is_some());
+    let first_shown = summary.first_shown as usize;
+    assert_eq!(
+        first_shown, 6,
+        "three completed batches before the first unfinished"
+    );
+    assert_eq!(summary.batches.len(), 24);
+    for (k, batch) in summary.batches.iter().enumerate() {
+        assert_eq!(
+            batch,
+            &status.batches[first_shown + k],
+            "batch {}",
+            first_shown + k
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dashboards_refreshing_after_the_same_events_share_one_read() {
+    let store = Faulty::wrap(memory_store().await, Faults::default());
+    let h = Harness::start(store.clone(), Duration::from_secs(3600), simulated(1));
+    h.ingest(Priority::Medium, 1..=30).await;
+    h.at(2.0).await;
+    let reads = || {
+        store
+            .summary_reads
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let before = reads();
+    let lists = futures::future::join_all((0..10).map(|_| h.service.recent(20))).await;
+    assert!(lists
+        .iter()
+        .all(|l| l.as_ref().unwrap().ingestions.len() == 1));
+    assert_eq!(reads() - before, 1, "ten dashboards, one read");
+    h.service.recent(20).await.unwrap();
+    assert_eq!(reads() - before, 1, "nothing happened since");
+    // A new event: the next refresh reads again, and sees it.
+    h.ingest(Priority::High, [1]).await;
+    assert_eq!(h.service.recent(20).await.unwrap().ingestions.len(), 2);
+    assert_eq!(reads() - before, 2);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_batch_in_flight_predicts_its_finish_from_the_expected_work() {
     let h = Harness::start(memory_store().await, FIVE_S, simulated(1));
     let id = h.ingest(Priority::Low, 1..=4).await;
@@ -449,7 +511,8 @@ async fn shutdown_gives_up_on_a_batch_that_outlasts_the_grace() {
 }
 
 /// A store with faults a real deployment meets: a clock ahead or behind the dispatcher's, a
-/// claim whose commit is slow, a lease lost to another dispatcher. It counts claims.
+/// claim whose commit is slow, a lease lost to another dispatcher. It counts claims and
+/// summary reads.
 #[derive(Default)]
 struct Faults {
     /// Added to every time the dispatcher passes (the store's clock against its own).
@@ -465,6 +528,7 @@ struct Faulty {
     faults: Faults,
     claims: std::sync::atomic::AtomicUsize,
     claimed: std::sync::atomic::AtomicUsize,
+    summary_reads: std::sync::atomic::AtomicUsize,
 }
 
 impl Faulty {
@@ -474,6 +538,7 @@ impl Faulty {
             faults,
             claims: Default::default(),
             claimed: Default::default(),
+            summary_reads: Default::default(),
         })
     }
 
@@ -581,6 +646,8 @@ impl Store for Faulty {
         limit: usize,
         window: u32,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
+        self.summary_reads
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.recent_summaries(limit, window).await
     }
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
