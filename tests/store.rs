@@ -610,6 +610,25 @@ mod cases {
         );
     }
 
+    pub async fn housekeeping_cuts_a_log_far_past_its_retention_down_to_it(store: DynStore) {
+        // More events than one slice of housekeeping deletes (SQLite deletes in slices).
+        futures::future::join_all((0..2_600u64).map(|i| {
+            let store = store.clone();
+            async move { ingest(&store, Priority::Low, at(1), &[&[i + 1]]).await }
+        }))
+        .await;
+        let all = store.events_after(0, None, 10_000).await.unwrap();
+        assert_eq!(all.len(), 2_600);
+        let keep = Retention {
+            events: 10,
+            keys: Duration::from_secs(3600),
+        };
+        let done = store.housekeep(at(2), keep).await.unwrap();
+        assert_eq!(done.events, 2_590);
+        let left = store.events_after(0, None, 10_000).await.unwrap();
+        assert_eq!(left, all[2_590..]);
+    }
+
     pub async fn an_idempotency_key_stores_once_and_refuses_a_different_request(store: DynStore) {
         let key = |fingerprint: &str| Admission {
             key: Some(IdempotencyKey {
@@ -1103,6 +1122,7 @@ macro_rules! conformance {
                 places_stay_exact_across_blocks_of_ingestions_stored_together,
                 an_idempotency_key_stores_once_and_refuses_a_different_request,
                 housekeeping_keeps_the_newest_events_and_forgets_expired_keys_with_no_batch_completing,
+                housekeeping_cuts_a_log_far_past_its_retention_down_to_it,
                 past_the_waiting_bound_nothing_is_stored_until_batches_start,
                 a_paused_queue_starts_nothing_until_resumed,
                 a_rate_interval_set_at_run_time_overrides_the_configured_one,
