@@ -403,6 +403,7 @@ mod cases {
         );
         assert_eq!(s.id_count, 298);
         assert_eq!(s.last_completed_at, Some(at(t - 4)));
+        assert_eq!(s.running_since, Some(at(t)));
         // Two completed batches before the one in flight, then what follows it.
         assert_eq!(s.first_shown, 48);
         let positions: Vec<u32> = s.batches.iter().map(|b| b.position).collect();
@@ -424,6 +425,7 @@ mod cases {
         assert_eq!(s.first_shown, 49);
         assert_eq!(s.batches[2].status, BatchStatus::Cancelled);
         assert_eq!(s.place, None, "nothing of it is left to run");
+        assert_eq!(s.running_since, None);
         assert_eq!(s.last_completed_at, Some(at(t + 2)));
 
         // The small one runs to the end: its last completion, no place.
@@ -1246,7 +1248,7 @@ async fn a_postgres_replica_hears_of_events_whose_notification_was_lost_or_whose
     // An event committed with no NOTIFY (as if the notification were lost on the way).
     client
         .batch_execute(
-            r#"WITH next AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last)
+            r#"WITH next AS (UPDATE event_ids SET last = last + 1 WHERE id = 1 RETURNING last)
                INSERT INTO events (id, at, ingestion_id, body)
                SELECT last, 0, '', '{"type":"dispatch_paused"}' FROM next"#,
         )
@@ -1336,7 +1338,7 @@ async fn ingestions_arriving_while_another_replica_commits_are_stored_together_i
     other
         .batch_execute(&format!(
             "BEGIN; {}; SELECT 1 FROM queue_depth ORDER BY priority FOR UPDATE;
-             UPDATE event_counter SET last = last",
+             UPDATE event_ids SET last = last",
             PostgresStore::WRITERS_TURN
         ))
         .await

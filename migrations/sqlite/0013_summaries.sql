@@ -10,5 +10,5 @@ UPDATE ingestions SET
     id_count = (SELECT COALESCE(SUM(json_array_length(ids)), 0) FROM batches
                 WHERE ingestion_seq = ingestions.seq),
     last_completed_at = (SELECT MAX(completed_at) FROM batches
-                         WHERE ingestion_seq = ingestions.seq);
+                         WHERE ingestion_seq = ingestions.seq AND status = 2);
 CREATE INDEX batches_stopped ON batches (ingestion_seq, position) WHERE status >= 3;

@@ -416,7 +416,8 @@ impl Service {
         seen: u64,
     ) -> Result<Arc<Vec<SummaryRecord>>, StoreError> {
         let mut memo = self.inner.recent.lock().await;
-        if let Some(m) = memo.as_ref().filter(|m| m.seen == seen && m.limit == limit) {
+        // A read at a newer feed value serves too (replaying an event it reflects is harmless).
+        if let Some(m) = memo.as_ref().filter(|m| m.seen >= seen && m.limit == limit) {
             return Ok(m.summaries.clone());
         }
         let summaries = Arc::new(
@@ -438,7 +439,14 @@ impl Service {
         let mut batches: Vec<BatchView> = s.batches.iter().map(batch_view).collect();
         let predicted_completion = s.place.filter(|p| !p.paused).and_then(|place| {
             let pace = self.pace_with(place.rate_interval);
-            predict(&mut batches, s.counts.waiting, place, pace, now)
+            predict(
+                &mut batches,
+                s.counts.waiting,
+                s.running_since,
+                place,
+                pace,
+                now,
+            )
         });
         let status = IngestionStatus::of_counts(s.counts);
         let c = s.counts;
@@ -619,8 +627,15 @@ impl Service {
                 .iter()
                 .filter(|b| b.status == BatchStatus::YetToStart)
                 .count() as u64;
+            let running_since = record
+                .batches
+                .iter()
+                .filter(|b| b.status == BatchStatus::Triggered)
+                .filter_map(|b| b.started_at)
+                .max();
             let now = self.inner.clock.now();
-            view.predicted_completion = predict(&mut view.batches, waiting, place, pace, now);
+            view.predicted_completion =
+                predict(&mut view.batches, waiting, running_since, place, pace, now);
         }
         Ok(view)
     }
@@ -669,32 +684,27 @@ impl Service {
 /// Fill in when each waiting batch of `batches` (some or all of an ingestion's, in split
 /// order, starting at or before its first waiting one) should start, and answer when the
 /// whole ingestion should finish: its `waiting` batches start one after another from `place`,
-/// in split order, and the ones running finish.
+/// in split order, and its running ones (the latest started at `running_since`) finish.
 fn predict(
     batches: &mut [BatchView],
     waiting: u64,
+    running_since: Option<Timestamp>,
     place: QueuePlace,
     pace: Pace,
     now: Timestamp,
 ) -> Option<Timestamp> {
     let next = pace.next_start(now, place.last_start, place.in_flight_since);
     let last = waiting.checked_sub(1).map(|n| place.ahead + n);
-    let mut finish = last.map(|ahead| pace.finish_of(pace.start_after(next, ahead)));
+    let last_finish = last.map(|ahead| pace.finish_of(pace.start_after(next, ahead)));
+    let running_finish = running_since.map(|s| pace.finish_of(s).max(now));
     let mut ahead = place.ahead;
     for batch in batches {
-        match batch.status {
-            BatchStatus::YetToStart => {
-                batch.predicted_start = Some(pace.start_after(next, ahead));
-                ahead += 1;
-            }
-            BatchStatus::Triggered => {
-                let expected = batch.started_at.map(|s| pace.finish_of(s).max(now));
-                finish = finish.max(expected);
-            }
-            BatchStatus::Completed | BatchStatus::Cancelled | BatchStatus::Failed => {}
+        if batch.status == BatchStatus::YetToStart {
+            batch.predicted_start = Some(pace.start_after(next, ahead));
+            ahead += 1;
         }
     }
-    finish
+    last_finish.max(running_finish)
 }
 
 fn dispatch_view(d: DispatchRecord) -> DispatchView {

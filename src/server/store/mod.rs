@@ -160,6 +160,8 @@ pub struct SummaryRecord {
     pub id_count: u64,
     /// When the last of its batches completed so far.
     pub last_completed_at: Option<Timestamp>,
+    /// When the latest of its running batches started, if one runs.
+    pub running_since: Option<Timestamp>,
     /// The batches `domain::summary_window` chooses, in split order; the first is at
     /// `first_shown`.
     pub first_shown: u32,

@@ -3,7 +3,7 @@
 //!
 //! - The listener's connection has TCP keepalives, so a peer that vanished without closing
 //!   the connection is noticed.
-//! - Every [`POLL`] the listener also reads `event_counter` on that connection, with a timeout:
+//! - Every [`POLL`] the listener also reads `event_ids` on that connection, with a timeout:
 //!   a notification lost on the way is caught up within one poll, and a connection that no
 //!   longer answers is dropped.
 //! - A dropped connection is replaced after [`FIRST_BACKOFF`], then with a backoff doubling

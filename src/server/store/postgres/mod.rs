@@ -11,7 +11,7 @@
 //! - A dead replica's batch is rescued when its lease runs out: the next claim takes an expired
 //!   triggered batch first (by dispatch order) under a new attempt, and the dead replica's late
 //!   completion is fenced by the attempt number.
-//! - Events get ids from `event_counter` under a row lock held to commit, so they become visible in
+//! - Events get ids from `event_ids` under a row lock held to commit, so they become visible in
 //!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
@@ -687,7 +687,7 @@ impl Store for PostgresStore {
         // The newest event id from the counter (one row), not max(id) over the log.
         let events = client
             .execute(
-                "DELETE FROM events WHERE id <= (SELECT last FROM event_counter WHERE id = 1) - $1",
+                "DELETE FROM events WHERE id <= (SELECT last FROM event_ids WHERE id = 1) - $1",
                 &[&events],
             )
             .await

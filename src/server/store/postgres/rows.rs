@@ -3,14 +3,14 @@
 use super::*;
 
 /// The newest committed event id.
-pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_counter WHERE id = 1";
+pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_ids WHERE id = 1";
 
 pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
     let row = client.query_one(LATEST_EVENT, &[]).await.map_err(pg)?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Append an event with the next id (locking `event_counter` to commit) and notify every replica
+/// Append an event with the next id (locking `event_ids` to commit) and notify every replica
 /// on commit. Returns its id.
 pub(super) async fn append_event<C: GenericClient>(
     client: &C,
@@ -25,7 +25,7 @@ pub(super) async fn append_event<C: GenericClient>(
         .unwrap_or_default();
     let row = client
         .query_one(
-            "WITH next AS (UPDATE event_counter SET last = last + 1 WHERE id = 1 RETURNING last)
+            "WITH next AS (UPDATE event_ids SET last = last + 1 WHERE id = 1 RETURNING last)
              INSERT INTO events (id, at, ingestion_id, body)
              SELECT last, $1, $2, $3 FROM next
              RETURNING id",
@@ -175,33 +175,35 @@ pub(super) async fn summaries<C: GenericClient>(
             (counts.waiting + counts.running + counts.completed + counts.cancelled + counts.failed)
                 as u32;
         // The first batch not completed: the first of each other status, from its index.
-        let mut frontier = total;
+        // And when the latest of its running batches started, from the same probe.
+        let (mut frontier, mut running_since) = (total, None);
         for (n, sql) in [
             (
                 counts.waiting,
-                "SELECT MIN(position) FROM batches
+                "SELECT MIN(position), NULL::bigint FROM batches
                  WHERE priority = $1 AND ingestion_seq = $2 AND status = 0",
             ),
             (
                 counts.running,
-                "SELECT MIN(position) FROM batches
+                "SELECT MIN(position), MAX(started_at) FROM batches
                  WHERE priority = $1 AND ingestion_seq = $2 AND status = 1",
             ),
             (
                 counts.cancelled + counts.failed,
-                "SELECT MIN(position) FROM batches
+                "SELECT MIN(position), NULL::bigint FROM batches
                  WHERE priority = $1 AND ingestion_seq = $2 AND status >= 3",
             ),
         ] {
             if n == 0 {
                 continue;
             }
-            let first: Option<i32> = client
+            let row = client
                 .query_one(sql, &[&priority, &seq])
                 .await
-                .map_err(pg)?
-                .get(0);
+                .map_err(pg)?;
+            let (first, started): (Option<i32>, Option<i64>) = (row.get(0), row.get(1));
             frontier = frontier.min(first.map_or(total, |p| p as u32));
+            running_since = running_since.or(started.map(Timestamp::from_micros));
         }
         let shown = summary_window(frontier, total, window);
         let first_shown = shown.start;
@@ -236,6 +238,7 @@ pub(super) async fn summaries<C: GenericClient>(
             counts,
             id_count: head.get::<_, i64>(10).max(0) as u64,
             last_completed_at: head.get::<_, Option<i64>>(11).map(Timestamp::from_micros),
+            running_since,
             first_shown,
             batches,
             place,

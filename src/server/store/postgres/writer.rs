@@ -1,11 +1,11 @@
 //! Group commit on PostgreSQL: one writer per replica, on its own connection, stores every
 //! ingestion that arrived while the previous group committed in one transaction (multi-row
-//! inserts from arrays, one `event_counter` advance, one NOTIFY), and answers each submission only
+//! inserts from arrays, one `event_ids` advance, one NOTIFY), and answers each submission only
 //! after that commit.
 //!
 //! Replicas' writers take turns: an advisory lock, taken before the group is complete (what
 //! arrives while another replica's group commits joins this one) and held to commit (see
-//! `store`). The rows a claim also needs (`queue_depth`, `event_counter`) are locked
+//! `store`). The rows a claim also needs (`queue_depth`, `event_ids`) are locked
 //! at the end of the group, just before its commit, so a claim on another connection waits at
 //! most for one group's tail and commit, never for its inserts. Exceptions, for exactness:
 //! a group with a waiting bound locks `queue_depth` first (the bound is checked against counts
@@ -191,10 +191,10 @@ const LOCK_DEPTH: &str =
 const ADD_DEPTH: &str = "UPDATE queue_depth q SET waiting = q.waiting + d.n
          FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p";
 
-/// The group's events, with ids from `event_counter` under its row lock, held to commit: events
+/// The group's events, with ids from `event_ids` under its row lock, held to commit: events
 /// become visible in id order, across replicas.
 const APPEND_EVENTS: &str =
-    "WITH next AS (UPDATE event_counter SET last = last + $1 WHERE id = 1 RETURNING last),
+    "WITH next AS (UPDATE event_ids SET last = last + $1 WHERE id = 1 RETURNING last),
          appended AS (
            INSERT INTO events (id, at, ingestion_id, body)
            SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body

@@ -755,7 +755,9 @@ impl Store for SqliteStore {
             .saturating_sub(keep.keys.as_micros().min(i64::MAX as u128) as i64);
         // In slices, each its own write among the others: deleting a round's worth at once
         // (200 000 events after 10 s of full ingest) held the writer for up to half a second
-        // every round, and every write queued behind it (docs/benchmarks.md).
+        // every round, and every write queued behind it (docs/benchmarks.md). The cut is
+        // fixed before the first slice, so a round ends however fast events keep coming.
+        let cut = (*self.events.borrow() as i64).saturating_sub(events);
         let mut done = Housekept::default();
         loop {
             let slice = self
@@ -763,11 +765,9 @@ impl Store for SqliteStore {
                     let events = conn
                         .prepare_cached(
                             "DELETE FROM events WHERE id IN (
-                               SELECT id FROM events
-                               WHERE id <= (SELECT MAX(id) FROM events) - ?1
-                               ORDER BY id LIMIT ?2)",
+                               SELECT id FROM events WHERE id <= ?1 ORDER BY id LIMIT ?2)",
                         )
-                        .and_then(|mut st| st.execute([events, HOUSEKEEPING_SLICE]))
+                        .and_then(|mut st| st.execute([cut, HOUSEKEEPING_SLICE]))
                         .map_err(unavailable)? as u64;
                     let keys = conn
                         .prepare_cached(

@@ -298,32 +298,34 @@ pub(super) fn summaries(
         let total = (waiting + running + completed + cancelled + failed) as u32;
         // The first batch not completed: the first of each other status, from its index
         // (named: without statistics the planner would walk the primary key from position 0).
-        let mut frontier = total;
+        // And when the latest of its running batches started, from the same probe.
+        let (mut frontier, mut running_since) = (total, None);
         for (count, sql) in [
             (
                 waiting,
-                "SELECT MIN(position) FROM batches INDEXED BY batches_waiting
+                "SELECT MIN(position), NULL FROM batches INDEXED BY batches_waiting
                  WHERE priority = ?1 AND ingestion_seq = ?2 AND status = 0",
             ),
             (
                 running,
-                "SELECT MIN(position) FROM batches INDEXED BY batches_in_flight
+                "SELECT MIN(position), MAX(started_at) FROM batches INDEXED BY batches_in_flight
                  WHERE priority = ?1 AND ingestion_seq = ?2 AND status = 1",
             ),
             (
                 cancelled + failed,
-                "SELECT MIN(position) FROM batches INDEXED BY batches_stopped
+                "SELECT MIN(position), NULL FROM batches INDEXED BY batches_stopped
                  WHERE ingestion_seq = ?2 AND status >= 3",
             ),
         ] {
             if count == 0 {
                 continue;
             }
-            let first: Option<i64> = conn
+            let (first, started): (Option<i64>, Option<i64>) = conn
                 .prepare_cached(sql)
-                .and_then(|mut st| st.query_row([priority, seq], |r| r.get(0)))
+                .and_then(|mut st| st.query_row([priority, seq], |r| Ok((r.get(0)?, r.get(1)?))))
                 .map_err(unavailable)?;
             frontier = frontier.min(first.map_or(total, |p| p as u32));
+            running_since = running_since.or(started.map(Timestamp::from_micros));
         }
         let shown = summary_window(frontier, total, window);
         let first_shown = shown.start;
@@ -365,6 +367,7 @@ pub(super) fn summaries(
             },
             id_count: id_count as u64,
             last_completed_at: last_completed_at.map(Timestamp::from_micros),
+            running_since,
             first_shown,
             batches,
             place,
