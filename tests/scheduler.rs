@@ -15,7 +15,7 @@ use sluice::server::{
     service::Service,
     shutdown::{self, ShutdownTrigger},
     store::{
-        Admission, Claim, ClaimedBatch, Completion, DynStore, IngestionRecord, Inserted,
+        Admission, Claim, ClaimedBatch, Completion, DynStore, IdPage, IngestionRecord, Inserted,
         NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store, StoreError, SummaryRecord,
     },
 };
@@ -649,6 +649,14 @@ impl Store for Faulty {
         self.summary_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.recent_summaries(limit, window).await
+    }
+    async fn id_page(
+        &self,
+        ingestion: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<IdPage>, StoreError> {
+        self.inner.id_page(ingestion, offset, limit).await
     }
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         self.inner.queue(recent).await

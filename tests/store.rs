@@ -440,6 +440,29 @@ mod cases {
         assert_eq!((s.first_shown, s.batches.len(), s.place), (0, 2, None));
     }
 
+    pub async fn a_page_of_ids_reads_only_the_batches_that_hold_it(store: DynStore) {
+        assert_eq!(store.id_page(Uuid::new_v4(), 0, 10).await.unwrap(), None);
+        let id = ingest(
+            &store,
+            Priority::Low,
+            at(0),
+            &[&[1, 2, 3], &[4, 5, 6], &[7, 8, 9], &[10]],
+        )
+        .await;
+        let page = store.id_page(id, 4, 4).await.unwrap().unwrap();
+        assert_eq!((page.id_count, page.first_offset), (10, 3));
+        let positions: Vec<u32> = page.batches.iter().map(|b| b.position).collect();
+        assert_eq!(positions, [1, 2], "IDs 5 to 8");
+        let last = store.id_page(id, 9, 100).await.unwrap().unwrap();
+        assert_eq!(last.batches.len(), 1);
+        assert_eq!(
+            (last.first_offset, &last.batches[0].ids[..]),
+            (9, &[10][..])
+        );
+        let past = store.id_page(id, 10, 5).await.unwrap().unwrap();
+        assert_eq!((past.id_count, past.batches.len()), (10, 0));
+    }
+
     pub async fn the_queue_shows_depth_in_flight_and_recent_dispatches(store: DynStore) {
         let empty = store.queue(5).await.unwrap();
         assert_eq!(empty.waiting, [0, 0, 0]);
@@ -1119,6 +1142,7 @@ macro_rules! conformance {
                 events_can_be_read_after_an_id_for_one_ingestion,
                 recent_ingestions_come_newest_first_with_their_batches,
                 a_summary_reads_the_counts_and_a_window_of_batches_around_the_work_in_progress,
+                a_page_of_ids_reads_only_the_batches_that_hold_it,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
                 places_stay_exact_across_blocks_of_ingestions_stored_together,

@@ -354,17 +354,23 @@ impl Service {
     }
 
     /// A page of an ingestion's per-ID results, in split order (at most `limit`, capped at
-    /// [`MAX_RESULTS_PAGE`]).
+    /// [`MAX_RESULTS_PAGE`]), read from the batches that hold it, whatever the ingestion's
+    /// size.
     pub async fn results(
         &self,
         ingestion_id: &str,
         offset: u64,
         limit: u64,
     ) -> Result<ResultsPage, ServiceError> {
-        let seen = self.inner.store.latest_event().await?;
-        let record = self.record(ingestion_id, seen).await?;
-        let total = record.batches.iter().map(|b| b.ids.len() as u64).sum();
-        let results = record
+        let id = ingestion_uuid(ingestion_id)?;
+        let limit = limit.min(MAX_RESULTS_PAGE);
+        let page = self
+            .inner
+            .store
+            .id_page(id, offset, limit)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(ingestion_id.to_owned()))?;
+        let results = page
             .batches
             .iter()
             .flat_map(|b| {
@@ -379,12 +385,12 @@ impl Service {
                     }
                 })
             })
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(limit.min(MAX_RESULTS_PAGE) as usize)
+            .skip(usize::try_from(offset.saturating_sub(page.first_offset)).unwrap_or(usize::MAX))
+            .take(limit as usize)
             .collect();
         Ok(ResultsPage {
-            ingestion_id: record.id,
-            total,
+            ingestion_id: id,
+            total: page.id_count,
             offset,
             results,
         })

@@ -170,6 +170,16 @@ pub struct SummaryRecord {
     pub place: Option<QueuePlace>,
 }
 
+/// The batches holding a page of an ingestion's IDs (see `Store::id_page`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IdPage {
+    /// IDs in the whole ingestion.
+    pub id_count: u64,
+    /// Where the first ID of `batches[0]` is in the ingestion (in split order).
+    pub first_offset: u64,
+    pub batches: Vec<BatchRecord>,
+}
+
 /// A batch that has started, for the queue's in-flight and recent-dispatch lists.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DispatchRecord {
@@ -329,6 +339,17 @@ pub trait Store: Send + Sync + 'static {
         window: u32,
     ) -> Result<Vec<SummaryRecord>, StoreError>;
 
+    /// The batches holding the ingestion's IDs from `offset` (in split order), for up to
+    /// `limit` of them, or `None` if it is unknown. O(limit), whatever the ingestion's size:
+    /// it was split into batches of one size (the last may be shorter), so the batch holding
+    /// an offset is found by arithmetic from the first batch's size.
+    async fn id_page(
+        &self,
+        ingestion: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<IdPage>, StoreError>;
+
     /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;
 
@@ -376,6 +397,36 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// The positions of the batches holding IDs `offset..offset + limit` of an ingestion of
+/// `id_count` IDs split into batches of `size` (the last may be shorter); empty past its end.
+fn page_positions(id_count: u64, size: u64, offset: u64, limit: u64) -> std::ops::Range<u32> {
+    if size == 0 || limit == 0 || offset >= id_count {
+        return 0..0;
+    }
+    let last = offset.saturating_add(limit - 1).min(id_count - 1);
+    let pos = |id: u64| u32::try_from(id / size).unwrap_or(u32::MAX);
+    pos(offset)..pos(last).saturating_add(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_positions;
+
+    #[test]
+    fn a_page_of_ids_is_found_in_the_batches_that_hold_it() {
+        // 10 IDs in batches of 3: [0 1 2] [3 4 5] [6 7 8] [9].
+        assert_eq!(page_positions(10, 3, 0, 3), 0..1);
+        assert_eq!(page_positions(10, 3, 2, 2), 0..2);
+        assert_eq!(page_positions(10, 3, 4, 100), 1..4, "cut at the last ID");
+        assert_eq!(page_positions(10, 3, 9, 1), 3..4);
+        assert_eq!(page_positions(10, 3, 10, 5), 0..0, "past the end");
+        assert_eq!(page_positions(10, 3, 0, 0), 0..0);
+        assert_eq!(page_positions(0, 0, 0, 5), 0..0, "no batches");
+        assert_eq!(page_positions(10, 3, u64::MAX, u64::MAX), 0..0);
+        assert_eq!(page_positions(10, 3, 1, u64::MAX), 0..4);
+    }
+}
 
 /// The ingestion's last event, once nothing of it is left to run: the overall-status rule
 /// (`IngestionStatus::of_counts`) applied to the counts a backend read in the transaction that

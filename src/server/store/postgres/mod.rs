@@ -15,9 +15,10 @@
 //!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
-    ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
-    DispatchRecord, Housekept, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord,
-    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, page_positions, Admission, BatchRecord, Claim, ClaimedBatch,
+    Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord, Inserted,
+    NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord,
+    IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts,
@@ -486,6 +487,38 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await?;
         summaries(&tx, limit, window).await
+    }
+
+    async fn id_page(
+        &self,
+        ingestion: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<IdPage>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await?;
+        let Some(head) = tx
+            .query_opt(
+                "SELECT seq, id_count,
+                        (SELECT cardinality(ids) FROM batches
+                         WHERE ingestion_seq = ingestions.seq AND position = 0)
+                 FROM ingestions WHERE id = $1",
+                &[&ingestion],
+            )
+            .await
+            .map_err(pg)?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = head.get(0);
+        let id_count = head.get::<_, i64>(1).max(0) as u64;
+        let size = head.get::<_, Option<i32>>(2).unwrap_or(0).max(0) as u64;
+        let positions = page_positions(id_count, size, offset, limit);
+        Ok(Some(IdPage {
+            id_count,
+            first_offset: u64::from(positions.start) * size,
+            batches: batches_of(&tx, seq, positions).await?,
+        }))
     }
 
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {

@@ -104,7 +104,7 @@ pub(super) async fn ingestion_of<C: GenericClient>(
 }
 
 /// Ingestion `seq`'s batches at `positions`, in split order.
-async fn batches_of<C: GenericClient>(
+pub(super) async fn batches_of<C: GenericClient>(
     client: &C,
     seq: i64,
     positions: std::ops::Range<u32>,

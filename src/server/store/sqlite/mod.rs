@@ -21,9 +21,10 @@
 //! a separate database).
 
 use super::{
-    ending_event, failure_event, Admission, BatchRecord, Claim, ClaimedBatch, Completion,
-    DispatchRecord, Housekept, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord,
-    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, page_positions, Admission, BatchRecord, Claim, ClaimedBatch,
+    Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord, Inserted,
+    NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord,
+    IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp,
@@ -548,6 +549,42 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
             summaries(&tx, limit, window)
+        })
+        .await
+    }
+
+    async fn id_page(
+        &self,
+        ingestion: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<IdPage>, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let head: Option<(i64, i64, Option<i64>)> = tx
+                .prepare_cached(
+                    "SELECT seq, id_count,
+                            (SELECT json_array_length(ids) FROM batches
+                             WHERE ingestion_seq = ingestions.seq AND position = 0)
+                     FROM ingestions WHERE id = ?1",
+                )
+                .and_then(|mut st| {
+                    st.query_row([ingestion.to_string()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()
+                })
+                .map_err(unavailable)?;
+            let Some((seq, id_count, size)) = head else {
+                return Ok(None);
+            };
+            let (id_count, size) = (id_count.max(0) as u64, size.unwrap_or(0).max(0) as u64);
+            let positions = page_positions(id_count, size, offset, limit);
+            Ok(Some(IdPage {
+                id_count,
+                first_offset: u64::from(positions.start) * size,
+                batches: batches_of(&tx, seq, positions)?,
+            }))
         })
         .await
     }

@@ -217,7 +217,7 @@ pub(super) fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRec
 }
 
 /// Ingestion `seq`'s batches at `positions`, in split order.
-fn batches_of(
+pub(super) fn batches_of(
     conn: &Connection,
     seq: i64,
     positions: std::ops::Range<u32>,
