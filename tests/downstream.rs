@@ -1,11 +1,18 @@
 //! The HTTP processor against a real downstream (axum on port 0) that records every arrival:
 //! results, per-ID errors, 5xx then success, timeouts, malformed and oversized answers,
-//! permanent refusals,
-//! an operator's retry, and the rate limit holding through retries.
+//! permanent refusals, an operator's retry, the rate limit holding through retries, the
+//! attempt and key each request carries, a downstream's Retry-After, and a 409 that says a
+//! newer attempt exists.
 
 mod common;
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::post, Json, Router};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    response::IntoResponse,
+    routing::post,
+    Json, Router,
+};
 use common::spawn_app;
 use serde_json::{json, Value};
 use std::{
@@ -14,10 +21,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+type Arrival = (Instant, Value, Option<String>);
+
 #[derive(Clone, Default)]
 struct Downstream {
-    /// Every request: when it arrived and its body.
-    arrivals: Arc<Mutex<Vec<(Instant, Value)>>>,
+    /// Every request: when it arrived, its body and its `Idempotency-Key`.
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
     /// Requests seen per batch (by its first ID).
     seen: Arc<Mutex<HashMap<u64, u32>>>,
     /// Refuse batches starting with 200 (until an operator fixes "the downstream").
@@ -27,12 +36,17 @@ struct Downstream {
 /// What the downstream does depends on the batch's first ID.
 async fn handle(
     State(down): State<Downstream>,
+    headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> axum::response::Response {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     down.arrivals
         .lock()
         .unwrap()
-        .push((Instant::now(), body.clone()));
+        .push((Instant::now(), body.clone(), key));
     let ids: Vec<u64> = serde_json::from_value(body["ids"].clone()).unwrap();
     let first = ids[0];
     let seen = {
@@ -44,6 +58,15 @@ async fn handle(
     match first {
         // Unavailable twice, then fine.
         600 if seen <= 2 => (StatusCode::SERVICE_UNAVAILABLE, "busy").into_response(),
+        // Too many requests: come back in a second.
+        800 if seen == 1 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            "slow down",
+        )
+            .into_response(),
+        // "A newer attempt of this batch exists" (as a downstream that saw one answers).
+        900 if seen == 1 => (StatusCode::CONFLICT, "attempt 1 is stale").into_response(),
         // A refusal that retrying the same request will not change.
         200 if *down.refuse.lock().unwrap() => {
             (StatusCode::BAD_REQUEST, "unknown customer").into_response()
@@ -187,6 +210,103 @@ async fn a_busy_downstream_is_retried_under_the_rate_limit_until_it_answers() {
     }
     // The retries came before the second batch: a batch keeps its place in the queue.
     assert_eq!(arrivals[3].1["ids"], json!([7, 8]));
+    // Each request says which attempt it is (the fencing token) and carries the batch's id
+    // as its idempotency key, the same for every attempt.
+    let attempts: Vec<&Value> = arrivals[..3].iter().map(|a| &a.1["attempt"]).collect();
+    assert_eq!(attempts, [&json!(1), &json!(2), &json!(3)]);
+    for arrival in &arrivals[..3] {
+        assert_eq!(arrival.2.as_deref(), first["batch_id"].as_str());
+    }
+    assert_eq!(arrivals[3].1["attempt"], 1);
+    assert_eq!(
+        arrivals[3].2.as_deref(),
+        status["batches"][1]["batch_id"].as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_downstream_asking_to_wait_with_retry_after_is_given_at_least_that_long() {
+    let (down, url) = downstream().await;
+    // No backoff of sluice's own: the wait is the downstream's.
+    let app = app_for(&url, "3").await;
+    let id = app.ingest(r#"{"ids": [800], "priority": "HIGH"}"#).await;
+    let retrying = app
+        .wait_for_status(&id, Duration::from_secs(10), |s| {
+            s["batches"][0]["error"].is_string()
+        })
+        .await;
+    assert!(
+        retrying["batches"][0]["retry_at"].is_string(),
+        "shown: {retrying}"
+    );
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), finished)
+        .await;
+    assert_eq!(status["status"], "completed", "{status}");
+    let arrivals = down.arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 2);
+    let gap = arrivals[1].0 - arrivals[0].0;
+    assert!(
+        gap >= Duration::from_millis(990),
+        "asked for 1 s, came back after {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_409_from_the_downstream_ends_the_attempt_quietly_and_a_newer_one_runs() {
+    let (down, url) = downstream().await;
+    let app = spawn_app(&[
+        "--processor",
+        "http",
+        "--processor-url",
+        &url,
+        "--processor-attempts",
+        "2",
+        "--processor-backoff",
+        "0s",
+        "--processor-timeout",
+        "300ms",
+        "--rate-interval",
+        "100ms",
+        "--lease",
+        "1s",
+    ])
+    .await;
+    let id = app.ingest(r#"{"ids": [900], "priority": "HIGH"}"#).await;
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), finished)
+        .await;
+    // Not a failure: no error was recorded and no attempt was spent on it; once the lease of
+    // the superseded attempt ran out, attempt 2 ran and completed.
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["batches"][0]["attempts"], 2);
+    assert_eq!(status["batches"][0]["error"], Value::Null);
+    let response = app
+        .client
+        .get(format!("{}/status/{id}/events", app.base))
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let mut events = common::SseReader::new(response);
+    let mut kinds = Vec::new();
+    while kinds.last().map(String::as_str) != Some("ingestion_completed") {
+        kinds.push(events.next().await.event);
+    }
+    assert_eq!(
+        kinds,
+        [
+            "ingestion_created",
+            "batch_triggered",
+            "batch_triggered",
+            "batch_completed",
+            "ingestion_completed"
+        ],
+        "no retry or failure was recorded for the superseded attempt"
+    );
+    let arrivals = down.arrivals.lock().unwrap();
+    let attempts: Vec<&Value> = arrivals.iter().map(|a| &a.1["attempt"]).collect();
+    assert_eq!(attempts, [&json!(1), &json!(2)]);
 }
 
 #[tokio::test]

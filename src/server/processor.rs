@@ -1,9 +1,11 @@
 //! What happens to a dispatched batch: the downstream call.
 //!
 //! - `simulated` (the default, SPEC §2): each ID "fetched" concurrently for a fixed time.
-//! - `http`: the batch is POSTed as JSON to a downstream URL; its answer gives each ID's
-//!   result. Failures say whether another attempt could help (`retryable`); the scheduler
-//!   decides when (backoff) and how often.
+//! - `http`: the batch is POSTed as JSON to a downstream URL, with its attempt number (the
+//!   fencing token) and the batch id as `Idempotency-Key`; its answer gives each ID's result.
+//!   Failures say whether another attempt could help (`retryable`, not before the
+//!   downstream's `Retry-After`), or that a newer attempt exists (`superseded`); the
+//!   scheduler decides when (backoff) and how often.
 
 use crate::domain::{ClaimedBatch, IdResult};
 use async_trait::async_trait;
@@ -18,6 +20,12 @@ pub struct ProcessError {
     /// Another attempt could succeed (timeouts, 5xx, 408/429, broken answers); a refusal the
     /// same request would get again (other 4xx) is not.
     pub retryable: bool,
+    /// The downstream asked not to be called again before this long (`Retry-After` on a 429
+    /// or 503); the next attempt waits at least this.
+    pub retry_after: Option<Duration>,
+    /// The downstream has seen a newer attempt of this batch (it answered 409): this attempt
+    /// ends quietly, recording nothing, and the newer one decides.
+    pub superseded: bool,
 }
 
 impl ProcessError {
@@ -25,13 +33,15 @@ impl ProcessError {
         Self {
             message: message.into(),
             retryable: true,
+            retry_after: None,
+            superseded: false,
         }
     }
 
     pub fn permanent(message: impl Into<String>) -> Self {
         Self {
-            message: message.into(),
             retryable: false,
+            ..Self::retryable(message)
         }
     }
 }
@@ -66,18 +76,34 @@ impl Processor for SimulatedProcessor {
     }
 }
 
-/// POSTs `{"batch_id", "ingestion_id", "priority", "ids"}` to a downstream URL.
+/// POSTs `{"batch_id", "ingestion_id", "priority", "ids", "attempt"}` to a downstream URL,
+/// with `Idempotency-Key: <batch_id>` (the same for every attempt of a batch; `attempt`
+/// strictly increases across attempts, replicas and restarts). A downstream that keeps the
+/// highest attempt it has applied per key and answers 409 to a lower one gets every batch's
+/// effect exactly once (docs/decisions.md).
 ///
 /// The answer: any 2xx with an empty body marks every ID done (`"data": "done"`); a 2xx with
 /// `{"results": [{"id": 1, "data": …}, {"id": 2, "error": "…"}]}` gives each ID its data or
 /// error (an ID the answer leaves out gets the error "no result"). Anything else is a failed
 /// attempt: 408, 429, 5xx, timeouts, connection errors and unreadable 2xx bodies (including
-/// one over [`MAX_ANSWER_BYTES`]) may be tried again; other 4xx answers are final.
+/// one over [`MAX_ANSWER_BYTES`]) may be tried again, not before a 429's or 503's
+/// `Retry-After` (in seconds, at most [`MAX_RETRY_AFTER`]); 409 says a newer attempt exists;
+/// other 4xx answers are final.
 pub struct HttpProcessor {
     client: reqwest::Client,
     url: String,
     /// Sent with every request (e.g. `Authorization: Bearer …`); never logged.
     header: Option<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
+}
+
+/// Longest wait a downstream's `Retry-After` can ask for (a larger one is cut to this).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// A `Retry-After` in seconds (the HTTP-date form is not honoured: the backoff applies).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// Longest error text kept from a downstream answer.
@@ -164,8 +190,13 @@ impl Processor for HttpProcessor {
             "ingestion_id": batch.ingestion_id,
             "priority": batch.priority,
             "ids": batch.ids,
+            "attempt": batch.attempt,
         });
-        let mut request = self.client.post(&self.url).json(&body);
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("idempotency-key", batch.batch_id.to_string())
+            .json(&body);
         if let Some((name, value)) = &self.header {
             request = request.header(name, value);
         }
@@ -180,6 +211,12 @@ impl Processor for HttpProcessor {
             ProcessError::retryable(format!("downstream {what}: {e}"))
         })?;
         let status = response.status();
+        let wait = match status {
+            reqwest::StatusCode::TOO_MANY_REQUESTS | reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                retry_after(&response)
+            }
+            _ => None,
+        };
         let (body, cut) = read_bounded(response, MAX_ANSWER_BYTES)
             .await
             .map_err(|e| ProcessError::retryable(format!("reading the downstream answer: {e}")))?;
@@ -190,7 +227,12 @@ impl Processor for HttpProcessor {
             let retryable = status.is_server_error()
                 || status == reqwest::StatusCode::REQUEST_TIMEOUT
                 || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
-            return Err(ProcessError { message, retryable });
+            return Err(ProcessError {
+                message,
+                retryable,
+                retry_after: wait,
+                superseded: status == reqwest::StatusCode::CONFLICT,
+            });
         }
         if cut {
             return Err(ProcessError::retryable(format!(
@@ -258,7 +300,8 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait before the next attempt after `attempt` failed, or `None` if that was the
     /// last one (or the failure is final). `unit` in [0, 1) picks the jitter: the wait is
-    /// between half and all of the exponential backoff.
+    /// between half and all of the exponential backoff, and at least what the downstream
+    /// asked for.
     pub fn backoff(&self, attempt: u32, error: &ProcessError, unit: f64) -> Option<Duration> {
         if !error.retryable || attempt >= self.max_attempts {
             return None;
@@ -270,7 +313,8 @@ impl RetryPolicy {
                     .unwrap_or(u32::MAX),
             )
             .min(self.cap);
-        Some(exp.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0)))
+        let backoff = exp.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0));
+        Some(backoff.max(error.retry_after.unwrap_or_default()))
     }
 }
 
@@ -303,5 +347,17 @@ mod tests {
             policy.backoff(1, &ProcessError::permanent("400"), 1.0),
             None
         );
+        // The downstream's Retry-After is a floor, not a replacement; it spends an attempt.
+        let wait = ProcessError {
+            retry_after: Some(Duration::from_secs(60)),
+            ..ProcessError::retryable("429")
+        };
+        assert_eq!(policy.backoff(1, &wait, 1.0), Some(Duration::from_secs(60)));
+        assert_eq!(policy.backoff(4, &wait, 1.0), None);
+        let short = ProcessError {
+            retry_after: Some(Duration::from_millis(10)),
+            ..ProcessError::retryable("503")
+        };
+        assert_eq!(policy.backoff(2, &short, 1.0), Some(Duration::from_secs(2)));
     }
 }

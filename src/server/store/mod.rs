@@ -409,25 +409,6 @@ fn page_positions(id_count: u64, size: u64, offset: u64, limit: u64) -> std::ops
     pos(offset)..pos(last).saturating_add(1)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::page_positions;
-
-    #[test]
-    fn a_page_of_ids_is_found_in_the_batches_that_hold_it() {
-        // 10 IDs in batches of 3: [0 1 2] [3 4 5] [6 7 8] [9].
-        assert_eq!(page_positions(10, 3, 0, 3), 0..1);
-        assert_eq!(page_positions(10, 3, 2, 2), 0..2);
-        assert_eq!(page_positions(10, 3, 4, 100), 1..4, "cut at the last ID");
-        assert_eq!(page_positions(10, 3, 9, 1), 3..4);
-        assert_eq!(page_positions(10, 3, 10, 5), 0..0, "past the end");
-        assert_eq!(page_positions(10, 3, 0, 0), 0..0);
-        assert_eq!(page_positions(0, 0, 0, 5), 0..0, "no batches");
-        assert_eq!(page_positions(10, 3, u64::MAX, u64::MAX), 0..0);
-        assert_eq!(page_positions(10, 3, 1, u64::MAX), 0..4);
-    }
-}
-
 /// The ingestion's last event, once nothing of it is left to run: the overall-status rule
 /// (`IngestionStatus::of_counts`) applied to the counts a backend read in the transaction that
 /// finished its last batch.
@@ -465,5 +446,24 @@ fn failure_event(
             attempt,
             error,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page_positions;
+
+    #[test]
+    fn a_page_of_ids_is_found_in_the_batches_that_hold_it() {
+        // 10 IDs in batches of 3: [0 1 2] [3 4 5] [6 7 8] [9].
+        assert_eq!(page_positions(10, 3, 0, 3), 0..1);
+        assert_eq!(page_positions(10, 3, 2, 2), 0..2);
+        assert_eq!(page_positions(10, 3, 4, 100), 1..4, "cut at the last ID");
+        assert_eq!(page_positions(10, 3, 9, 1), 3..4);
+        assert_eq!(page_positions(10, 3, 10, 5), 0..0, "past the end");
+        assert_eq!(page_positions(10, 3, 0, 0), 0..0);
+        assert_eq!(page_positions(0, 0, 0, 5), 0..0, "no batches");
+        assert_eq!(page_positions(10, 3, u64::MAX, u64::MAX), 0..0);
+        assert_eq!(page_positions(10, 3, 1, u64::MAX), 0..4);
     }
 }
