@@ -1,5 +1,7 @@
 //! Three real `sluice` processes on one fresh PostgreSQL database: one queue, one rate limit,
-//! events across replicas, and a batch rescued after its replica is killed with SIGKILL.
+//! events across replicas, a batch rescued after its replica is killed with SIGKILL, and the
+//! reference downstream applying every batch exactly once while replicas are killed and
+//! paused.
 
 mod common;
 #[path = "support/postgres.rs"]
@@ -438,5 +440,154 @@ async fn a_status_read_on_one_replica_shows_a_change_made_through_another_at_onc
         post(&client, format!("{}/ingest/{id}/cancel", a.base), json!({})).await;
         let after = get(&client, format!("{}/status/{id}", b.base)).await;
         assert!(!after["cancelled_at"].is_null(), "round {round}: {after}");
+    }
+}
+
+/// The reference downstream (`sluice downstream-example`) as a child process; its record file.
+async fn reference_downstream(work: &str) -> (tokio::process::Child, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let port = process::free_port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("downstream-example")
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--record", record.to_str().unwrap()])
+        .args(["--work", work])
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the downstream example starts");
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return (child, format!("http://127.0.0.1:{port}/batches"), dir);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the downstream example never listened");
+}
+
+/// The record's lines (`{"event", "key", "attempt"}`).
+fn record_of(dir: &tempfile::TempDir) -> Vec<Value> {
+    std::fs::read_to_string(dir.path().join("record.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn count(record: &[Value], event: &str, key: &str) -> usize {
+    record
+        .iter()
+        .filter(|l| l["event"] == event && l["key"] == key)
+        .count()
+}
+
+/// The replica whose log says it dispatched `batch` (attempt 1).
+async fn holder_of(replicas: &[Replica], batch: &str) -> usize {
+    for _ in 0..500 {
+        let found = replicas.iter().position(|r| {
+            r.log.lock().unwrap().iter().any(|l| {
+                l.contains("batch triggered") && l.contains(batch) && l.contains("attempt=1")
+            })
+        });
+        if let Some(i) = found {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no replica dispatched {batch}");
+}
+
+/// Wait until the downstream has received `batch`'s first attempt.
+async fn until_received(dir: &tempfile::TempDir, batch: &str) {
+    for _ in 0..500 {
+        if count(&record_of(dir), "received", batch) > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the downstream never received {batch}");
+}
+
+#[cfg_attr(skip_postgres, ignore = "SLUICE_SKIP_POSTGRES=1")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_replicas_die_and_pause(
+) {
+    let db = postgres::fresh_database().await;
+    let client = reqwest::Client::new();
+    // Each batch works 1.5 s at the downstream, longer than the 1 s lease: a replica killed
+    // or paused while its request works loses the batch to another replica, whose request
+    // (attempt 2) reaches the downstream while attempt 1 is still working there.
+    let (_downstream, url, record) = reference_downstream("1500ms").await;
+    let flags = [
+        "--processor",
+        "http",
+        "--processor-url",
+        &url,
+        "--processor-timeout",
+        "10s",
+        "--processor-backoff",
+        "0s",
+        "--rate-interval",
+        "200ms",
+        "--lease",
+        "1s",
+    ];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(start(&db.url, &flags).await);
+    }
+    let id = post(
+        &client,
+        format!("{}/ingest", replicas[0].base),
+        json!({"ids": [1, 2, 3, 4, 5, 6], "priority": "HIGH"}),
+    )
+    .await["ingestion_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let view = get(&client, format!("{}/status/{id}", replicas[0].base)).await;
+    let batch = |k: usize| view["batches"][k]["batch_id"].as_str().unwrap().to_owned();
+    let (first, second) = (batch(0), batch(1));
+
+    // The first batch's replica is killed while the downstream works on its request.
+    until_received(&record, &first).await;
+    let holder = holder_of(&replicas, &first).await;
+    let mut dead = replicas.remove(holder);
+    dead.kill().await;
+
+    // The second batch's replica is paused past its lease, then goes on.
+    until_received(&record, &second).await;
+    let holder = holder_of(&replicas, &second).await;
+    replicas[holder].signal("STOP");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    replicas[holder].signal("CONT");
+
+    let reader = &replicas[1 - holder].base;
+    let done = all_completed(&client, reader, std::slice::from_ref(&id)).await;
+    for batch in done[0]["batches"].as_array().unwrap() {
+        let results = batch["results"].as_array().unwrap();
+        assert!(
+            results.iter().all(|r| r["data"] == "applied"),
+            "{results:?}"
+        );
+    }
+    // Some batch reached the downstream twice (attempts 1 and 2 of both, here); each was
+    // applied once.
+    let lines = record_of(&record);
+    for key in [&first, &second] {
+        assert_eq!(count(&lines, "applied", key), 1, "{key}: {lines:?}");
+        assert!(count(&lines, "received", key) >= 2, "{key}: {lines:?}");
+    }
+    assert_eq!(
+        lines.iter().filter(|l| l["event"] == "applied").count(),
+        2,
+        "{lines:?}"
+    );
+    for replica in &mut replicas {
+        replica.kill().await;
     }
 }

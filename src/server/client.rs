@@ -48,6 +48,7 @@ pub async fn run(command: Command) -> anyhow::Result<bool> {
             }
             Ok(ok)
         }
+        Command::DownstreamExample(args) => crate::server::downstream_example::run(args).await,
         Command::Serve(_) => bail!("serve is not a client command"),
     }
 }

@@ -34,6 +34,10 @@ pub enum Command {
     Queue(ServerArg),
     /// Cancel an ingestion's batches that have not started.
     Cancel(CancelArgs),
+    /// Run a reference downstream for `--processor http` that applies every batch exactly
+    /// once (it deduplicates by Idempotency-Key and refuses stale attempts with 409),
+    /// recording every request and effect in a file.
+    DownstreamExample(crate::server::downstream_example::DownstreamArgs),
 }
 
 /// Where the server is, for the client commands.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod downstream_example;
 pub mod housekeeping;
 pub mod http;
 pub mod memo;

@@ -73,6 +73,17 @@ impl Process {
         self.child.kill().await.unwrap();
     }
 
+    /// Send a signal by name (`STOP`, `CONT`, …) without waiting for anything.
+    #[allow(dead_code)]
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
     /// SIGTERM (a graceful shutdown), and the exit status once it is gone, if within `within`.
     #[allow(dead_code)]
     pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
