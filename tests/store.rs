@@ -1461,7 +1461,8 @@ async fn postgres_never_starts_a_second_batch_while_the_first_ones_renewal_holds
 
 #[cfg_attr(skip_postgres, ignore = "SLUICE_SKIP_POSTGRES=1")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_database_of_schema_3_keeps_its_queue_places_and_endings_after_the_upgrade() {
+async fn a_postgres_database_of_schema_3_keeps_its_queue_places_endings_and_summaries_after_the_upgrade(
+) {
     let db = postgres::fresh_database().await;
     // The schema of the build before the counts, holding one MEDIUM ingestion with a completed
     // and a waiting batch.
@@ -1478,8 +1479,8 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_and_endings_afte
         "CREATE TABLE sluice_schema (version INTEGER NOT NULL);
          INSERT INTO sluice_schema (version) VALUES (3);
          INSERT INTO ingestions (id, priority, created_at) VALUES ('{old}', 1, 5);
-         INSERT INTO batches (id, ingestion_seq, position, priority, ids, status)
-         VALUES ('{}', 1, 0, 1, ARRAY[7], 2), ('{}', 1, 1, 1, ARRAY[8], 0);
+         INSERT INTO batches (id, ingestion_seq, position, priority, ids, status, completed_at)
+         VALUES ('{}', 1, 0, 1, ARRAY[7], 2, 4), ('{}', 1, 1, 1, ARRAY[8], 0, NULL);
          UPDATE queue_depth SET waiting = 1 WHERE priority = 1;",
         Uuid::new_v4(),
         Uuid::new_v4()
@@ -1488,6 +1489,15 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_and_endings_afte
     .unwrap();
 
     let store = open_postgres(&db.url).await;
+    // Its summary's ID count and last completion were taken at the upgrade (schema 5).
+    let summary = store.recent_summaries(1, 16).await.unwrap().remove(0);
+    assert_eq!(summary.id_count, 2);
+    assert_eq!(summary.last_completed_at, Some(Timestamp::from_micros(4)));
+    // And a replica of an older build could no longer write: the event counter was renamed.
+    let old_write = sql
+        .batch_execute("UPDATE event_counter SET last = last + 1 WHERE id = 1")
+        .await;
+    assert!(old_write.is_err(), "an older build's writes are fenced off");
     let later = ingest(&store, Priority::Medium, at(1), &[&[9]]).await;
     assert_eq!(store.queue_place(later).await.unwrap().unwrap().ahead, 1);
     assert_eq!(store.cancel(old, at(2)).await.unwrap(), Some(1));
