@@ -537,8 +537,10 @@ async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_
         "1s",
     ];
     let mut replicas = Vec::new();
-    for _ in 0..3 {
-        replicas.push(start(&db.url, &flags).await);
+    for name in ["r0", "r1", "r2"] {
+        let mut named = flags.to_vec();
+        named.extend(["--replica-name", name]);
+        replicas.push(start(&db.url, &named).await);
     }
     let id = post(
         &client,
@@ -556,6 +558,18 @@ async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_
     // The first batch's replica is killed while the downstream works on its request.
     until_received(&record, &first).await;
     let holder = holder_of(&replicas, &first).await;
+    // Its log names it.
+    assert!(
+        replicas[holder]
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(&format!("replica{{name=r{holder}}}"))
+                && l.contains("batch triggered")),
+        "{:?}",
+        replicas[holder].log.lock().unwrap()
+    );
     let mut dead = replicas.remove(holder);
     dead.kill().await;
 

@@ -71,6 +71,7 @@ impl Harness {
             scheduler,
             expected_work: Duration::from_secs(1),
             max_waiting_batches: None,
+            replica: "test".into(),
         };
         let clock = Clock::starting_at(t(at_secs));
         let start = Instant::now() - Duration::from_secs_f64(at_secs);

@@ -39,7 +39,7 @@ pub struct Core {
 }
 
 /// What the core needs to know, independent of where it came from.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CoreConfig {
     pub batch_size: usize,
     pub limits: Limits,
@@ -48,6 +48,8 @@ pub struct CoreConfig {
     pub expected_work: std::time::Duration,
     /// Most batches allowed to wait (backpressure); `None`: no bound.
     pub max_waiting_batches: Option<u64>,
+    /// This process's name among replicas (logs and metrics).
+    pub replica: String,
 }
 
 impl CoreConfig {
@@ -69,6 +71,7 @@ impl CoreConfig {
             },
             expected_work: *settings.simulated_work,
             max_waiting_batches: settings.max_waiting_batches,
+            replica: settings.replica(),
         }
     }
 }
@@ -82,8 +85,11 @@ impl Core {
         clock: Clock,
         shutdown: Shutdown,
     ) -> Self {
+        use tracing::Instrument;
         let wake = Wake::default();
-        let metrics = Metrics::new();
+        let metrics = Metrics::for_replica(Some(&config.replica));
+        // Every log line of the scheduler and housekeeping names the replica.
+        let span = tracing::info_span!("replica", name = %config.replica);
         let (service, alive) = Service::new(
             store.clone(),
             clock,
@@ -99,18 +105,24 @@ impl Core {
             wake.clone(),
             metrics.clone(),
         );
-        tokio::spawn(crate::server::housekeeping::run(
-            Arc::downgrade(&store),
-            clock,
-            Retention::default(),
-            crate::server::housekeeping::PERIOD,
-            shutdown.clone(),
-        ));
+        tokio::spawn(
+            crate::server::housekeeping::run(
+                Arc::downgrade(&store),
+                clock,
+                Retention::default(),
+                crate::server::housekeeping::PERIOD,
+                shutdown.clone(),
+            )
+            .instrument(span.clone()),
+        );
         let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler, metrics);
-        let scheduler = tokio::spawn(async move {
-            let _alive = alive;
-            scheduler.run(shutdown).await
-        });
+        let scheduler = tokio::spawn(
+            async move {
+                let _alive = alive;
+                scheduler.run(shutdown).await
+            }
+            .instrument(span),
+        );
         Self { service, scheduler }
     }
 }

@@ -233,6 +233,12 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
     pub max_body_bytes: u64,
 
+    /// This process's name among replicas, in its logs (`replica{name=…}`) and metrics
+    /// (`sluice_replica_info`): 1 to 64 of A-Z a-z 0-9 . _ : -. Default: the host name and
+    /// the port, e.g. `web-1:3000`.
+    #[arg(long, env = "SLUICE_REPLICA_NAME", value_parser = replica_name)]
+    pub replica_name: Option<String>,
+
     /// How long a dispatched batch is leased before another dispatcher may take it over;
     /// renewed while the batch is being processed (100ms..=1h).
     #[arg(long, env = "SLUICE_LEASE", default_value = "15s",
@@ -374,6 +380,18 @@ pub fn parse_origin(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A replica name: 1..=64 of `A-Z a-z 0-9 . _ : -` (safe in logs and metric labels).
+fn replica_name(value: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(&b));
+    match ok {
+        true => Ok(value.to_owned()),
+        false => Err("1 to 64 characters of A-Z a-z 0-9 . _ : -".into()),
+    }
+}
+
 fn duration_between(
     min: Duration,
     max: Duration,
@@ -399,6 +417,19 @@ impl Settings {
     }
 
     /// Settings that are only wrong together.
+    /// This process's name among replicas: `--replica-name`, or the host name and the port.
+    pub fn replica(&self) -> String {
+        self.replica_name.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| replica_name(h).is_ok())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}:{}", self.addr.port())
+        })
+    }
+
     pub fn check(&self) -> Result<(), String> {
         if self.max_buffered_bytes() < self.max_body_bytes {
             return Err(format!(
@@ -495,6 +526,26 @@ mod tests {
             .into_settings()
             .unwrap();
         assert_eq!(s.cors_origins, vec!["http://a:1", "https://b"]);
+    }
+
+    #[test]
+    fn a_replica_is_named_by_its_host_and_port_unless_named_safely() {
+        let s = Cli::try_parse_from(["sluice", "--addr", "127.0.0.1:4123"])
+            .unwrap()
+            .into_settings()
+            .unwrap();
+        assert!(s.replica().ends_with(":4123"), "{}", s.replica());
+        let named = Cli::try_parse_from(["sluice", "--replica-name", "eu-1.web_2:3000"])
+            .unwrap()
+            .into_settings()
+            .unwrap();
+        assert_eq!(named.replica(), "eu-1.web_2:3000");
+        for bad in ["", "a b", "x\"", &"n".repeat(65)] {
+            let err = Cli::try_parse_from(["sluice", "--replica-name", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--replica-name"), "{bad:?}: {err}");
+        }
     }
 
     #[test]

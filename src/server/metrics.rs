@@ -82,7 +82,19 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::for_replica(None)
+    }
+
+    /// With `sluice_replica_info{name="…"} 1` naming this process among replicas.
+    pub fn for_replica(name: Option<&str>) -> Self {
         let mut registry = Registry::with_prefix("sluice");
+        if let Some(name) = name {
+            registry.register(
+                "replica",
+                "This process's name among the replicas (--replica-name)",
+                prometheus_client::metrics::info::Info::new(vec![("name", name.to_owned())]),
+            );
+        }
         let inner = Inner {
             dispatched: Counter::default(),
             completed: Counter::default(),

@@ -308,3 +308,13 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
         "no external assets"
     );
 }
+
+#[tokio::test]
+async fn the_replica_is_named_in_the_metrics() {
+    let app = spawn_app(&["--replica-name", "web-1:3000"]).await;
+    let scrape = scrape(&app).await;
+    assert_eq!(
+        sample(&scrape, "sluice_replica_info", &[("name", "web-1:3000")]),
+        1.0
+    );
+}
