@@ -518,10 +518,10 @@ async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_
 ) {
     let db = postgres::fresh_database().await;
     let client = reqwest::Client::new();
-    // Each batch works 1.5 s at the downstream, longer than the 1 s lease: a replica killed
+    // Each batch works 3 s at the downstream, longer than the 1 s lease: a replica killed
     // or paused while its request works loses the batch to another replica, whose request
     // (attempt 2) reaches the downstream while attempt 1 is still working there.
-    let (_downstream, url, record) = reference_downstream("1500ms").await;
+    let (_downstream, url, record) = reference_downstream("3s").await;
     let flags = [
         "--processor",
         "http",

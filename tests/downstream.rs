@@ -202,7 +202,7 @@ async fn a_busy_downstream_is_retried_under_the_rate_limit_until_it_answers() {
         json!({"id": 600, "data": {"double": 1200}})
     );
     // Every request, retries included, at least the interval after the one before.
-    let arrivals = down.arrivals.lock().unwrap();
+    let arrivals = down.arrivals.lock().unwrap().clone();
     assert_eq!(arrivals.len(), 4, "three attempts and the second batch");
     for pair in arrivals.windows(2) {
         let gap = pair[1].0 - pair[0].0;
@@ -222,6 +222,32 @@ async fn a_busy_downstream_is_retried_under_the_rate_limit_until_it_answers() {
         arrivals[3].2.as_deref(),
         status["batches"][1]["batch_id"].as_str()
     );
+    // Its attempts, each with the replica that ran it and how it ended.
+    let history = app
+        .get_json(&format!(
+            "/batches/{}/attempts",
+            first["batch_id"].as_str().unwrap()
+        ))
+        .await;
+    let outcomes: Vec<&str> = history["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["retrying", "retrying", "completed"], "{history}");
+    assert!(history["attempts"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("503"));
+    assert_eq!(
+        history["attempts"][2]["replica"],
+        history["attempts"][0]["replica"]
+    );
+    let unknown = app
+        .get("/batches/0190f0c2-0000-7000-8000-000000000000/attempts")
+        .await;
+    assert_eq!(unknown.status(), 404);
 }
 
 #[tokio::test]

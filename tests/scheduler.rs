@@ -15,8 +15,9 @@ use sluice::server::{
     service::Service,
     shutdown::{self, ShutdownTrigger},
     store::{
-        Admission, Claim, ClaimedBatch, Completion, DynStore, IdPage, IngestionRecord, Inserted,
-        NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store, StoreError, SummaryRecord,
+        Admission, AttemptRecord, Claim, ClaimedBatch, Completion, DynStore, IdPage,
+        IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store,
+        StoreError, SummaryRecord,
     },
 };
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
@@ -573,12 +574,13 @@ impl Store for Faulty {
         now: Timestamp,
         interval: Duration,
         lease: Duration,
+        replica: &str,
     ) -> Result<Claim, StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         self.claims.fetch_add(1, SeqCst);
         let claim = self
             .inner
-            .claim_next(self.skewed(now), interval, lease)
+            .claim_next(self.skewed(now), interval, lease, replica)
             .await?;
         // Every answer takes a round trip.
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -650,6 +652,9 @@ impl Store for Faulty {
         self.summary_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.recent_summaries(limit, window).await
+    }
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+        self.inner.attempts(batch_id).await
     }
     async fn id_page(
         &self,

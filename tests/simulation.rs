@@ -225,7 +225,7 @@ impl Sim {
         let lease = Duration::from_micros(LEASE_US as u64);
         let answer = self
             .store
-            .claim_next(self.at(), interval, lease)
+            .claim_next(self.at(), interval, lease, &format!("replica-{replica}"))
             .await
             .map_err(|e| e.to_string())?;
         self.log.push(format!(

@@ -52,7 +52,10 @@ async fn ingest(
 }
 
 async fn claim(store: &DynStore, now: Timestamp) -> Claim {
-    store.claim_next(now, INTERVAL, LEASE).await.unwrap()
+    store
+        .claim_next(now, INTERVAL, LEASE, "test")
+        .await
+        .unwrap()
 }
 
 async fn claimed(store: &DynStore, now: Timestamp) -> ClaimedBatch {
@@ -438,6 +441,56 @@ mod cases {
         assert_eq!(s.counts.completed, 2);
         assert_eq!(s.last_completed_at, Some(at(t + 16)));
         assert_eq!((s.first_shown, s.batches.len(), s.place), (0, 2, None));
+    }
+
+    pub async fn a_batch_keeps_the_record_of_its_attempts(store: DynStore) {
+        assert_eq!(store.attempts(Uuid::new_v4()).await.unwrap(), None);
+        ingest(&store, Priority::High, at(0), &[&[1, 2]]).await;
+        let first = claimed(&store, at(0)).await;
+        assert_eq!(
+            store.attempts(first.batch_id).await.unwrap().unwrap()[0].outcome,
+            None,
+            "running"
+        );
+        // Its lease runs out: attempt 2 takes it over; attempt 1 never gets an outcome.
+        let second = claimed(&store, at(40)).await;
+        assert_eq!(second.attempt, 2);
+        let failed = store
+            .fail(second.batch_id, 2, at(41), "down".into(), Some(at(100)))
+            .await
+            .unwrap();
+        assert_eq!(failed, Completion::Completed);
+        let third = claimed(&store, at(100)).await;
+        finish(&store, &third, at(101)).await;
+        let attempts = store.attempts(first.batch_id).await.unwrap().unwrap();
+        let summary: Vec<_> = attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.attempt,
+                    a.replica.as_str(),
+                    a.started_at,
+                    a.finished_at,
+                    a.outcome.as_deref(),
+                    a.error.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (1, "test", at(0), None, None, None),
+                (
+                    2,
+                    "test",
+                    at(40),
+                    Some(at(41)),
+                    Some("retrying"),
+                    Some("down")
+                ),
+                (3, "test", at(100), Some(at(101)), Some("completed"), None),
+            ]
+        );
     }
 
     pub async fn a_page_of_ids_reads_only_the_batches_that_hold_it(store: DynStore) {
@@ -1143,6 +1196,7 @@ macro_rules! conformance {
                 recent_ingestions_come_newest_first_with_their_batches,
                 a_summary_reads_the_counts_and_a_window_of_batches_around_the_work_in_progress,
                 a_page_of_ids_reads_only_the_batches_that_hold_it,
+                a_batch_keeps_the_record_of_its_attempts,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
                 places_stay_exact_across_blocks_of_ingestions_stored_together,

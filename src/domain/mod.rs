@@ -25,7 +25,8 @@ pub use request::{
     MAX_ID, MIN_ID,
 };
 pub use status::{
-    summary_window, BatchStatus, BatchView, CancelResponse, IdResult, IdResultView,
-    IngestionStatus, IngestionSummary, IngestionView, RecentIngestions, ResultsPage, StatusCounts,
+    summary_window, AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, IdResult,
+    IdResultView, IngestionStatus, IngestionSummary, IngestionView, RecentIngestions, ResultsPage,
+    StatusCounts,
 };
 pub use time::Timestamp;

@@ -255,6 +255,33 @@ pub struct ResultsPage {
     pub results: Vec<IdResultView>,
 }
 
+/// One attempt of a batch, as `GET /batches/{batch_id}/attempts` lists them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct AttemptView {
+    /// The attempt number: the fencing token the downstream receives.
+    pub attempt: u32,
+    /// The replica that ran it (`--replica-name`).
+    pub replica: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// `completed`, `retrying` (failed, another attempt follows), `failed` (for good);
+    /// `running` for the latest attempt while it has no outcome; `cut_off` for an earlier one
+    /// that never got one (its lease was lost, the downstream said a newer attempt exists, or
+    /// its process died).
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A batch's attempts, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct BatchAttempts {
+    pub batch_id: Uuid,
+    pub attempts: Vec<AttemptView>,
+}
+
 /// What `POST /ingest/{id}/cancel` answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

@@ -115,7 +115,8 @@ impl Core {
             )
             .instrument(span.clone()),
         );
-        let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler, metrics);
+        let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler, metrics)
+            .with_replica(&config.replica);
         let scheduler = tokio::spawn(
             async move {
                 let _alive = alive;

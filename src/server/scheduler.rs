@@ -51,6 +51,8 @@ pub struct Scheduler {
     pace: Arc<Notify>,
     config: SchedulerConfig,
     metrics: Metrics,
+    /// This process's name among replicas, recorded with each attempt it starts.
+    replica: String,
 }
 
 /// How the scheduler is told to look again.
@@ -79,7 +81,14 @@ impl Scheduler {
             pace: wake.pace,
             config,
             metrics,
+            replica: "local".into(),
         }
+    }
+
+    /// Name the attempts this scheduler starts after its replica (default `local`).
+    pub fn with_replica(mut self, name: &str) -> Self {
+        self.replica = name.to_owned();
+        self
     }
 
     /// Dispatch until `shutdown` fires; then let the batch in hand finish within the grace.
@@ -108,7 +117,12 @@ impl Scheduler {
             let asked = Instant::now();
             let claim = self
                 .store
-                .claim_next(self.clock.now(), self.config.interval, self.config.lease)
+                .claim_next(
+                    self.clock.now(),
+                    self.config.interval,
+                    self.config.lease,
+                    &self.replica,
+                )
                 .await;
             self.metrics.claim_took(asked.elapsed());
             // Only the wait just before this claim counts.

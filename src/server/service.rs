@@ -3,10 +3,10 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event, IdResultView,
-    IngestRequest, IngestionStatus, IngestionSummary, IngestionView, Limits, NewIngestion, Pace,
-    Priority, QueueView, RecentIngestions, RequestError, ResultsPage, Timestamp, MAX_RATE_INTERVAL,
-    MIN_RATE_INTERVAL,
+    AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event,
+    IdResultView, IngestRequest, IngestionStatus, IngestionSummary, IngestionView, Limits,
+    NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError, ResultsPage,
+    Timestamp, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
 };
 use crate::server::{
     clock::Clock,
@@ -546,6 +546,33 @@ impl Service {
 
     /// An operator's retry of a failed batch: back in the queue at its place in dispatch order
     /// (its attempts keep counting). Unknown or malformed id: `BatchNotFound`.
+    /// A batch's attempts, oldest first: who ran each, when, and how it ended. An unknown or
+    /// malformed id is `BatchNotFound`.
+    pub async fn attempts(&self, batch_id: &str) -> Result<BatchAttempts, ServiceError> {
+        let not_found = || ServiceError::BatchNotFound(batch_id.to_owned());
+        let id = Uuid::parse_str(batch_id).map_err(|_| not_found())?;
+        let records = self.inner.store.attempts(id).await?.ok_or_else(not_found)?;
+        let latest = records.iter().map(|r| r.attempt).max();
+        Ok(BatchAttempts {
+            batch_id: id,
+            attempts: records
+                .into_iter()
+                .map(|r| AttemptView {
+                    outcome: match r.outcome {
+                        Some(outcome) => outcome,
+                        None if Some(r.attempt) == latest => "running".into(),
+                        None => "cut_off".into(),
+                    },
+                    attempt: r.attempt,
+                    replica: r.replica,
+                    started_at: r.started_at,
+                    finished_at: r.finished_at,
+                    error: r.error,
+                })
+                .collect(),
+        })
+    }
+
     pub async fn retry_batch(&self, batch_id: &str) -> Result<(), ServiceError> {
         let not_found = || ServiceError::BatchNotFound(batch_id.to_owned());
         let id = Uuid::parse_str(batch_id).map_err(|_| not_found())?;

@@ -71,6 +71,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
     let reads = OpenApiRouter::new()
         .routes(routes!(status::status))
         .routes(routes!(status::results))
+        .routes(routes!(status::attempts))
         .routes(routes!(queue::recent))
         .routes(routes!(queue::queue))
         .routes(routes!(events::all))

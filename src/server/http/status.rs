@@ -1,7 +1,7 @@
 //! `GET /status/{ingestion_id}` and `POST /ingest/{ingestion_id}/cancel`.
 
 use super::{query, ApiError, ApiState, Segment};
-use crate::domain::{CancelResponse, ErrorBody, IngestionView, ResultsPage};
+use crate::domain::{BatchAttempts, CancelResponse, ErrorBody, IngestionView, ResultsPage};
 use axum::{
     extract::{RawQuery, State},
     Json,
@@ -51,6 +51,24 @@ pub(super) async fn results(
     Ok(Json(
         state.service.results(&ingestion_id, offset, limit).await?,
     ))
+}
+
+#[utoipa::path(
+    get, path = "/batches/{batch_id}/attempts", tag = "ingestions",
+    summary = "A batch's attempts: which replica ran each, when, and how it ended",
+    params(("batch_id" = String, Path, description = "A batch's `batch_id` from the status")),
+    responses(
+        (status = 200, body = BatchAttempts),
+        (status = 401, description = "A read token is needed", body = ErrorBody),
+        (status = 404, description = "Unknown or malformed batch id", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
+pub(super) async fn attempts(
+    State(state): State<ApiState>,
+    Segment(batch_id): Segment,
+) -> Result<Json<BatchAttempts>, ApiError> {
+    Ok(Json(state.service.attempts(&batch_id).await?))
 }
 
 /// Cancel the batches that have not started; idempotent (a repeat cancels nothing more).

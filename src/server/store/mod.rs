@@ -180,6 +180,19 @@ pub struct IdPage {
     pub batches: Vec<BatchRecord>,
 }
 
+/// One attempt of a batch: who ran it, when, and how it ended (`outcome` and `finished_at`
+/// are `None` while it runs, and for good if it was cut off: lease lost, superseded, killed).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub replica: String,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// `completed`, `retrying` or `failed`.
+    pub outcome: Option<String>,
+    pub error: Option<String>,
+}
+
 /// A batch that has started, for the queue's in-flight and recent-dispatch lists.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DispatchRecord {
@@ -265,12 +278,14 @@ pub trait Store: Send + Sync + 'static {
     async fn ingestion(&self, id: Uuid) -> Result<Option<IngestionRecord>, StoreError>;
 
     /// Dispatch the next batch if the rate slot and the in-flight rule allow it (see module doc).
-    /// `interval` is the configured one; an interval set at run time overrides it.
+    /// `interval` is the configured one; an interval set at run time overrides it. The
+    /// attempt it starts is recorded as run by `replica`, in the same transaction.
     async fn claim_next(
         &self,
         now: Timestamp,
         interval: Duration,
         lease: Duration,
+        replica: &str,
     ) -> Result<Claim, StoreError>;
 
     /// Extend the lease of a batch still held under `attempt` to `lease` from now (the
@@ -349,6 +364,9 @@ pub trait Store: Send + Sync + 'static {
         offset: u64,
         limit: u64,
     ) -> Result<Option<IdPage>, StoreError>;
+
+    /// A batch's attempts, oldest first, or `None` if the batch is unknown.
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError>;
 
     /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;

@@ -10,6 +10,7 @@ impl PostgresStore {
         now: Timestamp,
         interval: Duration,
         lease: Duration,
+        replica: &str,
     ) -> Result<Claim, StoreError> {
         let mut client = self.dispatch_client().await?;
         let tx = raw(&mut client).transaction().await.map_err(pg)?;
@@ -116,6 +117,13 @@ impl PostgresStore {
         if waiting == Some(chosen) {
             moved(&tx, seq, codec::WAITING, codec::TRIGGERED, 1, now).await?;
         }
+        tx.execute(
+            "INSERT INTO attempts (batch_id, attempt, replica, started_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (batch_id, attempt) DO NOTHING",
+            &[&batch_id, &attempt, &replica, &now.as_micros()],
+        )
+        .await
+        .map_err(pg)?;
         let event = append_event(
             &tx,
             now,

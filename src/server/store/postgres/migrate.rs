@@ -9,6 +9,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0003_queue_depth.sql"),
     include_str!("../../../../migrations/postgres/0004_counts.sql"),
     include_str!("../../../../migrations/postgres/0005_summaries.sql"),
+    include_str!("../../../../migrations/postgres/0006_attempts.sql"),
 ];
 
 pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {

@@ -15,10 +15,10 @@
 //!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
-    ending_event, failure_event, page_positions, Admission, BatchRecord, Claim, ClaimedBatch,
-    Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord, Inserted,
-    NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord,
-    IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, page_positions, Admission, AttemptRecord, BatchRecord, Claim,
+    ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord,
+    Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError,
+    SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts,
@@ -239,8 +239,42 @@ impl Store for PostgresStore {
         now: Timestamp,
         interval: Duration,
         lease: Duration,
+        replica: &str,
     ) -> Result<Claim, StoreError> {
-        self.claim(now, interval, lease).await
+        self.claim(now, interval, lease, replica).await
+    }
+
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await?;
+        let known = tx
+            .query_opt("SELECT 1 FROM batches WHERE id = $1", &[&batch_id])
+            .await
+            .map_err(pg)?
+            .is_some();
+        if !known {
+            return Ok(None);
+        }
+        let rows = tx
+            .query(
+                "SELECT attempt, replica, started_at, finished_at, outcome, error
+                 FROM attempts WHERE batch_id = $1 ORDER BY attempt",
+                &[&batch_id],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| AttemptRecord {
+                    attempt: r.get::<_, i32>(0) as u32,
+                    replica: r.get(1),
+                    started_at: Timestamp::from_micros(r.get(2)),
+                    finished_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
+                    outcome: r.get(4),
+                    error: r.get(5),
+                })
+                .collect(),
+        ))
     }
 
     async fn renew_lease(
@@ -300,6 +334,7 @@ impl Store for PostgresStore {
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
         moved(&tx, seq, codec::TRIGGERED, codec::COMPLETED, 1, at).await?;
+        attempt_ended(&tx, batch_id, attempt, at, "completed", None).await?;
         let mut last = append_event(
             &tx,
             at,
@@ -359,6 +394,12 @@ impl Store for PostgresStore {
             None => codec::FAILED,
         };
         moved(&tx, seq, codec::TRIGGERED, to, 1, at).await?;
+        let outcome = if retry_at.is_some() {
+            "retrying"
+        } else {
+            "failed"
+        };
+        attempt_ended(&tx, batch_id, attempt, at, outcome, Some(&error)).await?;
         let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
         let mut last = append_event(&tx, at, &body).await?;
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {

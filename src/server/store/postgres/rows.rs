@@ -322,6 +322,33 @@ pub(super) async fn moved<C: GenericClient>(
     waiting_moved(client, row.get(0), seq, waiting).await
 }
 
+/// Attempt `attempt` of `batch_id` ended at `at` with `outcome` (`completed`, `retrying`,
+/// `failed`) and its error, if any.
+pub(super) async fn attempt_ended<C: GenericClient>(
+    client: &C,
+    batch_id: Uuid,
+    attempt: u32,
+    at: Timestamp,
+    outcome: &str,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "UPDATE attempts SET finished_at = $1, outcome = $2, error = $3
+             WHERE batch_id = $4 AND attempt = $5",
+            &[
+                &at.as_micros(),
+                &outcome,
+                &error,
+                &batch_id,
+                &(attempt as i32),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
 /// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
 /// priority (`queue_depth`) and its block (`queue_blocks`, whose rows exist while non-zero).
 /// Locks the priority's row before the block's, as the writer does (no deadlock).

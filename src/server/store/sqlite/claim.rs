@@ -12,6 +12,7 @@ pub(super) fn claim(
     now: Timestamp,
     interval: Duration,
     lease: Duration,
+    replica: &str,
 ) -> Result<Claim, StoreError> {
     let Slot {
         last_start,
@@ -94,6 +95,12 @@ pub(super) fn claim(
     if from_waiting {
         moved(conn, seq, WAITING, TRIGGERED, 1, now)?;
     }
+    conn.prepare_cached(
+        "INSERT INTO attempts (batch_id, attempt, replica, started_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (batch_id, attempt) DO NOTHING",
+    )
+    .and_then(|mut st| st.execute(params![batch_id, attempt, replica, now.as_micros()]))
+    .map_err(unavailable)?;
     let (batch_id, ingestion_id) = (uuid_of(&batch_id)?, uuid_of(&ingestion_id)?);
     append_event(
         conn,

@@ -21,10 +21,10 @@
 //! a separate database).
 
 use super::{
-    ending_event, failure_event, page_positions, Admission, BatchRecord, Claim, ClaimedBatch,
-    Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord, Inserted,
-    NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord,
-    IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, page_positions, Admission, AttemptRecord, BatchRecord, Claim,
+    ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord,
+    Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError,
+    SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp,
@@ -292,9 +292,46 @@ impl Store for SqliteStore {
         now: Timestamp,
         interval: Duration,
         lease: Duration,
+        replica: &str,
     ) -> Result<Claim, StoreError> {
-        self.write(move |conn| claim(conn, now, interval, lease))
+        let replica = replica.to_owned();
+        self.write(move |conn| claim(conn, now, interval, lease, &replica))
             .await
+    }
+
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let id = batch_id.to_string();
+            let known = tx
+                .prepare_cached("SELECT 1 FROM batches WHERE id = ?1")
+                .and_then(|mut st| st.exists([&id]))
+                .map_err(unavailable)?;
+            if !known {
+                return Ok(None);
+            }
+            let rows = tx
+                .prepare_cached(
+                    "SELECT attempt, replica, started_at, finished_at, outcome, error
+                     FROM attempts WHERE batch_id = ?1 ORDER BY attempt",
+                )
+                .and_then(|mut st| {
+                    st.query_map([&id], |r| {
+                        Ok(AttemptRecord {
+                            attempt: r.get::<_, i64>(0)? as u32,
+                            replica: r.get(1)?,
+                            started_at: Timestamp::from_micros(r.get(2)?),
+                            finished_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+                            outcome: r.get(4)?,
+                            error: r.get(5)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(unavailable)?;
+            Ok(Some(rows))
+        })
+        .await
     }
 
     async fn renew_lease(
@@ -359,6 +396,7 @@ impl Store for SqliteStore {
             };
             let ingestion_id = uuid_of(&ingestion_id)?;
             moved(conn, seq, TRIGGERED, COMPLETED, 1, at)?;
+            attempt_ended(conn, batch_id, attempt, at, "completed", None)?;
             append_event(
                 conn,
                 at,
@@ -411,6 +449,12 @@ impl Store for SqliteStore {
             let position = position as u32;
             let to = if retry_at.is_some() { WAITING } else { FAILED };
             moved(conn, seq, TRIGGERED, to, 1, at)?;
+            let outcome = if retry_at.is_some() {
+                "retrying"
+            } else {
+                "failed"
+            };
+            attempt_ended(conn, batch_id, attempt, at, outcome, Some(&error))?;
             let error = error.clone();
             let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
             append_event(conn, at, &body)?;

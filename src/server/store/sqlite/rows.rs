@@ -36,6 +36,33 @@ pub(super) fn moved(
     waiting_moved(conn, priority, seq, waiting_change(from, to, n))
 }
 
+/// Attempt `attempt` of `batch_id` ended at `at` with `outcome` (`completed`, `retrying`,
+/// `failed`) and its error, if any.
+pub(super) fn attempt_ended(
+    conn: &Connection,
+    batch_id: Uuid,
+    attempt: u32,
+    at: Timestamp,
+    outcome: &str,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3
+         WHERE batch_id = ?4 AND attempt = ?5",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            at.as_micros(),
+            outcome,
+            error,
+            batch_id.to_string(),
+            attempt
+        ])
+    })
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
 /// priority (`queue_depth`) and its block (`queue_blocks`, whose rows exist while non-zero).
 pub(super) fn waiting_moved(
