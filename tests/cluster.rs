@@ -503,7 +503,7 @@ async fn holder_of(replicas: &[Replica], batch: &str) -> usize {
 
 /// Wait until the downstream has received `batch`'s first attempt.
 async fn until_received(dir: &tempfile::TempDir, batch: &str) {
-    for _ in 0..500 {
+    for _ in 0..1_500 {
         if count(&record_of(dir), "received", batch) > 0 {
             return;
         }
@@ -601,6 +601,19 @@ async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_
         2,
         "{lines:?}"
     );
+    // Each batch's history: attempt 1 cut off (its replica killed, or paused and then told by
+    // the downstream that a newer attempt exists: nothing recorded, no retry, no failure),
+    // attempt 2 completed by another replica.
+    for key in [&first, &second] {
+        let history = get(&client, format!("{reader}/batches/{key}/attempts")).await;
+        let attempts = history["attempts"].as_array().unwrap();
+        let outcomes: Vec<&str> = attempts
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(outcomes, ["cut_off", "completed"], "{history}");
+        assert_ne!(attempts[0]["replica"], attempts[1]["replica"], "{history}");
+    }
     for replica in &mut replicas {
         replica.kill().await;
     }

@@ -279,60 +279,26 @@ async fn a_downstream_asking_to_wait_with_retry_after_is_given_at_least_that_lon
 }
 
 #[tokio::test]
-async fn a_409_from_the_downstream_ends_the_attempt_quietly_and_a_newer_one_runs() {
+async fn a_409_that_no_newer_attempt_explains_fails_the_batch_like_any_refusal() {
+    // A downstream following the two rules answers 409 only to an attempt that a newer one
+    // has taken over (then recording it is refused and it ends quietly: tests/cluster.rs).
+    // Here no newer attempt exists: the answer is a refusal, and it is not tried forever.
     let (down, url) = downstream().await;
-    let app = spawn_app(&[
-        "--processor",
-        "http",
-        "--processor-url",
-        &url,
-        "--processor-attempts",
-        "2",
-        "--processor-backoff",
-        "0s",
-        "--processor-timeout",
-        "300ms",
-        "--rate-interval",
-        "100ms",
-        "--lease",
-        "1s",
-    ])
-    .await;
+    let app = app_for(&url, "3").await;
     let id = app.ingest(r#"{"ids": [900], "priority": "HIGH"}"#).await;
     let status = app
         .wait_for_status(&id, Duration::from_secs(10), finished)
         .await;
-    // Not a failure: no error was recorded and no attempt was spent on it; once the lease of
-    // the superseded attempt ran out, attempt 2 ran and completed.
-    assert_eq!(status["status"], "completed", "{status}");
-    assert_eq!(status["batches"][0]["attempts"], 2);
-    assert_eq!(status["batches"][0]["error"], Value::Null);
-    let response = app
-        .client
-        .get(format!("{}/status/{id}/events", app.base))
-        .header("last-event-id", "0")
-        .send()
-        .await
-        .unwrap();
-    let mut events = common::SseReader::new(response);
-    let mut kinds = Vec::new();
-    while kinds.last().map(String::as_str) != Some("ingestion_completed") {
-        kinds.push(events.next().await.event);
-    }
-    assert_eq!(
-        kinds,
-        [
-            "ingestion_created",
-            "batch_triggered",
-            "batch_triggered",
-            "batch_completed",
-            "ingestion_completed"
-        ],
-        "no retry or failure was recorded for the superseded attempt"
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(status["batches"][0]["attempts"], 1);
+    assert!(
+        status["batches"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("409"),
+        "{status}"
     );
-    let arrivals = down.arrivals.lock().unwrap();
-    let attempts: Vec<&Value> = arrivals.iter().map(|a| &a.1["attempt"]).collect();
-    assert_eq!(attempts, [&json!(1), &json!(2)]);
+    assert_eq!(down.arrivals.lock().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -416,7 +416,6 @@ impl Settings {
         *self.rate_interval
     }
 
-    /// Settings that are only wrong together.
     /// This process's name among replicas: `--replica-name`, or the host name and the port.
     pub fn replica(&self) -> String {
         self.replica_name.clone().unwrap_or_else(|| {
@@ -430,6 +429,7 @@ impl Settings {
         })
     }
 
+    /// Settings that are only wrong together.
     pub fn check(&self) -> Result<(), String> {
         if self.max_buffered_bytes() < self.max_body_bytes {
             return Err(format!(

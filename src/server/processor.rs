@@ -4,8 +4,7 @@
 //! - `http`: the batch is POSTed as JSON to a downstream URL, with its attempt number (the
 //!   fencing token) and the batch id as `Idempotency-Key`; its answer gives each ID's result.
 //!   Failures say whether another attempt could help (`retryable`, not before the
-//!   downstream's `Retry-After`), or that a newer attempt exists (`superseded`); the
-//!   scheduler decides when (backoff) and how often.
+//!   downstream's `Retry-After`); the scheduler decides when (backoff) and how often.
 
 use crate::domain::{ClaimedBatch, IdResult};
 use async_trait::async_trait;
@@ -23,9 +22,6 @@ pub struct ProcessError {
     /// The downstream asked not to be called again before this long (`Retry-After` on a 429
     /// or 503); the next attempt waits at least this.
     pub retry_after: Option<Duration>,
-    /// The downstream has seen a newer attempt of this batch (it answered 409): this attempt
-    /// ends quietly, recording nothing, and the newer one decides.
-    pub superseded: bool,
 }
 
 impl ProcessError {
@@ -34,7 +30,6 @@ impl ProcessError {
             message: message.into(),
             retryable: true,
             retry_after: None,
-            superseded: false,
         }
     }
 
@@ -87,8 +82,10 @@ impl Processor for SimulatedProcessor {
 /// error (an ID the answer leaves out gets the error "no result"). Anything else is a failed
 /// attempt: 408, 429, 5xx, timeouts, connection errors and unreadable 2xx bodies (including
 /// one over [`MAX_ANSWER_BYTES`]) may be tried again, not before a 429's or 503's
-/// `Retry-After` (in seconds, at most [`MAX_RETRY_AFTER`]); 409 says a newer attempt exists;
-/// other 4xx answers are final.
+/// `Retry-After` (in seconds, at most [`MAX_RETRY_AFTER`]); other 4xx answers are final,
+/// 409 included: a downstream following the rules answers 409 only to an attempt the store
+/// has already fenced off (a newer one took the batch over), so recording it is refused and
+/// the attempt ends quietly; a 409 for any other reason fails the batch like any refusal.
 pub struct HttpProcessor {
     client: reqwest::Client,
     url: String,
@@ -102,8 +99,13 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 /// A `Retry-After` in seconds (the HTTP-date form is not honoured: the backoff applies).
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
-    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+    let text = value.to_str().ok()?.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Digits too many for a u64 are a very long wait: the cap.
+    let secs = text.parse::<u64>().unwrap_or(u64::MAX);
+    Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER.as_secs())))
 }
 
 /// Longest error text kept from a downstream answer.
@@ -231,7 +233,6 @@ impl Processor for HttpProcessor {
                 message,
                 retryable,
                 retry_after: wait,
-                superseded: status == reqwest::StatusCode::CONFLICT,
             });
         }
         if cut {

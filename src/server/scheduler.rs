@@ -233,15 +233,6 @@ impl Scheduler {
             tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, "lease lost: the attempt was cancelled and its outcome discarded");
             return;
         };
-        // The downstream has seen a newer attempt: this one ends without recording anything
-        // (its lease runs out unless the newer attempt already took the batch over).
-        if let Err(e) = &results {
-            if e.superseded {
-                self.metrics.completion_fenced();
-                tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, error = %e.message, "the downstream has seen a newer attempt; this one ends");
-                return;
-            }
-        }
         // A failed attempt: try again later (a new dispatch under the rate limit), or give up.
         let (results, failure) = match results {
             Ok(results) => (results, None),

@@ -544,8 +544,6 @@ impl Service {
         &self.inner.metrics
     }
 
-    /// An operator's retry of a failed batch: back in the queue at its place in dispatch order
-    /// (its attempts keep counting). Unknown or malformed id: `BatchNotFound`.
     /// A batch's attempts, oldest first: who ran each, when, and how it ended. An unknown or
     /// malformed id is `BatchNotFound`.
     pub async fn attempts(&self, batch_id: &str) -> Result<BatchAttempts, ServiceError> {
@@ -573,6 +571,8 @@ impl Service {
         })
     }
 
+    /// An operator's retry of a failed batch: back in the queue at its place in dispatch order
+    /// (its attempts keep counting). Unknown or malformed id: `BatchNotFound`.
     pub async fn retry_batch(&self, batch_id: &str) -> Result<(), ServiceError> {
         let not_found = || ServiceError::BatchNotFound(batch_id.to_owned());
         let id = Uuid::parse_str(batch_id).map_err(|_| not_found())?;
