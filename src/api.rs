@@ -5,8 +5,8 @@
 //! [`TokenClient`]).
 
 use crate::domain::{
-    CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView, QueueView,
-    RecentIngestions,
+    BatchAttempts, CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView,
+    QueueView, RecentIngestions,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -34,6 +34,14 @@ pub async fn ingestion_status(ingestion_id: String) -> Result<IngestionView, Err
 pub async fn cancel_ingestion(ingestion_id: String) -> Result<CancelResponse, ErrorDetail> {
     let service = ssr::service(ssr::Access::Write)?;
     service.cancel(&ingestion_id).await.map_err(ssr::rejected)
+}
+
+/// A batch's attempts (`POST /api/attempts`, JSON `{"batch_id": "..."}`): read when the
+/// person opens a batch card's history.
+#[server(prefix = "/api", endpoint = "attempts", input = Json, client = TokenClient)]
+pub async fn batch_attempt_history(batch_id: String) -> Result<BatchAttempts, ErrorDetail> {
+    let service = ssr::service(ssr::Access::Read)?;
+    service.attempts(&batch_id).await.map_err(ssr::rejected)
 }
 
 /// The newest ingestions, newest first (`POST /api/ingestions`, JSON `{"limit": n}`).

@@ -17,4 +17,13 @@ test("a batch the downstream never took shows failed, with the error, on its car
   await expect(batch).toContainText("failed after 2 attempts");
   await expect(batch.getByTestId("batch-error")).toContainText("could not connect");
   await expect(ingestion.getByTestId("eta")).toContainText("Failed: 2 batches failed");
+  // The batch's history, read when opened: each attempt with its replica and outcome.
+  const history = batch.getByTestId("batch-attempts");
+  await expect(history.locator("summary")).toHaveText("2 attempts");
+  await history.locator("summary").click();
+  const attempts = history.getByTestId("attempt");
+  await expect(attempts).toHaveCount(2);
+  await expect(attempts.nth(0)).toHaveAttribute("data-outcome", "retrying");
+  await expect(attempts.nth(1)).toHaveAttribute("data-outcome", "failed");
+  await expect(attempts.nth(1)).toContainText("could not connect");
 });

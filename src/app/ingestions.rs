@@ -283,6 +283,7 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             </details>
         }
     });
+    let history = (batch.attempts > 0).then(|| attempt_history(batch.batch_id, batch.attempts));
     view! {
         <li
             class=format!("batch status-{status}")
@@ -297,6 +298,77 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             <span class="batch-when muted">{when}</span>
             {problem}
             {results}
+            {history}
         </li>
+    }
+}
+
+/// A batch's attempts, read from the server when the person opens them: who ran each
+/// (`--replica-name`), when, and how it ended.
+fn attempt_history(batch_id: uuid::Uuid, count: u32) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let open_set = live.open_attempts;
+    let shown = RwSignal::new(open_set.with_untracked(|o| o.contains(&batch_id)));
+    let attempts = LocalResource::new(move || {
+        let open = shown.get();
+        async move {
+            match open {
+                true => Some(crate::api::batch_attempt_history(batch_id.to_string()).await),
+                false => None,
+            }
+        }
+    });
+    let list = move || {
+        match attempts.get().flatten() {
+        None => EitherOf3::A(view! { <li class="muted">"…"</li> }),
+        Some(Err(e)) => EitherOf3::B(view! { <li class="result error">{e.message}</li> }),
+        Some(Ok(history)) => EitherOf3::C(
+            history
+                .attempts
+                .into_iter()
+                .map(|a| {
+                    let ended = a
+                        .finished_at
+                        .map(|end| format!(", took {}", format::elapsed(a.started_at, end)))
+                        .unwrap_or_default();
+                    view! {
+                        <li data-testid="attempt" data-outcome=a.outcome.clone()>
+                            "#" {a.attempt} " " <code>{a.replica}</code> " · "
+                            {format!("started {}{ended} · ", format::clock(a.started_at))}
+                            <span class=format!("outcome outcome-{}", a.outcome)>{a.outcome.clone()}</span>
+                            {a.error.map(|e| view! { <span class="muted">" · " {e}</span> })}
+                        </li>
+                    }
+                })
+                .collect_view(),
+        ),
+    }
+    };
+    view! {
+        <details
+            class="batch-attempts"
+            data-testid="batch-attempts"
+            prop:open=move || shown.get_untracked()
+            on:toggle=move |_ev| {
+                // Handlers run in the browser only.
+                #[cfg(feature = "browser")]
+                {
+                    let now_open = event_target::<web_sys::HtmlDetailsElement>(&_ev).open();
+                    open_set.update_untracked(|o| {
+                        if now_open {
+                            o.insert(batch_id);
+                        } else {
+                            o.remove(&batch_id);
+                        }
+                    });
+                    if shown.get_untracked() != now_open {
+                        shown.set(now_open);
+                    }
+                }
+            }
+        >
+            <summary>{format!("{count} attempt{}", if count == 1 { "" } else { "s" })}</summary>
+            <ol class="attempts">{list}</ol>
+        </details>
     }
 }

@@ -62,6 +62,8 @@ pub struct Live {
     /// Batches whose results the person opened: cards are redrawn on every refresh and
     /// reopen from here.
     pub open_results: RwSignal<std::collections::HashSet<uuid::Uuid>>,
+    /// Batches whose attempt history the person opened (read afresh on every redraw).
+    pub open_attempts: RwSignal<std::collections::HashSet<uuid::Uuid>>,
     /// The last read was refused for the lack of a (valid) token.
     pub reads_refused: RwSignal<bool>,
     /// The last write was refused for the lack of a (valid, writing) token.
@@ -79,6 +81,7 @@ impl Live {
             limits: RwSignal::new(Limits::default()),
             batch_size: RwSignal::new(3),
             open_results: RwSignal::new(Default::default()),
+            open_attempts: RwSignal::new(Default::default()),
             reads_refused: RwSignal::new(false),
             writes_refused: RwSignal::new(false),
             refresh_pending: RwSignal::new(false),

@@ -7,8 +7,8 @@
 //! document itself: no CDN, no bundled assets.
 
 use crate::domain::{
-    CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView, QueueView,
-    RecentIngestions,
+    BatchAttempts, CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView,
+    QueueView, RecentIngestions,
 };
 use axum::{
     http::header,
@@ -40,6 +40,7 @@ use utoipa::{
         sf_cancel,
         sf_ingestions,
         sf_queue,
+        sf_attempts,
         openapi_json,
         docs_page
     ),
@@ -174,6 +175,12 @@ pub struct IngestionIdArg {
     pub ingestion_id: String,
 }
 
+/// `batch_attempt_history`'s argument.
+#[derive(Serialize, ToSchema)]
+pub struct BatchIdArg {
+    pub batch_id: String,
+}
+
 /// `list_ingestions`' argument.
 #[derive(Serialize, ToSchema)]
 pub struct LimitArg {
@@ -225,6 +232,14 @@ fn sf_ingestions() {}
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_queue() {}
+
+#[utoipa::path(post, path = "/api/attempts", tag = "dashboard", summary = "batch_attempt_history",
+    request_body = BatchIdArg,
+    responses((status = 200, body = BatchAttempts),
+              (status = "4XX", description = "As `GET /batches/{batch_id}/attempts`", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_attempts() {}
 
 /// The document, serialized once at start-up.
 #[derive(Clone)]
