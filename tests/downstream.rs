@@ -240,6 +240,8 @@ async fn a_busy_downstream_is_retried_under_the_rate_limit_until_it_answers() {
         .as_str()
         .unwrap()
         .contains("503"));
+    assert_eq!(history["attempts"][0]["status_code"], 503);
+    assert_eq!(history["attempts"][2].get("status_code"), None);
     assert_eq!(
         history["attempts"][2]["replica"],
         history["attempts"][0]["replica"]

@@ -15,7 +15,7 @@ use sluice::server::{
     service::Service,
     shutdown::{self, ShutdownTrigger},
     store::{
-        Admission, AttemptRecord, Claim, ClaimedBatch, Completion, DynStore, IdPage,
+        Admission, AttemptsRecord, Claim, ClaimedBatch, Completion, DynStore, IdPage,
         IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store,
         StoreError, SummaryRecord,
     },
@@ -622,11 +622,12 @@ impl Store for Faulty {
         attempt: u32,
         at: Timestamp,
         error: String,
+        status_code: Option<u16>,
         retry_at: Option<Timestamp>,
     ) -> Result<Completion, StoreError> {
         let (at, retry_at) = (self.skewed(at), retry_at.map(|r| self.skewed(r)));
         self.inner
-            .fail(batch_id, attempt, at, error, retry_at)
+            .fail(batch_id, attempt, at, error, status_code, retry_at)
             .await
     }
     async fn requeue(&self, batch_id: Uuid, at: Timestamp) -> Result<Option<bool>, StoreError> {
@@ -653,7 +654,7 @@ impl Store for Faulty {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.recent_summaries(limit, window).await
     }
-    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError> {
         self.inner.attempts(batch_id).await
     }
     async fn id_page(

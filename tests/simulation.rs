@@ -313,6 +313,7 @@ impl Sim {
                     attempt,
                     at,
                     "503".into(),
+                    None,
                     retry.map(|r| Timestamp::from_micros(T0 + r)),
                 )
                 .await

@@ -447,23 +447,32 @@ mod cases {
         assert_eq!(store.attempts(Uuid::new_v4()).await.unwrap(), None);
         ingest(&store, Priority::High, at(0), &[&[1, 2]]).await;
         let first = claimed(&store, at(0)).await;
-        assert_eq!(
-            store.attempts(first.batch_id).await.unwrap().unwrap()[0].outcome,
-            None,
-            "running"
-        );
+        let running = store.attempts(first.batch_id).await.unwrap().unwrap();
+        assert_eq!(running.running, Some(1), "attempt 1 holds the batch");
+        assert_eq!(running.attempts[0].outcome, None);
         // Its lease runs out: attempt 2 takes it over; attempt 1 never gets an outcome.
         let second = claimed(&store, at(40)).await;
         assert_eq!(second.attempt, 2);
         let failed = store
-            .fail(second.batch_id, 2, at(41), "down".into(), Some(at(100)))
+            .fail(
+                second.batch_id,
+                2,
+                at(41),
+                "down".into(),
+                Some(503),
+                Some(at(100)),
+            )
             .await
             .unwrap();
         assert_eq!(failed, Completion::Completed);
         let third = claimed(&store, at(100)).await;
         finish(&store, &third, at(101)).await;
         let attempts = store.attempts(first.batch_id).await.unwrap().unwrap();
+        assert_eq!(attempts.running, None, "completed");
+        let codes: Vec<Option<u16>> = attempts.attempts.iter().map(|a| a.status_code).collect();
+        assert_eq!(codes, [None, Some(503), None]);
         let summary: Vec<_> = attempts
+            .attempts
             .iter()
             .map(|a| {
                 (
@@ -646,6 +655,7 @@ mod cases {
                 batch.attempt,
                 at(11),
                 "down".into(),
+                None,
                 Some(at(100)),
             )
             .await
@@ -999,6 +1009,7 @@ mod cases {
                 first.attempt,
                 at(1),
                 "503".into(),
+                None,
                 Some(retry_at),
             )
             .await
@@ -1024,7 +1035,14 @@ mod cases {
         assert_eq!((again.batch_id, again.attempt), (first.batch_id, 2));
         // A stale attempt's failure is fenced like its completion.
         let stale = store
-            .fail(first.batch_id, first.attempt, at(21), "late".into(), None)
+            .fail(
+                first.batch_id,
+                first.attempt,
+                at(21),
+                "late".into(),
+                None,
+                None,
+            )
             .await
             .unwrap();
         assert_eq!(stale, Completion::Fenced);
@@ -1034,6 +1052,7 @@ mod cases {
                 again.attempt,
                 at(22),
                 "gave up".into(),
+                None,
                 None,
             )
             .await
@@ -1101,6 +1120,7 @@ mod cases {
                 first.attempt,
                 at(1),
                 "503".into(),
+                None,
                 Some(retry_at),
             )
             .await

@@ -7,5 +7,6 @@ CREATE TABLE attempts (
     finished_at BIGINT,
     outcome     TEXT CHECK (outcome IN ('completed', 'retrying', 'failed')),
     error       TEXT,
+    status_code INTEGER,
     PRIMARY KEY (batch_id, attempt)
 );

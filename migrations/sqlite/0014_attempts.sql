@@ -10,5 +10,6 @@ CREATE TABLE attempts (
     finished_at INTEGER,
     outcome     TEXT CHECK (outcome IN ('completed', 'retrying', 'failed')),
     error       TEXT,
+    status_code INTEGER,  -- the downstream's HTTP status, when it answered a failed attempt
     PRIMARY KEY (batch_id, attempt)
 ) WITHOUT ROWID;

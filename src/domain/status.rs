@@ -266,12 +266,15 @@ pub struct AttemptView {
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     /// `completed`, `retrying` (failed, another attempt follows), `failed` (for good);
-    /// `running` for the latest attempt while it has no outcome; `cut_off` for an earlier one
-    /// that never got one (its lease was lost, the downstream said a newer attempt exists, or
-    /// its process died).
+    /// `running` for the attempt that holds the batch now; `cut_off` for one that never got
+    /// an outcome (its lease was lost, a newer attempt took the batch over, or its process
+    /// died).
     pub outcome: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The downstream's HTTP status, when it answered a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
 }
 
 /// A batch's attempts, oldest first.

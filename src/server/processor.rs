@@ -22,6 +22,8 @@ pub struct ProcessError {
     /// The downstream asked not to be called again before this long (`Retry-After` on a 429
     /// or 503); the next attempt waits at least this.
     pub retry_after: Option<Duration>,
+    /// The downstream's HTTP status, when it answered.
+    pub status: Option<u16>,
 }
 
 impl ProcessError {
@@ -30,6 +32,7 @@ impl ProcessError {
             message: message.into(),
             retryable: true,
             retry_after: None,
+            status: None,
         }
     }
 
@@ -233,6 +236,7 @@ impl Processor for HttpProcessor {
                 message,
                 retryable,
                 retry_after: wait,
+                status: Some(status.as_u16()),
             });
         }
         if cut {

@@ -243,7 +243,7 @@ impl Scheduler {
                     .retry
                     .backoff(batch.attempt, &e, jitter)
                     .map(|wait| self.clock.now().plus(wait));
-                (Vec::new(), Some((e.message, retry_at)))
+                (Vec::new(), Some((e.message, e.status, retry_at)))
             }
         };
         loop {
@@ -254,9 +254,16 @@ impl Scheduler {
                         .complete(batch.batch_id, batch.attempt, now, results.clone())
                         .await
                 }
-                Some((error, retry_at)) => {
+                Some((error, status, retry_at)) => {
                     self.store
-                        .fail(batch.batch_id, batch.attempt, now, error.clone(), *retry_at)
+                        .fail(
+                            batch.batch_id,
+                            batch.attempt,
+                            now,
+                            error.clone(),
+                            *status,
+                            *retry_at,
+                        )
                         .await
                 }
             };
@@ -267,11 +274,11 @@ impl Scheduler {
                             self.metrics.batch_completed();
                             tracing::info!(batch = %batch.batch_id, "batch completed");
                         }
-                        Some((error, Some(retry_at))) => {
+                        Some((error, _, Some(retry_at))) => {
                             self.metrics.batch_failed(true);
                             tracing::warn!(batch = %batch.batch_id, attempt = batch.attempt, %error, retry_at = %retry_at.to_rfc3339(), "attempt failed; will retry");
                         }
-                        Some((error, None)) => {
+                        Some((error, _, None)) => {
                             self.metrics.batch_failed(false);
                             tracing::error!(batch = %batch.batch_id, attempt = batch.attempt, %error, "batch failed");
                         }

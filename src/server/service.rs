@@ -549,18 +549,20 @@ impl Service {
     pub async fn attempts(&self, batch_id: &str) -> Result<BatchAttempts, ServiceError> {
         let not_found = || ServiceError::BatchNotFound(batch_id.to_owned());
         let id = Uuid::parse_str(batch_id).map_err(|_| not_found())?;
-        let records = self.inner.store.attempts(id).await?.ok_or_else(not_found)?;
-        let latest = records.iter().map(|r| r.attempt).max();
+        let record = self.inner.store.attempts(id).await?.ok_or_else(not_found)?;
+        let running = record.running;
         Ok(BatchAttempts {
             batch_id: id,
-            attempts: records
+            attempts: record
+                .attempts
                 .into_iter()
                 .map(|r| AttemptView {
                     outcome: match r.outcome {
                         Some(outcome) => outcome,
-                        None if Some(r.attempt) == latest => "running".into(),
+                        None if Some(r.attempt) == running => "running".into(),
                         None => "cut_off".into(),
                     },
+                    status_code: r.status_code,
                     attempt: r.attempt,
                     replica: r.replica,
                     started_at: r.started_at,

@@ -191,6 +191,17 @@ pub struct AttemptRecord {
     /// `completed`, `retrying` or `failed`.
     pub outcome: Option<String>,
     pub error: Option<String>,
+    /// The downstream's HTTP status, when it answered a failed attempt.
+    pub status_code: Option<u16>,
+}
+
+/// A batch's attempts, and which of them holds it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptsRecord {
+    /// The attempt the batch is `triggered` under, if it is (its lease may have run out if
+    /// its process died, until another takes it over).
+    pub running: Option<u32>,
+    pub attempts: Vec<AttemptRecord>,
 }
 
 /// A batch that has started, for the queue's in-flight and recent-dispatch lists.
@@ -309,7 +320,8 @@ pub trait Store: Send + Sync + 'static {
         results: Vec<IdResult>,
     ) -> Result<Completion, StoreError>;
 
-    /// Record a failed attempt of a batch still held under `attempt` (else `Fenced`): with
+    /// Record a failed attempt of a batch still held under `attempt` (else `Fenced`), with the
+    /// downstream's HTTP status if it answered (kept in the attempt's history): with
     /// `retry_at` the batch waits again, not claimable before then, keeping `error`
     /// (`batch_retrying`); without, it is `failed` for good (`batch_failed`, then the
     /// ingestion's last event if nothing else of it is left).
@@ -319,6 +331,7 @@ pub trait Store: Send + Sync + 'static {
         attempt: u32,
         at: Timestamp,
         error: String,
+        status_code: Option<u16>,
         retry_at: Option<Timestamp>,
     ) -> Result<Completion, StoreError>;
 
@@ -366,7 +379,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<IdPage>, StoreError>;
 
     /// A batch's attempts, oldest first, or `None` if the batch is unknown.
-    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError>;
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError>;
 
     /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;

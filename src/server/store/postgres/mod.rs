@@ -15,10 +15,10 @@
 //!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
-    ending_event, failure_event, page_positions, Admission, AttemptRecord, BatchRecord, Claim,
-    ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord,
-    Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError,
-    SummaryRecord, IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, page_positions, Admission, AttemptRecord, AttemptsRecord,
+    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage,
+    IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord,
+    Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts,
@@ -244,27 +244,32 @@ impl Store for PostgresStore {
         self.claim(now, interval, lease, replica).await
     }
 
-    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError> {
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await?;
-        let known = tx
-            .query_opt("SELECT 1 FROM batches WHERE id = $1", &[&batch_id])
+        let Some(batch) = tx
+            .query_opt(
+                "SELECT status, attempt FROM batches WHERE id = $1",
+                &[&batch_id],
+            )
             .await
             .map_err(pg)?
-            .is_some();
-        if !known {
+        else {
             return Ok(None);
-        }
+        };
+        let (status, current): (i16, i32) = (batch.get(0), batch.get(1));
         let rows = tx
             .query(
-                "SELECT attempt, replica, started_at, finished_at, outcome, error
+                "SELECT attempt, replica, started_at, finished_at, outcome, error, status_code
                  FROM attempts WHERE batch_id = $1 ORDER BY attempt",
                 &[&batch_id],
             )
             .await
             .map_err(pg)?;
-        Ok(Some(
-            rows.iter()
+        Ok(Some(AttemptsRecord {
+            running: (i64::from(status) == codec::TRIGGERED).then_some(current as u32),
+            attempts: rows
+                .iter()
                 .map(|r| AttemptRecord {
                     attempt: r.get::<_, i32>(0) as u32,
                     replica: r.get(1),
@@ -272,9 +277,10 @@ impl Store for PostgresStore {
                     finished_at: r.get::<_, Option<i64>>(3).map(Timestamp::from_micros),
                     outcome: r.get(4),
                     error: r.get(5),
+                    status_code: r.get::<_, Option<i32>>(6).map(|c| c as u16),
                 })
                 .collect(),
-        ))
+        }))
     }
 
     async fn renew_lease(
@@ -334,7 +340,7 @@ impl Store for PostgresStore {
         let (seq, position, ingestion_id): (i64, i32, Uuid) =
             (done.get(0), done.get(1), done.get(2));
         moved(&tx, seq, codec::TRIGGERED, codec::COMPLETED, 1, at).await?;
-        attempt_ended(&tx, batch_id, attempt, at, "completed", None).await?;
+        attempt_ended(&tx, batch_id, attempt, at, "completed", None, None).await?;
         let mut last = append_event(
             &tx,
             at,
@@ -359,6 +365,7 @@ impl Store for PostgresStore {
         attempt: u32,
         at: Timestamp,
         error: String,
+        status_code: Option<u16>,
         retry_at: Option<Timestamp>,
     ) -> Result<Completion, StoreError> {
         let mut client = self.dispatch_client().await?;
@@ -399,7 +406,16 @@ impl Store for PostgresStore {
         } else {
             "failed"
         };
-        attempt_ended(&tx, batch_id, attempt, at, outcome, Some(&error)).await?;
+        attempt_ended(
+            &tx,
+            batch_id,
+            attempt,
+            at,
+            outcome,
+            Some(&error),
+            status_code,
+        )
+        .await?;
         let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
         let mut last = append_event(&tx, at, &body).await?;
         if let Some(end) = ending(&tx, seq, ingestion_id).await? {

@@ -323,7 +323,7 @@ pub(super) async fn moved<C: GenericClient>(
 }
 
 /// Attempt `attempt` of `batch_id` ended at `at` with `outcome` (`completed`, `retrying`,
-/// `failed`) and its error, if any.
+/// `failed`), its error and the downstream's status, if any.
 pub(super) async fn attempt_ended<C: GenericClient>(
     client: &C,
     batch_id: Uuid,
@@ -331,10 +331,12 @@ pub(super) async fn attempt_ended<C: GenericClient>(
     at: Timestamp,
     outcome: &str,
     error: Option<&str>,
+    status_code: Option<u16>,
 ) -> Result<(), StoreError> {
+    let status_code = status_code.map(i32::from);
     client
         .execute(
-            "UPDATE attempts SET finished_at = $1, outcome = $2, error = $3
+            "UPDATE attempts SET finished_at = $1, outcome = $2, error = $3, status_code = $6
              WHERE batch_id = $4 AND attempt = $5",
             &[
                 &at.as_micros(),
@@ -342,6 +344,7 @@ pub(super) async fn attempt_ended<C: GenericClient>(
                 &error,
                 &batch_id,
                 &(attempt as i32),
+                &status_code,
             ],
         )
         .await

@@ -21,10 +21,10 @@
 //! a separate database).
 
 use super::{
-    ending_event, failure_event, page_positions, Admission, AttemptRecord, BatchRecord, Claim,
-    ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage, IdempotencyKey, IngestionRecord,
-    Inserted, NewIngestionRecord, QueuePlace, QueueRecord, Retention, Store, StoreError,
-    SummaryRecord, IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, page_positions, Admission, AttemptRecord, AttemptsRecord,
+    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage,
+    IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord,
+    Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp,
@@ -299,20 +299,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn attempts(&self, batch_id: Uuid) -> Result<Option<Vec<AttemptRecord>>, StoreError> {
+    async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError> {
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
             let id = batch_id.to_string();
-            let known = tx
-                .prepare_cached("SELECT 1 FROM batches WHERE id = ?1")
-                .and_then(|mut st| st.exists([&id]))
+            let batch: Option<(i64, i64)> = tx
+                .prepare_cached("SELECT status, attempt FROM batches WHERE id = ?1")
+                .and_then(|mut st| {
+                    st.query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
                 .map_err(unavailable)?;
-            if !known {
+            let Some((status, current)) = batch else {
                 return Ok(None);
-            }
+            };
             let rows = tx
                 .prepare_cached(
-                    "SELECT attempt, replica, started_at, finished_at, outcome, error
+                    "SELECT attempt, replica, started_at, finished_at, outcome, error, status_code
                      FROM attempts WHERE batch_id = ?1 ORDER BY attempt",
                 )
                 .and_then(|mut st| {
@@ -324,12 +327,16 @@ impl Store for SqliteStore {
                             finished_at: r.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
                             outcome: r.get(4)?,
                             error: r.get(5)?,
+                            status_code: r.get::<_, Option<i64>>(6)?.map(|c| c as u16),
                         })
                     })?
                     .collect::<Result<Vec<_>, _>>()
                 })
                 .map_err(unavailable)?;
-            Ok(Some(rows))
+            Ok(Some(AttemptsRecord {
+                running: (status == TRIGGERED).then_some(current as u32),
+                attempts: rows,
+            }))
         })
         .await
     }
@@ -396,7 +403,7 @@ impl Store for SqliteStore {
             };
             let ingestion_id = uuid_of(&ingestion_id)?;
             moved(conn, seq, TRIGGERED, COMPLETED, 1, at)?;
-            attempt_ended(conn, batch_id, attempt, at, "completed", None)?;
+            attempt_ended(conn, batch_id, attempt, at, "completed", None, None)?;
             append_event(
                 conn,
                 at,
@@ -420,6 +427,7 @@ impl Store for SqliteStore {
         attempt: u32,
         at: Timestamp,
         error: String,
+        status_code: Option<u16>,
         retry_at: Option<Timestamp>,
     ) -> Result<Completion, StoreError> {
         self.write(move |conn| {
@@ -454,7 +462,15 @@ impl Store for SqliteStore {
             } else {
                 "failed"
             };
-            attempt_ended(conn, batch_id, attempt, at, outcome, Some(&error))?;
+            attempt_ended(
+                conn,
+                batch_id,
+                attempt,
+                at,
+                outcome,
+                Some(&error),
+                status_code,
+            )?;
             let error = error.clone();
             let body = failure_event(ingestion_id, batch_id, position, attempt, error, retry_at);
             append_event(conn, at, &body)?;

@@ -37,7 +37,7 @@ pub(super) fn moved(
 }
 
 /// Attempt `attempt` of `batch_id` ended at `at` with `outcome` (`completed`, `retrying`,
-/// `failed`) and its error, if any.
+/// `failed`), its error and the downstream's status, if any.
 pub(super) fn attempt_ended(
     conn: &Connection,
     batch_id: Uuid,
@@ -45,9 +45,10 @@ pub(super) fn attempt_ended(
     at: Timestamp,
     outcome: &str,
     error: Option<&str>,
+    status_code: Option<u16>,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3
+        "UPDATE attempts SET finished_at = ?1, outcome = ?2, error = ?3, status_code = ?6
          WHERE batch_id = ?4 AND attempt = ?5",
     )
     .and_then(|mut st| {
@@ -56,7 +57,8 @@ pub(super) fn attempt_ended(
             outcome,
             error,
             batch_id.to_string(),
-            attempt
+            attempt,
+            status_code
         ])
     })
     .map_err(unavailable)?;
