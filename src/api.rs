@@ -36,6 +36,18 @@ pub async fn cancel_ingestion(ingestion_id: String) -> Result<CancelResponse, Er
     service.cancel(&ingestion_id).await.map_err(ssr::rejected)
 }
 
+/// Pause (`true`) or resume (`false`) dispatch (`POST /api/pause`, JSON `{"paused": bool}`),
+/// as `POST /admin/pause` and `/admin/resume` do; answers whether it changed anything.
+#[server(prefix = "/api", endpoint = "pause", input = Json, client = TokenClient)]
+pub async fn set_dispatch_paused(paused: bool) -> Result<bool, ErrorDetail> {
+    let service = ssr::service(ssr::Access::Write)?;
+    let changed = match paused {
+        true => service.pause().await,
+        false => service.resume().await,
+    };
+    changed.map_err(ssr::rejected)
+}
+
 /// A batch's attempts (`POST /api/attempts`, JSON `{"batch_id": "..."}`): read when the
 /// person opens a batch card's history.
 #[server(prefix = "/api", endpoint = "attempts", input = Json, client = TokenClient)]

@@ -34,6 +34,19 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
     let waiting: u64 = queue.waiting.iter().map(|d| d.batches).sum();
     let next_slot = queue.next_slot;
     let paused = queue.paused;
+    // Every open dashboard redraws from the next snapshot, which the change's event brings.
+    let toggle = Action::new(move |_: &()| async move {
+        let outcome = crate::api::set_dispatch_paused(!paused).await;
+        live.note_outcome(true, outcome.as_ref().err());
+        outcome
+    });
+    let toggle_error = move || {
+        toggle
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
+    };
     let next = move || {
         let now = now_or(live, snapshot_now);
         if paused {
@@ -89,6 +102,25 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
         <dl class="depths">{depths}</dl>
         <h3>"Next dispatch slot"</h3>
         <p class="next-slot" data-testid="next-slot">{next}</p>
+        <p class="operate">
+            <button
+                type="button"
+                data-testid="pause-toggle"
+                data-paused=paused.to_string()
+                title=if paused {
+                    "Start dispatching again, under the rate limit"
+                } else {
+                    "Start nothing new until resumed; the batch in flight finishes"
+                }
+                disabled=move || toggle.pending().get()
+                on:click=move |_| {
+                    toggle.dispatch(());
+                }
+            >
+                {if paused { "Resume dispatch" } else { "Pause dispatch" }}
+            </button>
+            {toggle_error}
+        </p>
         <h3>"In flight"</h3>
         {in_flight}
         <h3>"Recent dispatches"</h3>

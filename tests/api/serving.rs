@@ -249,7 +249,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
         );
         server_fns += 1;
     }
-    assert_eq!(server_fns, 6);
+    assert_eq!(server_fns, 7);
 
     // Every documented route exists and answers as documented (no route-level 404 or 405).
     let mut operations = 0;
@@ -269,6 +269,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
                 "/api/status" | "/api/cancel" => json!({"ingestion_id": id}),
                 "/api/ingestions" => json!({"limit": 5}),
                 "/api/attempts" => json!({"batch_id": batch_id}),
+                "/api/pause" => json!({"paused": false}),
                 _ => json!({}),
             };
             let request = match method.as_str() {

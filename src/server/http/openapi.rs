@@ -41,6 +41,7 @@ use utoipa::{
         sf_ingestions,
         sf_queue,
         sf_attempts,
+        sf_pause,
         openapi_json,
         docs_page
     ),
@@ -175,6 +176,12 @@ pub struct IngestionIdArg {
     pub ingestion_id: String,
 }
 
+/// `set_dispatch_paused`'s argument.
+#[derive(Serialize, ToSchema)]
+pub struct PausedArg {
+    pub paused: bool,
+}
+
 /// `batch_attempt_history`'s argument.
 #[derive(Serialize, ToSchema)]
 pub struct BatchIdArg {
@@ -240,6 +247,14 @@ fn sf_queue() {}
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_attempts() {}
+
+#[utoipa::path(post, path = "/api/pause", tag = "dashboard", summary = "set_dispatch_paused",
+    request_body = PausedArg,
+    responses((status = 200, description = "Whether it changed anything", body = bool),
+              (status = "4XX", description = "As `POST /admin/pause`", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_pause() {}
 
 /// The document, serialized once at start-up.
 #[derive(Clone)]
