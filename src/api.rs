@@ -48,6 +48,14 @@ pub async fn set_dispatch_paused(paused: bool) -> Result<bool, ErrorDetail> {
     changed.map_err(ssr::rejected)
 }
 
+/// An operator's retry of a failed batch (`POST /api/retry`, JSON `{"batch_id": "..."}`), as
+/// `POST /admin/batches/{batch_id}/retry` does.
+#[server(prefix = "/api", endpoint = "retry", input = Json, client = TokenClient)]
+pub async fn retry_failed_batch(batch_id: String) -> Result<(), ErrorDetail> {
+    let service = ssr::service(ssr::Access::Write)?;
+    service.retry_batch(&batch_id).await.map_err(ssr::rejected)
+}
+
 /// A batch's attempts (`POST /api/attempts`, JSON `{"batch_id": "..."}`): read when the
 /// person opens a batch card's history.
 #[server(prefix = "/api", endpoint = "attempts", input = Json, client = TokenClient)]

@@ -601,9 +601,10 @@ async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_
         2,
         "{lines:?}"
     );
-    // Each batch's history: attempt 1 cut off (its replica killed, or paused and then told by
-    // the downstream that a newer attempt exists: nothing recorded, no retry, no failure),
-    // attempt 2 completed by another replica.
+    // Each batch's history: attempt 1 cut off (its replica killed, or paused past its lease:
+    // nothing recorded, no retry, no failure), then attempt 2 completed: for the killed
+    // replica's batch, by another replica. (Which replica takes the paused one's batch over
+    // depends on the machine's load: the paused one itself, once resumed, may be first.)
     for key in [&first, &second] {
         let history = get(&client, format!("{reader}/batches/{key}/attempts")).await;
         let attempts = history["attempts"].as_array().unwrap();
@@ -612,7 +613,9 @@ async fn a_downstream_that_follows_the_two_rules_applies_every_batch_once_while_
             .map(|a| a["outcome"].as_str().unwrap())
             .collect();
         assert_eq!(outcomes, ["cut_off", "completed"], "{history}");
-        assert_ne!(attempts[0]["replica"], attempts[1]["replica"], "{history}");
+        if key == &first {
+            assert_ne!(attempts[0]["replica"], attempts[1]["replica"], "{history}");
+        }
     }
     for replica in &mut replicas {
         replica.kill().await;

@@ -26,4 +26,7 @@ test("a batch the downstream never took shows failed, with the error, on its car
   await expect(attempts.nth(0)).toHaveAttribute("data-outcome", "retrying");
   await expect(attempts.nth(1)).toHaveAttribute("data-outcome", "failed");
   await expect(attempts.nth(1)).toContainText("could not connect");
+  // An operator puts it back: it runs once more (its attempts keep counting) and fails again.
+  await batch.getByTestId("retry").click();
+  await expect(batch).toContainText("failed after 3 attempts");
 });

@@ -284,6 +284,39 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
         }
     });
     let history = (batch.attempts > 0).then(|| attempt_history(batch.batch_id, batch.attempts));
+    // A failed batch can be put back in the queue (its attempts keep counting); the card is
+    // redrawn from the next snapshot, which the retry's event brings.
+    let retry = (batch.status == BatchStatus::Failed).then(|| {
+        let batch_id = batch.batch_id;
+        let action = Action::new(move |_: &()| async move {
+            let outcome = crate::api::retry_failed_batch(batch_id.to_string()).await;
+            live.note_outcome(true, outcome.as_ref().err());
+            outcome
+        });
+        let error = move || {
+            action
+                .value()
+                .get()
+                .and_then(|r| r.err())
+                .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
+        };
+        view! {
+            <span class="batch-retry">
+                <button
+                    type="button"
+                    data-testid="retry"
+                    title="Put the batch back in the queue, at its place; its attempts keep counting"
+                    disabled=move || action.pending().get()
+                    on:click=move |_| {
+                        action.dispatch(());
+                    }
+                >
+                    "Retry"
+                </button>
+                {error}
+            </span>
+        }
+    });
     view! {
         <li
             class=format!("batch status-{status}")
@@ -297,6 +330,7 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
             <span class=format!("status status-{status}")>{status}</span>
             <span class="batch-when muted">{when}</span>
             {problem}
+            {retry}
             {results}
             {history}
         </li>

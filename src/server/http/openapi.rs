@@ -42,6 +42,7 @@ use utoipa::{
         sf_queue,
         sf_attempts,
         sf_pause,
+        sf_retry,
         openapi_json,
         docs_page
     ),
@@ -255,6 +256,14 @@ fn sf_attempts() {}
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_pause() {}
+
+#[utoipa::path(post, path = "/api/retry", tag = "dashboard", summary = "retry_failed_batch",
+    request_body = BatchIdArg,
+    responses((status = 200, description = "Back in the queue"),
+              (status = "4XX", description = "As `POST /admin/batches/{batch_id}/retry`", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_retry() {}
 
 /// The document, serialized once at start-up.
 #[derive(Clone)]
