@@ -49,11 +49,15 @@ pub async fn set_dispatch_paused(paused: bool) -> Result<bool, ErrorDetail> {
 }
 
 /// An operator's retry of a failed batch (`POST /api/retry`, JSON `{"batch_id": "..."}`), as
-/// `POST /admin/batches/{batch_id}/retry` does.
+/// `POST /admin/batches/{batch_id}/retry` does; answers `true` once it is back in the queue.
 #[server(prefix = "/api", endpoint = "retry", input = Json, client = TokenClient)]
-pub async fn retry_failed_batch(batch_id: String) -> Result<(), ErrorDetail> {
+pub async fn retry_failed_batch(batch_id: String) -> Result<bool, ErrorDetail> {
     let service = ssr::service(ssr::Access::Write)?;
-    service.retry_batch(&batch_id).await.map_err(ssr::rejected)
+    service
+        .retry_batch(&batch_id)
+        .await
+        .map_err(ssr::rejected)?;
+    Ok(true)
 }
 
 /// A batch's attempts (`POST /api/attempts`, JSON `{"batch_id": "..."}`): read when the

@@ -251,7 +251,8 @@ fn sf_attempts() {}
 
 #[utoipa::path(post, path = "/api/pause", tag = "dashboard", summary = "set_dispatch_paused",
     request_body = PausedArg,
-    responses((status = 200, description = "Whether it changed anything", body = bool),
+    responses((status = 200, description = "Whether it changed anything", body = bool,
+               content_type = "application/json"),
               (status = "4XX", description = "As `POST /admin/pause`", body = ErrorDetail)),
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
@@ -259,7 +260,8 @@ fn sf_pause() {}
 
 #[utoipa::path(post, path = "/api/retry", tag = "dashboard", summary = "retry_failed_batch",
     request_body = BatchIdArg,
-    responses((status = 200, description = "Back in the queue"),
+    responses((status = 200, description = "Back in the queue (`true`)", body = bool,
+               content_type = "application/json"),
               (status = "4XX", description = "As `POST /admin/batches/{batch_id}/retry`", body = ErrorDetail)),
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
