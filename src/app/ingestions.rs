@@ -266,14 +266,7 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
                     // Handlers run in the browser only.
                     #[cfg(feature = "browser")]
                     {
-                        let now_open = event_target::<web_sys::HtmlDetailsElement>(&_ev).open();
-                        open.update_untracked(|o| {
-                            if now_open {
-                                o.insert(batch_id);
-                            } else {
-                                o.remove(&batch_id);
-                            }
-                        });
+                        remember_open(open, batch_id, &_ev);
                     }
                 }
             >
@@ -387,14 +380,7 @@ fn attempt_history(batch_id: uuid::Uuid, count: u32) -> impl IntoView {
                 // Handlers run in the browser only.
                 #[cfg(feature = "browser")]
                 {
-                    let now_open = event_target::<web_sys::HtmlDetailsElement>(&_ev).open();
-                    open_set.update_untracked(|o| {
-                        if now_open {
-                            o.insert(batch_id);
-                        } else {
-                            o.remove(&batch_id);
-                        }
-                    });
+                    let now_open = remember_open(open_set, batch_id, &_ev);
                     if shown.get_untracked() != now_open {
                         shown.set(now_open);
                     }
@@ -405,4 +391,22 @@ fn attempt_history(batch_id: uuid::Uuid, count: u32) -> impl IntoView {
             <ol class="attempts">{list}</ol>
         </details>
     }
+}
+
+/// Note whether a batch's `<details>` is now open, so a redrawn card reopens it; the answer.
+#[cfg(feature = "browser")]
+fn remember_open(
+    set: RwSignal<std::collections::HashSet<uuid::Uuid>>,
+    batch_id: uuid::Uuid,
+    toggled: &leptos::ev::Event,
+) -> bool {
+    let now_open = event_target::<web_sys::HtmlDetailsElement>(toggled).open();
+    set.update_untracked(|o| {
+        if now_open {
+            o.insert(batch_id);
+        } else {
+            o.remove(&batch_id);
+        }
+    });
+    now_open
 }

@@ -127,6 +127,13 @@ pub struct StatusCounts {
     pub failed: u64,
 }
 
+impl StatusCounts {
+    /// All the batches.
+    pub fn total(self) -> u64 {
+        self.waiting + self.running + self.completed + self.cancelled + self.failed
+    }
+}
+
 /// What processing one ID produced, e.g. `{"id": 7, "data": "processed"}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]

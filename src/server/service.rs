@@ -468,7 +468,7 @@ impl Service {
             },
             cancelled_at: s.cancelled_at,
             id_count: s.id_count,
-            batch_count: (c.waiting + c.running + c.completed + c.cancelled + c.failed) as u32,
+            batch_count: c.total() as u32,
             triggered_batches: c.running as u32,
             completed_batches: c.completed as u32,
             cancelled_batches: c.cancelled as u32,

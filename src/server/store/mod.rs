@@ -251,6 +251,28 @@ pub struct QueuePlace {
     pub in_flight_since: Option<Timestamp>,
 }
 
+/// What every queue place read in one snapshot shares: the slot and the batch in flight.
+/// Each backend reads it once per snapshot and adds each ingestion's count ahead.
+#[derive(Clone, Copy, Debug)]
+struct PlaceContext {
+    paused: bool,
+    rate_interval: Option<Duration>,
+    last_start: Option<Timestamp>,
+    in_flight_since: Option<Timestamp>,
+}
+
+impl PlaceContext {
+    fn place(self, ahead: u64) -> QueuePlace {
+        QueuePlace {
+            ahead,
+            paused: self.paused,
+            rate_interval: self.rate_interval,
+            last_start: self.last_start,
+            in_flight_since: self.in_flight_since,
+        }
+    }
+}
+
 /// What `claim_next` found: the claim rule's decision (`domain::decide`) as the store applied
 /// it, `Claimed` with the batch it dispatched (the slot has moved to its start). Waits are
 /// durations on the store's clock, from the moment it decided.
@@ -449,6 +471,15 @@ fn ending_event(ingestion_id: Uuid, counts: StatusCounts) -> Option<EventBody> {
         IngestionStatus::Cancelled => Some(EventBody::IngestionCancelled { ingestion_id }),
         IngestionStatus::Failed => Some(EventBody::IngestionFailed { ingestion_id }),
         IngestionStatus::YetToStart | IngestionStatus::Triggered => None,
+    }
+}
+
+/// How a failed attempt ends in its history: `retrying` with a `retry_at`, else `failed`
+/// (the same choice as `failure_event`).
+fn failure_outcome(retry_at: Option<Timestamp>) -> &'static str {
+    match retry_at {
+        Some(_) => "retrying",
+        None => "failed",
     }
 }
 

@@ -15,10 +15,10 @@
 //!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
 
 use super::{
-    ending_event, failure_event, page_positions, Admission, AttemptRecord, AttemptsRecord,
-    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage,
-    IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord,
-    Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
+    AttemptsRecord, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept,
+    IdPage, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, PlaceContext,
+    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts,
@@ -401,11 +401,7 @@ impl Store for PostgresStore {
             None => codec::FAILED,
         };
         moved(&tx, seq, codec::TRIGGERED, to, 1, at).await?;
-        let outcome = if retry_at.is_some() {
-            "retrying"
-        } else {
-            "failed"
-        };
+        let outcome = failure_outcome(retry_at);
         attempt_ended(
             &tx,
             batch_id,
@@ -646,20 +642,8 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
-        let (block, first) = codec::queue_block_bounds(seq);
-        let ahead: i64 = tx
-            .query_one(AHEAD, &[&priority, &seq, &block, &first])
-            .await
-            .map_err(pg)?
-            .get(0);
-        let (in_flight_since, slot) = place_shared(&tx).await?;
-        Ok(Some(QueuePlace {
-            ahead: ahead as u64,
-            paused: slot.paused,
-            rate_interval: slot.rate_interval,
-            last_start: slot.last_start,
-            in_flight_since,
-        }))
+        let ahead = ahead_of(&tx, priority, seq).await?;
+        Ok(Some(place_context(&tx).await?.place(ahead)))
     }
 
     async fn events_after(

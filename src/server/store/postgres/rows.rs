@@ -171,9 +171,7 @@ pub(super) async fn summaries<C: GenericClient>(
             cancelled: count(8),
             failed: count(9),
         };
-        let total =
-            (counts.waiting + counts.running + counts.completed + counts.cancelled + counts.failed)
-                as u32;
+        let total = counts.total() as u32;
         // The first batch not completed: the first of each other status, from its index.
         // And when the latest of its running batches started, from the same probe.
         let (mut frontier, mut running_since) = (total, None);
@@ -211,23 +209,11 @@ pub(super) async fn summaries<C: GenericClient>(
         let place = match counts.waiting + counts.running {
             0 => None,
             _ => {
-                if shared.is_none() {
-                    shared = Some(place_shared(client).await?);
-                }
-                let (in_flight_since, slot) = shared.as_ref().expect("read above");
-                let (block, first) = codec::queue_block_bounds(seq);
-                let ahead: i64 = client
-                    .query_one(AHEAD, &[&priority, &seq, &block, &first])
-                    .await
-                    .map_err(pg)?
-                    .get(0);
-                Some(QueuePlace {
-                    ahead: ahead as u64,
-                    paused: slot.paused,
-                    rate_interval: slot.rate_interval,
-                    last_start: slot.last_start,
-                    in_flight_since: *in_flight_since,
-                })
+                let context = match shared {
+                    Some(context) => context,
+                    None => *shared.insert(place_context(client).await?),
+                };
+                Some(context.place(ahead_of(client, priority, seq).await?))
             }
         };
         out.push(SummaryRecord {
@@ -247,19 +233,38 @@ pub(super) async fn summaries<C: GenericClient>(
     Ok(out)
 }
 
-/// What every queue place shares: when the batch in flight started, and the slot.
-pub(super) async fn place_shared<C: GenericClient>(
+/// What every queue place shares (`PlaceContext`): the slot, and when the batch in flight
+/// started.
+pub(super) async fn place_context<C: GenericClient>(
     client: &C,
-) -> Result<(Option<Timestamp>, Slot), StoreError> {
+) -> Result<PlaceContext, StoreError> {
     let in_flight_since: Option<i64> = client
         .query_one("SELECT MAX(started_at) FROM batches WHERE status = 1", &[])
         .await
         .map_err(pg)?
         .get(0);
-    Ok((
-        in_flight_since.map(Timestamp::from_micros),
-        slot(client, false).await?,
-    ))
+    let slot = slot(client, false).await?;
+    Ok(PlaceContext {
+        paused: slot.paused,
+        rate_interval: slot.rate_interval,
+        last_start: slot.last_start,
+        in_flight_since: in_flight_since.map(Timestamp::from_micros),
+    })
+}
+
+/// Waiting batches dispatched before ingestion `seq` of `priority` (`AHEAD`).
+pub(super) async fn ahead_of<C: GenericClient>(
+    client: &C,
+    priority: i16,
+    seq: i64,
+) -> Result<u64, StoreError> {
+    let (block, first) = codec::queue_block_bounds(seq);
+    let ahead: i64 = client
+        .query_one(AHEAD, &[&priority, &seq, &block, &first])
+        .await
+        .map_err(pg)?
+        .get(0);
+    Ok(ahead as u64)
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).

@@ -21,10 +21,10 @@
 //! a separate database).
 
 use super::{
-    ending_event, failure_event, page_positions, Admission, AttemptRecord, AttemptsRecord,
-    BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept, IdPage,
-    IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord,
-    Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
+    ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
+    AttemptsRecord, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept,
+    IdPage, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, PlaceContext,
+    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
     decide, summary_window, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp,
@@ -457,11 +457,7 @@ impl Store for SqliteStore {
             let position = position as u32;
             let to = if retry_at.is_some() { WAITING } else { FAILED };
             moved(conn, seq, TRIGGERED, to, 1, at)?;
-            let outcome = if retry_at.is_some() {
-                "retrying"
-            } else {
-                "failed"
-            };
+            let outcome = failure_outcome(retry_at);
             attempt_ended(
                 conn,
                 batch_id,
@@ -720,19 +716,8 @@ impl Store for SqliteStore {
             let Some((seq, priority)) = head else {
                 return Ok(None);
             };
-            let (block, first) = queue_block_bounds(seq);
-            let ahead: i64 = tx
-                .prepare_cached(AHEAD)
-                .and_then(|mut st| st.query_row(params![priority, seq, block, first], |r| r.get(0)))
-                .map_err(unavailable)?;
-            let (in_flight_since, slot) = place_shared(&tx)?;
-            Ok(Some(QueuePlace {
-                ahead: ahead as u64,
-                paused: slot.paused,
-                rate_interval: slot.rate_interval,
-                last_start: slot.last_start,
-                in_flight_since,
-            }))
+            let ahead = ahead_of(&tx, priority, seq)?;
+            Ok(Some(place_context(&tx)?.place(ahead)))
         })
         .await
     }

@@ -324,7 +324,14 @@ pub(super) fn summaries(
     let mut out = Vec::with_capacity(rows.len());
     for (seq, id, priority, created_at, cancelled_at, counts, id_count, last_completed_at) in rows {
         let [waiting, running, completed, cancelled, failed] = counts.map(|c| c.max(0) as u64);
-        let total = (waiting + running + completed + cancelled + failed) as u32;
+        let counts = StatusCounts {
+            waiting,
+            running,
+            completed,
+            cancelled,
+            failed,
+        };
+        let total = counts.total() as u32;
         // The first batch not completed: the first of each other status, from its index
         // (named: without statistics the planner would walk the primary key from position 0).
         // And when the latest of its running batches started, from the same probe.
@@ -362,24 +369,11 @@ pub(super) fn summaries(
         let place = match waiting + running {
             0 => None,
             _ => {
-                let (in_flight_since, slot) = match &shared {
-                    Some(shared) => shared,
-                    None => shared.insert(place_shared(conn)?),
+                let context = match shared {
+                    Some(context) => context,
+                    None => *shared.insert(place_context(conn)?),
                 };
-                let (block, first) = queue_block_bounds(seq);
-                let ahead: i64 = conn
-                    .prepare_cached(AHEAD)
-                    .and_then(|mut st| {
-                        st.query_row(params![priority, seq, block, first], |r| r.get(0))
-                    })
-                    .map_err(unavailable)?;
-                Some(QueuePlace {
-                    ahead: ahead as u64,
-                    paused: slot.paused,
-                    rate_interval: slot.rate_interval,
-                    last_start: slot.last_start,
-                    in_flight_since: *in_flight_since,
-                })
+                Some(context.place(ahead_of(conn, priority, seq)?))
             }
         };
         out.push(SummaryRecord {
@@ -387,13 +381,7 @@ pub(super) fn summaries(
             priority: priority_of(priority)?,
             created_at: Timestamp::from_micros(created_at),
             cancelled_at: cancelled_at.map(Timestamp::from_micros),
-            counts: StatusCounts {
-                waiting,
-                running,
-                completed,
-                cancelled,
-                failed,
-            },
+            counts,
             id_count: id_count as u64,
             last_completed_at: last_completed_at.map(Timestamp::from_micros),
             running_since,
@@ -405,13 +393,30 @@ pub(super) fn summaries(
     Ok(out)
 }
 
-/// What every queue place shares: when the batch in flight started, and the slot.
-pub(super) fn place_shared(conn: &Connection) -> Result<(Option<Timestamp>, Slot), StoreError> {
+/// What every queue place shares (`PlaceContext`): the slot, and when the batch in flight
+/// started.
+pub(super) fn place_context(conn: &Connection) -> Result<PlaceContext, StoreError> {
     let in_flight_since: Option<i64> = conn
         .prepare_cached("SELECT MAX(started_at) FROM batches WHERE status = 1")
         .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .map_err(unavailable)?;
-    Ok((in_flight_since.map(Timestamp::from_micros), slot(conn)?))
+    let slot = slot(conn)?;
+    Ok(PlaceContext {
+        paused: slot.paused,
+        rate_interval: slot.rate_interval,
+        last_start: slot.last_start,
+        in_flight_since: in_flight_since.map(Timestamp::from_micros),
+    })
+}
+
+/// Waiting batches dispatched before ingestion `seq` of `priority` (`AHEAD`).
+pub(super) fn ahead_of(conn: &Connection, priority: i64, seq: i64) -> Result<u64, StoreError> {
+    let (block, first) = queue_block_bounds(seq);
+    let ahead: i64 = conn
+        .prepare_cached(AHEAD)
+        .and_then(|mut st| st.query_row(params![priority, seq, block, first], |r| r.get(0)))
+        .map_err(unavailable)?;
+    Ok(ahead as u64)
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
