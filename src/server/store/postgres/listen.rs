@@ -3,7 +3,8 @@
 //!
 //! - The listener's connection has TCP keepalives, so a peer that vanished without closing
 //!   the connection is noticed.
-//! - Every [`POLL`] the listener also reads `event_ids` on that connection, with a timeout:
+//! - Every [`POLL`] the listener also reads `event_ids` on that connection (durably: see
+//!   `DURABLE_LATEST_EVENT`), with a timeout:
 //!   a notification lost on the way is caught up within one poll, and a connection that no
 //!   longer answers is dropped.
 //! - A dropped connection is replaced after [`FIRST_BACKOFF`], then with a backoff doubling
@@ -89,7 +90,7 @@ async fn follow(
                 None => return answered,
             },
             _ = poll.tick() => {
-                let read = client.query_one(LATEST_EVENT, &[]);
+                let read = client.query_one(DURABLE_LATEST_EVENT, &[]);
                 match tokio::time::timeout(POLL_TIMEOUT, read).await {
                     Ok(Ok(row)) => {
                         answered = true;

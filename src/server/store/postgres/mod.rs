@@ -12,7 +12,9 @@
 //!   triggered batch first (by dispatch order) under a new attempt, and the dead replica's late
 //!   completion is fenced by the attempt number.
 //! - Events get ids from `event_ids` under a row lock held to commit, so they become visible in
-//!   id order; `pg_notify` in the same transaction tells every replica's listener after commit.
+//!   id order; `pg_notify` tells every replica's listener once they are durable (in the same
+//!   transaction, or for ingestions in the flush after their group: see `writer`). A replica
+//!   serves events up to its feed only, which moves to durable ids only.
 
 use super::{
     ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
@@ -124,9 +126,9 @@ impl PostgresStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool_of = |size: usize| {
+        let pool_with = |size: usize, config: tokio_postgres::Config| {
             let manager = deadpool_postgres::Manager::from_config(
-                config.clone(),
+                config,
                 NoTls,
                 deadpool_postgres::ManagerConfig {
                     recycling_method: deadpool_postgres::RecyclingMethod::Fast,
@@ -140,6 +142,7 @@ impl PostgresStore {
                 .build()
                 .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))
         };
+        let pool_of = |size: usize| pool_with(size, config.clone());
         let pool = pool_of(pool_size.max(2))?;
         // One dispatcher asks one thing at a time, but a renewal dropped mid-query (its lease
         // given up) may still hold its connection while the next claim runs.
@@ -149,14 +152,21 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
         migrate(raw(&mut client)).await?;
-        let latest = latest_event(&**client).await?;
+        let latest = durable_latest_event(&**client).await?;
         drop(client);
         let (feed, events) = watch::channel(latest);
         let feed = Arc::new(feed);
         // The writer has a connection of its own and stops once every handle is dropped,
         // after storing what was queued.
         let (writes, queued) = mpsc::channel(writer::QUEUE);
-        tokio::spawn(group_commit(pool_of(1)?, queued, feed.clone()));
+        let mut writer = config.clone();
+        writer.options(writer::WRITER_OPTIONS);
+        tokio::spawn(group_commit(
+            pool_with(1, writer)?,
+            pool_of(1)?,
+            queued,
+            feed.clone(),
+        ));
         let listener = tokio::spawn(listen(config, feed.clone()));
         Ok(Self {
             pool,
@@ -652,14 +662,18 @@ impl Store for PostgresStore {
         ingestion: Option<Uuid>,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
+        // Up to the feed: a group's events are visible a moment before they are durable (see
+        // `writer`), and the feed moves only to durable ids.
+        let ceiling = *self.events.borrow() as i64;
         let client = self.client().await?;
         let (after, limit) = (after as i64, limit as i64);
         let rows = match ingestion {
             None => {
                 client
                     .query(
-                        "SELECT id, at, body FROM events WHERE id > $1 ORDER BY id LIMIT $2",
-                        &[&after, &limit],
+                        "SELECT id, at, body FROM events WHERE id > $1 AND id <= $3
+                         ORDER BY id LIMIT $2",
+                        &[&after, &limit, &ceiling],
                     )
                     .await
             }
@@ -667,8 +681,8 @@ impl Store for PostgresStore {
                 client
                     .query(
                         "SELECT id, at, body FROM events WHERE ingestion_id = $1 AND id > $2
-                         ORDER BY id LIMIT $3",
-                        &[&id.to_string(), &after, &limit],
+                         AND id <= $4 ORDER BY id LIMIT $3",
+                        &[&id.to_string(), &after, &limit, &ceiling],
                     )
                     .await
             }

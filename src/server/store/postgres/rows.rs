@@ -5,8 +5,19 @@ use super::*;
 /// The newest committed event id.
 pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_ids WHERE id = 1";
 
-pub(super) async fn latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
-    let row = client.query_one(LATEST_EVENT, &[]).await.map_err(pg)?;
+/// The newest event id, durable once this statement returns: its commit writes (a flush mark)
+/// and so flushes the WAL past every commit its snapshot saw, including a writer's group
+/// committed without a flush (see `writer`). What the feed may move to from a read.
+pub(super) const DURABLE_LATEST_EVENT: &str = "WITH mark AS (
+           INSERT INTO flush_marks (backend) VALUES (pg_backend_pid())
+           ON CONFLICT (backend) DO UPDATE SET flushes = flush_marks.flushes + 1)
+         SELECT last FROM event_ids WHERE id = 1";
+
+pub(super) async fn durable_latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(DURABLE_LATEST_EVENT, &[])
+        .await
+        .map_err(pg)?;
     Ok(row.get::<_, i64>(0) as u64)
 }
 

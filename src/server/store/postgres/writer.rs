@@ -1,7 +1,16 @@
 //! Group commit on PostgreSQL: one writer per replica, on its own connection, stores every
 //! ingestion that arrived while the previous group committed in one transaction (multi-row
-//! inserts from arrays, one `event_ids` advance, one NOTIFY), and answers each submission only
-//! after that commit.
+//! inserts from arrays, one `event_ids` advance), and answers each submission only after that
+//! commit has reached the disk.
+//!
+//! The commit itself does not wait for the disk (`synchronous_commit=off` on the writer's
+//! connection): the locks below are then held for the group's statements only, not through a
+//! WAL flush, and the replicas' groups no longer commit one flush at a time. A flusher on a
+//! connection of its own then makes one synchronous commit that flushes the WAL past every
+//! group committed so far and only then answers their submissions and NOTIFYs their events
+//! (see [`flush`]). What a committed group changed is readable by others a fraction of a
+//! millisecond before it is durable (a claim of one of its batches commits synchronously, so
+//! it flushes the group first); nothing of it is acknowledged or announced before.
 //!
 //! Replicas' writers take turns: an advisory lock, taken before the group is complete (what
 //! arrives while another replica's group commits joins this one) and held to commit (see
@@ -72,37 +81,50 @@ impl From<tokio_postgres::Error> for GroupError {
     }
 }
 
-/// The writer loop: runs until every `PostgresStore` handle is gone.
+/// The writer loop: runs until every `PostgresStore` handle is gone. `pool` is the writer's
+/// own connection, whose commits do not wait for the WAL flush ([`WRITER_OPTIONS`]);
+/// `flushing` is the flusher's, which makes them durable before anyone is answered.
 pub(super) async fn group_commit(
     pool: Pool,
+    flushing: Pool,
     mut rx: mpsc::Receiver<Submission>,
     feed: Arc<watch::Sender<u64>>,
 ) {
+    let (committed, to_flush) = mpsc::channel(QUEUE);
+    let flusher = tokio::spawn(flush(flushing, to_flush, feed));
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         top_up(&mut group, &mut rx);
         if group.is_empty() {
             continue;
         }
-        let mut outcome = store(&pool, &mut group, Some(&mut rx), &feed).await;
+        let mut outcome = store(&pool, &mut group, Some(&mut rx)).await;
         if matches!(outcome, Err(GroupError::Collided(_))) {
-            outcome = store(&pool, &mut group, None, &feed).await;
+            outcome = store(&pool, &mut group, None).await;
         }
+        let mut stored = Committed::default();
         match outcome {
-            Ok(answers) => {
+            Ok((answers, latest)) => {
+                stored.latest = latest;
                 for (submission, answer) in group.into_iter().zip(answers) {
-                    let _ = submission.reply.send(Ok(answer));
+                    stored.answers.push((submission.reply, answer));
                 }
             }
             Err(GroupError::Refused(_) | GroupError::Collided(_)) if group.len() > 1 => {
                 for submission in group {
                     let mut alone = vec![submission];
-                    let answer = store(&pool, &mut alone, None, &feed)
-                        .await
-                        .map(|mut answers| answers.remove(0))
-                        .map_err(GroupError::into_store);
-                    if let Some(submission) = alone.pop() {
-                        let _ = submission.reply.send(answer);
+                    let outcome = store(&pool, &mut alone, None).await;
+                    let Some(submission) = alone.pop() else {
+                        continue;
+                    };
+                    match outcome {
+                        Ok((mut answers, latest)) => {
+                            stored.latest = stored.latest.max(latest);
+                            stored.answers.push((submission.reply, answers.remove(0)));
+                        }
+                        Err(e) => {
+                            let _ = submission.reply.send(Err(e.into_store()));
+                        }
                     }
                 }
             }
@@ -113,8 +135,77 @@ pub(super) async fn group_commit(
                 }
             }
         }
+        if !stored.answers.is_empty() {
+            // The flusher answers them; it only stops once this loop has.
+            let _ = committed.send(stored).await;
+        }
+    }
+    drop(committed);
+    let _ = flusher.await;
+}
+
+/// The writer's connection options: its commits return before the WAL is flushed, so the
+/// writers' turn and the rows a claim needs are released at once (with every commit
+/// flushed while they were held, replicas' groups would commit at most one per disk flush).
+/// Nothing it commits is acknowledged before [`flush`] has made it durable.
+pub(super) const WRITER_OPTIONS: &str = "-c synchronous_commit=off";
+
+/// Groups committed (visible, not yet known durable), waiting for the flusher: their answers
+/// and their newest event id.
+#[derive(Default)]
+struct Committed {
+    answers: Vec<(oneshot::Sender<Result<Inserted, StoreError>>, Inserted)>,
+    latest: Option<u64>,
+}
+
+/// Make committed groups durable, then answer them: one synchronous commit (on a connection
+/// of its own, so the writer goes on with its next group meanwhile) flushes the WAL past every
+/// group committed before it, as many as are waiting. Its NOTIFY, which reaches the other
+/// replicas only after that flush, announces their events, so no replica serves an event that
+/// a crash of the database could still take back. If the flush fails, whether the groups are
+/// durable is unknown, as with a commit whose answer was lost: they are answered unavailable.
+async fn flush(pool: Pool, mut rx: mpsc::Receiver<Committed>, feed: Arc<watch::Sender<u64>>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(next) = rx.try_recv() {
+            waiting.push(next);
+        }
+        let latest = waiting.iter().filter_map(|c| c.latest).max();
+        let flushed = async {
+            let client = connection(&pool).await?;
+            let statement = client.prepare_cached(FLUSH).await.map_err(pg)?;
+            let payload = latest.map(|id| id.to_string());
+            client
+                .execute(&statement, &[&CHANNEL, &payload])
+                .await
+                .map_err(pg)
+        }
+        .await;
+        match flushed {
+            Ok(_) => {
+                if let Some(latest) = latest {
+                    advance(&feed, latest);
+                }
+                for (reply, answer) in waiting.into_iter().flat_map(|c| c.answers) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                for (reply, _) in waiting.into_iter().flat_map(|c| c.answers) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
     }
 }
+
+/// A synchronous commit that writes (a commit that wrote nothing does not flush): this
+/// backend's flush mark moves, and the newest event id of the groups it makes durable is
+/// announced.
+const FLUSH: &str = "WITH mark AS (
+           INSERT INTO flush_marks (backend) VALUES (pg_backend_pid())
+           ON CONFLICT (backend) DO UPDATE SET flushes = flush_marks.flushes + 1)
+         SELECT pg_notify($1, $2) WHERE $2 IS NOT NULL";
 
 /// Add what has arrived to the group, up to its bounds, and drop the submissions whose caller
 /// is gone (client disconnected): nobody would learn of them, and a retry without a key would
@@ -192,7 +283,7 @@ const ADD_DEPTH: &str = "UPDATE queue_depth q SET waiting = q.waiting + d.n
          FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p";
 
 /// The group's events, with ids from `event_ids` under its row lock, held to commit: events
-/// become visible in id order, across replicas.
+/// become visible in id order, across replicas. (They are announced by [`flush`].)
 const APPEND_EVENTS: &str =
     "WITH next AS (UPDATE event_ids SET last = last + $1 WHERE id = 1 RETURNING last),
          appended AS (
@@ -200,14 +291,14 @@ const APPEND_EVENTS: &str =
            SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body
            FROM next, unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY
                 AS e(at, ingestion_id, body, ord))
-         SELECT last, pg_notify($5, last::text) FROM next";
+         SELECT last FROM next";
 
 /// The writers' turn, one replica's writer at a time across the cluster (an advisory lock in
 /// the two-key space, apart from the idempotency keys' one-key locks), held to commit.
 pub(super) const TURN: &str = "SELECT pg_advisory_xact_lock(1936487777, 1)";
 
-/// Store one group in one transaction and move the feed to its newest event once committed:
-/// each submission's answer, in order.
+/// Store one group in one transaction: each submission's answer, in order, and the group's
+/// newest event id (none if it created nothing). Committed, not yet known durable: see [`flush`].
 ///
 /// The group first waits for the writers' turn; what arrives meanwhile joins it (`top_up`).
 /// Groups held the contended counters to commit anyway, so replicas' groups committed one at
@@ -219,8 +310,7 @@ async fn store(
     pool: &Pool,
     group: &mut Vec<Submission>,
     top_up_from: Option<&mut mpsc::Receiver<Submission>>,
-    feed: &watch::Sender<u64>,
-) -> Result<Vec<Inserted>, GroupError> {
+) -> Result<(Vec<Inserted>, Option<u64>), GroupError> {
     let mut client = connection(pool).await.map_err(GroupError::Unavailable)?;
     let prepared = Prepared::on(&client).await?;
     let tx = raw(&mut client).transaction().await?;
@@ -254,13 +344,12 @@ async fn store(
         .collect();
     if created.is_empty() {
         tx.commit().await?;
-        return Ok(answers);
+        return Ok((answers, None));
     }
     let seqs = insert_rows(&tx, &prepared, &created).await?;
-    let latest = count_and_announce(&tx, &prepared, &created, &seqs).await?;
+    let latest = count_and_append_events(&tx, &prepared, &created, &seqs).await?;
     tx.commit().await?;
-    advance(feed, latest);
-    Ok(answers)
+    Ok((answers, Some(latest)))
 }
 
 /// A key as stored: its request's fingerprint, its ingestion, when it was first seen.
@@ -442,7 +531,7 @@ async fn insert_rows(
 
 /// The contended tail of a group: the waiting counts (per priority, then per block) and the
 /// events, in one pipelined round trip just before the commit. Returns the newest event id.
-async fn count_and_announce(
+async fn count_and_append_events(
     tx: &tokio_postgres::Transaction<'_>,
     prepared: &Prepared,
     created: &[&Submission],
@@ -495,7 +584,7 @@ async fn count_and_announce(
     let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
     let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
     let block_params: [&(dyn ToSql + Sync); 3] = [&block_priorities, &blocks, &block_added];
-    let event_params: [&(dyn ToSql + Sync); 5] = [&count, &at, &owners, &bodies, &CHANNEL];
+    let event_params: [&(dyn ToSql + Sync); 4] = [&count, &at, &owners, &bodies];
     let lock = tx.execute(&prepared.lock, &lock_params);
     let depth = tx.execute(&prepared.depth, &depth_params);
     let blocks = tx.execute(&prepared.blocks, &block_params);
