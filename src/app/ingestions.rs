@@ -3,7 +3,7 @@
 use super::{
     dashboard::{now_or, LoadError, RecentResource},
     format,
-    live::Live,
+    live::{write_error, Live},
 };
 use crate::api::cancel_ingestion;
 use crate::domain::{BatchStatus, BatchView, IngestionStatus, IngestionSummary, Timestamp};
@@ -97,19 +97,8 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
         - ingestion.cancelled_batches
         - ingestion.failed_batches;
     let id = ingestion.ingestion_id;
-    // The card is redrawn from the next snapshot, which the cancel's event brings.
-    let cancel = Action::new(move |_: &()| async move {
-        let outcome = cancel_ingestion(id.to_string()).await;
-        live.note_outcome(true, outcome.as_ref().err());
-        outcome
-    });
-    let cancel_error = move || {
-        cancel
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
-    };
+    let cancel = live.write_action(move || cancel_ingestion(id.to_string()));
+    let cancel_error = write_error(cancel);
     let cancel_button = (waiting > 0).then(|| {
         view! {
             <button
@@ -277,22 +266,12 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
         }
     });
     let history = (batch.attempts > 0).then(|| attempt_history(batch.batch_id, batch.attempts));
-    // A failed batch can be put back in the queue (its attempts keep counting); the card is
-    // redrawn from the next snapshot, which the retry's event brings.
+    // A failed batch can be put back in the queue (its attempts keep counting).
     let retry = (batch.status == BatchStatus::Failed).then(|| {
         let batch_id = batch.batch_id;
-        let action = Action::new(move |_: &()| async move {
-            let outcome = crate::api::retry_failed_batch(batch_id.to_string()).await;
-            live.note_outcome(true, outcome.as_ref().err());
-            outcome
-        });
-        let error = move || {
-            action
-                .value()
-                .get()
-                .and_then(|r| r.err())
-                .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
-        };
+        let action =
+            live.write_action(move || crate::api::retry_failed_batch(batch_id.to_string()));
+        let error = write_error(action);
         view! {
             <span class="batch-retry">
                 <button

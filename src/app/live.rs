@@ -103,6 +103,25 @@ impl Live {
         }
     }
 
+    /// An operator's write from the dashboard (cancel, retry, pause): `call` runs the server
+    /// function, and its outcome is noted (a refusal asks for a token). Every open dashboard
+    /// redraws from the next snapshot, which the write's event brings.
+    pub fn write_action<T, F, Fut>(self, call: F) -> Action<(), Result<T, ErrorDetail>>
+    where
+        T: Send + Sync + 'static,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, ErrorDetail>> + Send + 'static,
+    {
+        Action::new(move |_: &()| {
+            let outcome = call();
+            async move {
+                let outcome = outcome.await;
+                self.note_outcome(true, outcome.as_ref().err());
+                outcome
+            }
+        })
+    }
+
     /// A token is needed for what the person is doing.
     pub fn token_needed(self) -> bool {
         self.reads_refused.get() || self.writes_refused.get()
@@ -255,5 +274,18 @@ mod stream {
             }
         })
         .forget();
+    }
+}
+
+/// The error of an operator's write, if its last run failed, as an alert beside its button.
+pub fn write_error<T: Clone + Send + Sync + 'static>(
+    action: Action<(), Result<T, ErrorDetail>>,
+) -> impl IntoView {
+    move || {
+        action
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
     }
 }

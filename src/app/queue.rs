@@ -4,7 +4,7 @@
 use super::{
     dashboard::{now_or, LoadError, QueueResource},
     format,
-    live::Live,
+    live::{write_error, Live},
 };
 use crate::domain::{DispatchView, QueueView};
 use leptos::either::Either;
@@ -34,19 +34,8 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
     let waiting: u64 = queue.waiting.iter().map(|d| d.batches).sum();
     let next_slot = queue.next_slot;
     let paused = queue.paused;
-    // Every open dashboard redraws from the next snapshot, which the change's event brings.
-    let toggle = Action::new(move |_: &()| async move {
-        let outcome = crate::api::set_dispatch_paused(!paused).await;
-        live.note_outcome(true, outcome.as_ref().err());
-        outcome
-    });
-    let toggle_error = move || {
-        toggle
-            .value()
-            .get()
-            .and_then(|r| r.err())
-            .map(|e| view! { <span class="error" role="alert">{e.message}</span> })
-    };
+    let toggle = live.write_action(move || crate::api::set_dispatch_paused(!paused));
+    let toggle_error = write_error(toggle);
     let next = move || {
         let now = now_or(live, snapshot_now);
         if paused {
