@@ -126,9 +126,9 @@ impl PostgresStore {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
-        let pool_with = |size: usize, config: tokio_postgres::Config| {
+        let pool_of = |size: usize| {
             let manager = deadpool_postgres::Manager::from_config(
-                config,
+                config.clone(),
                 NoTls,
                 deadpool_postgres::ManagerConfig {
                     recycling_method: deadpool_postgres::RecyclingMethod::Fast,
@@ -142,7 +142,6 @@ impl PostgresStore {
                 .build()
                 .map_err(|e| StoreError::Unavailable(format!("connection pool: {e}")))
         };
-        let pool_of = |size: usize| pool_with(size, config.clone());
         let pool = pool_of(pool_size.max(2))?;
         // One dispatcher asks one thing at a time, but a renewal dropped mid-query (its lease
         // given up) may still hold its connection while the next claim runs.
@@ -159,14 +158,7 @@ impl PostgresStore {
         // The writer has a connection of its own and stops once every handle is dropped,
         // after storing what was queued.
         let (writes, queued) = mpsc::channel(writer::QUEUE);
-        let mut writer = config.clone();
-        writer.options(writer::WRITER_OPTIONS);
-        tokio::spawn(group_commit(
-            pool_with(1, writer)?,
-            pool_of(1)?,
-            queued,
-            feed.clone(),
-        ));
+        tokio::spawn(group_commit(pool_of(1)?, pool_of(1)?, queued, feed.clone()));
         let listener = tokio::spawn(listen(config, feed.clone()));
         Ok(Self {
             pool,

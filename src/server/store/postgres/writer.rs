@@ -3,8 +3,8 @@
 //! inserts from arrays, one `event_ids` advance), and answers each submission only after that
 //! commit has reached the disk.
 //!
-//! The commit itself does not wait for the disk (`synchronous_commit=off` on the writer's
-//! connection): the locks below are then held for the group's statements only, not through a
+//! The commit itself does not wait for the disk (`synchronous_commit = off` for the group's
+//! transaction): the locks below are then held for the group's statements only, not through a
 //! WAL flush, and the replicas' groups no longer commit one flush at a time. A flusher on a
 //! connection of its own then makes one synchronous commit that flushes the WAL past every
 //! group committed so far and only then answers their submissions and NOTIFYs their events
@@ -82,7 +82,7 @@ impl From<tokio_postgres::Error> for GroupError {
 }
 
 /// The writer loop: runs until every `PostgresStore` handle is gone. `pool` is the writer's
-/// own connection, whose commits do not wait for the WAL flush ([`WRITER_OPTIONS`]);
+/// own connection, whose group commits do not wait for the WAL flush ([`ASYNC_COMMIT`]);
 /// `flushing` is the flusher's, which makes them durable before anyone is answered.
 pub(super) async fn group_commit(
     pool: Pool,
@@ -144,11 +144,12 @@ pub(super) async fn group_commit(
     let _ = flusher.await;
 }
 
-/// The writer's connection options: its commits return before the WAL is flushed, so the
-/// writers' turn and the rows a claim needs are released at once (with every commit
-/// flushed while they were held, replicas' groups would commit at most one per disk flush).
-/// Nothing it commits is acknowledged before [`flush`] has made it durable.
-pub(super) const WRITER_OPTIONS: &str = "-c synchronous_commit=off";
+/// A group's commit returns before the WAL is flushed, so the writers' turn and the rows a
+/// claim needs are released at once (with every commit flushed while they were held,
+/// replicas' groups would commit at most one per disk flush). Set per transaction, not on the
+/// connection, so a URL's own `options` and poolers that refuse startup options are left
+/// alone. Nothing it commits is acknowledged before [`flush`] has made it durable.
+const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off";
 
 /// Groups committed (visible, not yet known durable), waiting for the flusher: their answers
 /// and their newest event id.
@@ -314,7 +315,11 @@ async fn store(
     let mut client = connection(pool).await.map_err(GroupError::Unavailable)?;
     let prepared = Prepared::on(&client).await?;
     let tx = raw(&mut client).transaction().await?;
-    tx.execute(&prepared.turn, &[]).await?;
+    // Sent together: the group's commit will not wait for the disk (see `flush`), then the turn.
+    futures::try_join!(
+        tx.batch_execute(ASYNC_COMMIT),
+        tx.execute(&prepared.turn, &[])
+    )?;
     if let Some(rx) = top_up_from {
         top_up(group, rx);
     }
