@@ -4,8 +4,6 @@
 
 #[path = "support/postgres.rs"]
 mod postgres;
-#[path = "support/private_postgres.rs"]
-mod private_postgres;
 
 use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, StatusCounts, Timestamp};
 use sluice::server::store::{
@@ -1497,59 +1495,6 @@ async fn ingestions_arriving_while_another_replica_commits_are_stored_together_i
     assert_eq!(
         transactions, 1,
         "the twenty were stored in {transactions} transactions"
-    );
-}
-
-/// A replica's writer commits its groups without waiting for the disk (so the replicas'
-/// groups do not queue behind each other's WAL flushes) and answers only once a later commit
-/// has flushed them: a crash of the database right after the answers keeps every one. (With
-/// the answers sent at the writer's commit, the last groups were lost here.)
-#[cfg_attr(skip_postgres, ignore = "SLUICE_SKIP_POSTGRES=1")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_ingestion_acknowledged_on_postgres_survives_a_crash_of_the_database_right_after() {
-    let server = private_postgres::PrivateServer::start();
-    let store = open_postgres(&server.url()).await;
-    let mut acknowledged = Vec::new();
-    for round in 0..5u64 {
-        let records: Vec<NewIngestionRecord> = (0..40)
-            .map(|i| record(Priority::Medium, at(round * 100 + i), &[&[i]]))
-            .collect();
-        let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
-        let answers = futures::future::join_all(
-            records
-                .into_iter()
-                .map(|r| store.insert_ingestion(r, Admission::default())),
-        )
-        .await;
-        for (id, answer) in ids.into_iter().zip(answers) {
-            assert_eq!(answer.unwrap(), Inserted::Created);
-            acknowledged.push(id);
-        }
-    }
-    acknowledged.push(ingest(&store, Priority::High, at(1000), &[&[1]]).await);
-    server.crash();
-    drop(store);
-    server.up();
-    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let stored: std::collections::HashSet<Uuid> = client
-        .query("SELECT id FROM ingestions", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let lost = acknowledged
-        .iter()
-        .filter(|id| !stored.contains(id))
-        .count();
-    assert_eq!(
-        lost,
-        0,
-        "{lost} of {} acknowledged ingestions were lost",
-        acknowledged.len()
     );
 }
 
