@@ -6,7 +6,7 @@
 #[path = "support/private_postgres.rs"]
 mod private_postgres;
 
-use sluice::domain::{Priority, Timestamp};
+use sluice::domain::{Priority, Tenant, Timestamp};
 use sluice::server::store::{
     Admission, DynStore, Inserted, NewBatchRecord, NewIngestionRecord, PostgresStore, SlotClock,
 };
@@ -21,6 +21,7 @@ fn record(priority: Priority, created: Timestamp, batches: &[&[u64]]) -> NewInge
     NewIngestionRecord {
         id: Uuid::new_v4(),
         priority,
+        tenant: Tenant::default_tenant(),
         created_at: created,
         batches: batches
             .iter()

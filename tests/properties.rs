@@ -68,7 +68,7 @@ proptest! {
         ids in proptest::collection::vec(1..=MAX_ID, 1..200),
         size in 1usize..50,
     ) {
-        let request = sluice::domain::IngestRequest { ids: ids.clone(), priority: Priority::Low };
+        let request = sluice::domain::IngestRequest { ids: ids.clone(), priority: Priority::Low, tenant: None };
         let ingestion = NewIngestion::parse(request, Limits { max_ids: 1000 }).unwrap();
         let batches: Vec<&[u64]> = ingestion.batches(size).collect();
         prop_assert_eq!(batches.concat(), ids.clone());

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use sluice::domain::{
-    BatchStatus, Event, IdResult, IngestRequest, IngestionStatus, IngestionView, Limits,
+    BatchStatus, Event, Fairness, IdResult, IngestRequest, IngestionStatus, IngestionView, Limits,
     NewIngestion, Priority, Timestamp,
 };
 use sluice::server::{
@@ -55,6 +55,7 @@ impl Harness {
             lease: Duration::from_secs(15),
             shutdown_grace,
             retry: RetryPolicy::default(),
+            fairness: Fairness::Fifo,
         };
         Self::start_scheduler(store, processor, scheduler, at_secs)
     }
@@ -89,6 +90,7 @@ impl Harness {
         let request = IngestRequest {
             ids: ids.into_iter().collect(),
             priority,
+            tenant: None,
         };
         let ingestion = NewIngestion::parse(request, Limits::default()).unwrap();
         self.service.ingest(ingestion).await.unwrap()
@@ -575,12 +577,13 @@ impl Store for Faulty {
         interval: Duration,
         lease: Duration,
         replica: &str,
+        fairness: Fairness,
     ) -> Result<Claim, StoreError> {
         use std::sync::atomic::Ordering::SeqCst;
         self.claims.fetch_add(1, SeqCst);
         let claim = self
             .inner
-            .claim_next(self.skewed(now), interval, lease, replica)
+            .claim_next(self.skewed(now), interval, lease, replica, fairness)
             .await?;
         // Every answer takes a round trip.
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -788,6 +791,7 @@ fn config(interval: Duration, retry: RetryPolicy) -> SchedulerConfig {
         lease: Duration::from_secs(15),
         shutdown_grace: Duration::from_secs(10),
         retry,
+        fairness: Fairness::Fifo,
     }
 }
 

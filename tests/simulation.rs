@@ -7,8 +7,12 @@
 //!
 //! - never two batches in flight (at most one triggered batch with a live lease);
 //! - starts at least the interval in force apart, on the store's clock;
-//! - every start is the first claimable batch in dispatch order, and no claimable batch
-//!   waits while the slot is due and nothing is in flight;
+//! - every start is the first claimable batch in dispatch order (`--fairness fifo`) or, with
+//!   `tenant` fairness (even seeds), the first batch of the tenant that waited longest at the
+//!   highest priority with claimable work, and no claimable batch waits while the slot is due
+//!   and nothing is in flight;
+//! - with `tenant` fairness, between two starts of one tenant at a priority, every other
+//!   tenant with claimable work at that priority starts once;
 //! - a stale attempt's completion is refused;
 //! - an ingestion's place (waiting batches dispatched before its own) is the model's count;
 //! - in the end every acknowledged batch is completed, failed or cancelled.
@@ -21,12 +25,12 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use sluice::domain::{IdResult, Priority, Timestamp};
+use sluice::domain::{Fairness, IdResult, Priority, Tenant, Timestamp};
 use sluice::server::store::{
     Admission, Claim, Completion, DynStore, NewBatchRecord, NewIngestionRecord, PostgresStore,
     SlotClock, SqliteStore,
 };
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 use uuid::Uuid;
 
 const T0: i64 = 1_800_000_000_000_000;
@@ -65,6 +69,7 @@ struct Batch {
     id: Uuid,
     ingestion: Uuid,
     rank: i64,
+    tenant: u8,
     seq: usize,
     position: u32,
     state: State,
@@ -89,6 +94,9 @@ struct Sim {
     paused: bool,
     rate: Option<i64>,
     last_start: Option<i64>,
+    fairness: Fairness,
+    /// Each tenant's last start at each priority rank.
+    tenant_starts: HashMap<(i64, u8), i64>,
     /// One process owns the store (SQLite): a death takes every dispatcher with it, and the
     /// restart takes over what was left in flight.
     single_process: bool,
@@ -139,12 +147,40 @@ impl Sim {
             State::Waiting => b.retry_at.is_none_or(|r| r <= now),
             _ => false,
         };
-        if let Some(first) = self
+        let key = |b: &Batch| (b.rank, b.seq, b.position);
+        let abandoned = self
             .batches
             .iter()
+            .filter(|b| b.state == State::Triggered)
             .filter(claimable)
-            .min_by_key(|b| (b.rank, b.seq, b.position))
-        {
+            .min_by_key(|b| key(b));
+        let waiting: Vec<&Batch> = self
+            .batches
+            .iter()
+            .filter(|b| b.state == State::Waiting)
+            .filter(claimable)
+            .collect();
+        let first_waiting = waiting.iter().copied().min_by_key(|b| key(b));
+        let chosen = match (self.fairness, first_waiting) {
+            (Fairness::Tenant, Some(first)) => {
+                // Each tenant's first claimable batch at the highest priority with one; the
+                // tenant that never started there first (oldest batch first), then the one
+                // whose last start there is oldest.
+                let mut heads: HashMap<u8, &Batch> = HashMap::new();
+                for b in waiting.iter().filter(|b| b.rank == first.rank) {
+                    let head = heads.entry(b.tenant).or_insert(b);
+                    if key(b) < key(head) {
+                        *head = b;
+                    }
+                }
+                heads.into_values().min_by_key(|b| {
+                    let last = self.tenant_starts.get(&(b.rank, b.tenant)).copied();
+                    (last.is_some(), last, key(b))
+                })
+            }
+            (_, first) => first,
+        };
+        if let Some(first) = abandoned.into_iter().chain(chosen).min_by_key(|b| key(b)) {
             return Expected::Start(first.id);
         }
         match self
@@ -156,6 +192,36 @@ impl Sim {
         {
             Some(at) => Expected::RetryWait(at),
             None => Expected::Idle,
+        }
+    }
+
+    /// Fairness as an invariant, apart from the oracle: under `tenant`, a tenant starts a
+    /// waiting batch at a priority only if every other tenant with claimable work there has
+    /// started since this tenant's last start there.
+    fn check_fair_turn(&self, starting: usize) -> Result<(), String> {
+        let b = &self.batches[starting];
+        if self.fairness != Fairness::Tenant || b.state != State::Waiting {
+            return Ok(());
+        }
+        let Some(&mine) = self.tenant_starts.get(&(b.rank, b.tenant)) else {
+            return Ok(());
+        };
+        let passed_over = self.batches.iter().find(|o| {
+            o.rank == b.rank
+                && o.tenant != b.tenant
+                && o.state == State::Waiting
+                && o.retry_at.is_none_or(|r| r <= self.now)
+                && self
+                    .tenant_starts
+                    .get(&(o.rank, o.tenant))
+                    .is_none_or(|&theirs| theirs < mine)
+        });
+        match passed_over {
+            Some(o) => Err(format!(
+                "tenant-{} started again at rank {} while tenant-{} waited since before its last start",
+                b.tenant, b.rank, o.tenant
+            )),
+            None => Ok(()),
         }
     }
 
@@ -184,9 +250,11 @@ impl Sim {
         let priority =
             [Priority::High, Priority::Medium, Priority::Low][self.rng.below(3) as usize];
         let batches = 1 + self.rng.below(4) as usize;
+        let tenant = self.rng.below(4) as u8;
         let record = NewIngestionRecord {
             id: Uuid::new_v4(),
             priority,
+            tenant: Tenant::parse(&format!("tenant-{tenant}")).unwrap(),
             created_at: self.at(),
             batches: (0..batches)
                 .map(|k| NewBatchRecord {
@@ -202,6 +270,7 @@ impl Sim {
                 id: b.id,
                 ingestion: record.id,
                 rank: priority.rank(),
+                tenant,
                 seq,
                 position: position as u32,
                 state: State::Waiting,
@@ -210,8 +279,10 @@ impl Sim {
                 retry_at: None,
             });
         }
-        self.log
-            .push(format!("t={} ingest {priority:?} x{batches}", self.now));
+        self.log.push(format!(
+            "t={} ingest {priority:?} x{batches} tenant-{tenant}",
+            self.now
+        ));
         self.store
             .insert_ingestion(record, Admission::default())
             .await
@@ -225,7 +296,13 @@ impl Sim {
         let lease = Duration::from_micros(LEASE_US as u64);
         let answer = self
             .store
-            .claim_next(self.at(), interval, lease, &format!("replica-{replica}"))
+            .claim_next(
+                self.at(),
+                interval,
+                lease,
+                &format!("replica-{replica}"),
+                self.fairness,
+            )
             .await
             .map_err(|e| e.to_string())?;
         self.log.push(format!(
@@ -244,6 +321,9 @@ impl Sim {
                     }
                 }
                 let i = self.index(id);
+                self.check_fair_turn(i)?;
+                let (rank, tenant) = (self.batches[i].rank, self.batches[i].tenant);
+                self.tenant_starts.insert((rank, tenant), self.now);
                 self.starts += 1;
                 self.takeovers += usize::from(self.batches[i].state == State::Triggered);
                 let b = &mut self.batches[i];
@@ -463,7 +543,8 @@ impl Sim {
     /// One ingestion's place (drawn at random): the store's count of waiting batches
     /// dispatched before it equals the model's, whatever happened to the queue.
     async fn check_place(&mut self) -> Result<(), String> {
-        if self.ingestions.is_empty() {
+        // Places are counted in dispatch order; under `tenant` they are not checked here.
+        if self.ingestions.is_empty() || self.fairness == Fairness::Tenant {
             return Ok(());
         }
         let id = self.ingestions[self.rng.below(self.ingestions.len() as u64) as usize];
@@ -584,6 +665,10 @@ enum Expected {
 async fn run(store: DynStore, seed: u64, steps: usize, single_process: bool) -> Result<(), String> {
     let mut rng = Rng(seed);
     let replicas = 1 + rng.below(3) as usize;
+    let fairness = match seed % 2 {
+        0 => Fairness::Tenant,
+        _ => Fairness::Fifo,
+    };
     let mut sim = Sim {
         store,
         rng,
@@ -594,6 +679,8 @@ async fn run(store: DynStore, seed: u64, steps: usize, single_process: bool) -> 
         paused: false,
         rate: None,
         last_start: None,
+        fairness,
+        tenant_starts: HashMap::new(),
         single_process,
         log: Vec::new(),
         starts: 0,
@@ -615,7 +702,8 @@ async fn run(store: DynStore, seed: u64, steps: usize, single_process: bool) -> 
         outcome = Err(format!("only {} starts in {steps} steps", sim.starts));
     }
     eprintln!(
-        "seed {seed}: {} dispatchers, {} batches, {} starts, {} takeovers, {} stale completions refused, {} leases lost",
+        "seed {seed} ({}): {} dispatchers, {} batches, {} starts, {} takeovers, {} stale completions refused, {} leases lost",
+        fairness.as_str(),
         replicas,
         sim.batches.len(),
         sim.starts,

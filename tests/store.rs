@@ -5,7 +5,9 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use sluice::domain::{BatchStatus, EventBody, IdResult, Priority, StatusCounts, Timestamp};
+use sluice::domain::{
+    BatchStatus, EventBody, Fairness, IdResult, Priority, StatusCounts, Tenant, Timestamp,
+};
 use sluice::server::store::{
     Admission, Claim, ClaimedBatch, Completion, DynStore, Housekept, IdempotencyKey, Inserted,
     NewBatchRecord, NewIngestionRecord, PostgresStore, Retention, SlotClock, SqliteStore,
@@ -24,6 +26,7 @@ fn record(priority: Priority, created: Timestamp, batches: &[&[u64]]) -> NewInge
     NewIngestionRecord {
         id: Uuid::new_v4(),
         priority,
+        tenant: Tenant::default_tenant(),
         created_at: created,
         batches: batches
             .iter()
@@ -53,9 +56,44 @@ async fn ingest(
 
 async fn claim(store: &DynStore, now: Timestamp) -> Claim {
     store
-        .claim_next(now, INTERVAL, LEASE, "test")
+        .claim_next(now, INTERVAL, LEASE, "test", Fairness::Fifo)
         .await
         .unwrap()
+}
+
+/// An ingestion of `tenant`.
+async fn ingest_for(
+    store: &DynStore,
+    tenant: &str,
+    priority: Priority,
+    created: Timestamp,
+    batches: &[&[u64]],
+) -> Uuid {
+    let record = NewIngestionRecord {
+        tenant: Tenant::parse(tenant).unwrap(),
+        ..record(priority, created, batches)
+    };
+    let id = record.id;
+    let inserted = store
+        .insert_ingestion(record, Admission::default())
+        .await
+        .unwrap();
+    assert_eq!(inserted, Inserted::Created);
+    id
+}
+
+/// Claim under `fairness`, then complete at once: the IDs of the batch that started.
+async fn start_and_finish(store: &DynStore, now: Timestamp, fairness: Fairness) -> Vec<u64> {
+    let batch = match store
+        .claim_next(now, INTERVAL, LEASE, "test", fairness)
+        .await
+        .unwrap()
+    {
+        Claim::Claimed(batch) => batch,
+        other => panic!("expected a claim at {now:?}, got {other:?}"),
+    };
+    finish(store, &batch, now).await;
+    batch.ids
 }
 
 async fn claimed(store: &DynStore, now: Timestamp) -> ClaimedBatch {
@@ -1178,6 +1216,105 @@ mod cases {
         assert_eq!(in_flight.ids, vec![1]);
     }
 
+    pub async fn an_ingestion_keeps_its_tenant(store: DynStore) {
+        let named = ingest_for(&store, "acme.eu-1", Priority::Low, at(0), &[&[1]]).await;
+        let unnamed = ingest(&store, Priority::Low, at(1), &[&[2]]).await;
+        let tenant = |id| {
+            let store = store.clone();
+            async move { store.ingestion(id).await.unwrap().unwrap().tenant }
+        };
+        assert_eq!(tenant(named).await, "acme.eu-1");
+        assert_eq!(tenant(unnamed).await, "default");
+        let listed = store.recent_summaries(10, 4).await.unwrap();
+        let tenants: Vec<&str> = listed.iter().map(|s| s.tenant.as_str()).collect();
+        assert_eq!(tenants, ["default", "acme.eu-1"]);
+    }
+
+    pub async fn under_tenant_fairness_tenants_take_turns_within_a_priority(store: DynStore) {
+        // "big" submits a lot first; "small" and then "third" arrive later.
+        ingest_for(
+            &store,
+            "big",
+            Priority::Medium,
+            at(0),
+            &[&[1], &[2], &[3], &[4]],
+        )
+        .await;
+        ingest_for(&store, "small", Priority::Medium, at(1), &[&[11], &[12]]).await;
+        ingest_for(&store, "third", Priority::Medium, at(2), &[&[21]]).await;
+        ingest_for(&store, "big", Priority::Low, at(3), &[&[31]]).await;
+        let mut order = Vec::new();
+        for step in 0..8 {
+            let now = at(10 + step * 5);
+            order.extend(start_and_finish(&store, now, Fairness::Tenant).await);
+        }
+        // Never started first (oldest batch first), then the longest since its last start;
+        // LOW only once MEDIUM is empty.
+        assert_eq!(order, [1, 11, 21, 2, 12, 3, 4, 31]);
+    }
+
+    pub async fn under_fifo_tenants_change_nothing_and_their_turns_still_count(store: DynStore) {
+        ingest_for(&store, "big", Priority::Medium, at(0), &[&[1], &[2], &[3]]).await;
+        ingest_for(&store, "small", Priority::Medium, at(1), &[&[11], &[12]]).await;
+        let mut order = Vec::new();
+        for step in 0..2 {
+            order.extend(start_and_finish(&store, at(10 + step * 5), Fairness::Fifo).await);
+        }
+        assert_eq!(order, [1, 2]);
+        // Switched to `tenant`: "small" never started, so it goes before "big", whose starts
+        // under `fifo` were recorded; then they alternate.
+        for step in 2..5 {
+            order.extend(start_and_finish(&store, at(10 + step * 5), Fairness::Tenant).await);
+        }
+        assert_eq!(order, [1, 2, 11, 3, 12]);
+    }
+
+    pub async fn under_tenant_fairness_a_tenant_whose_retries_back_off_is_passed_over(
+        store: DynStore,
+    ) {
+        ingest_for(&store, "flaky", Priority::High, at(0), &[&[1], &[2]]).await;
+        ingest_for(&store, "steady", Priority::High, at(1), &[&[11], &[12]]).await;
+        let first = match store
+            .claim_next(at(10), INTERVAL, LEASE, "test", Fairness::Tenant)
+            .await
+            .unwrap()
+        {
+            Claim::Claimed(batch) => batch,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(first.ids, [1]);
+        // Its first batch fails and backs off for a minute: only that batch waits for it, the
+        // tenant's next one takes its turns.
+        store
+            .fail(
+                first.batch_id,
+                first.attempt,
+                at(11),
+                "boom".into(),
+                None,
+                Some(at(70)),
+            )
+            .await
+            .unwrap();
+        let mut order = Vec::new();
+        for step in 0..3 {
+            order.extend(start_and_finish(&store, at(15 + step * 5), Fairness::Tenant).await);
+        }
+        assert_eq!(order, [11, 2, 12]);
+        // Only the backing-off batch is left: nothing else starts before its time.
+        assert!(matches!(
+            store
+                .claim_next(at(30), INTERVAL, LEASE, "test", Fairness::Tenant)
+                .await
+                .unwrap(),
+            Claim::RetryWait { .. }
+        ));
+        assert_eq!(
+            start_and_finish(&store, at(70), Fairness::Tenant).await,
+            [1]
+        );
+    }
+
     pub async fn the_event_log_survives_a_restart(open: Open) {
         let store = open().await;
         ingest(&store, Priority::Low, at(0), &[&[1]]).await;
@@ -1231,6 +1368,10 @@ macro_rules! conformance {
                 a_failed_attempt_waits_for_its_retry_then_fails_for_good_and_can_be_requeued,
                 a_lease_that_has_run_out_is_not_renewed,
                 a_retry_backing_off_holds_back_no_new_work,
+                an_ingestion_keeps_its_tenant,
+                under_tenant_fairness_tenants_take_turns_within_a_priority,
+                under_fifo_tenants_change_nothing_and_their_turns_still_count,
+                under_tenant_fairness_a_tenant_whose_retries_back_off_is_passed_over,
             );
         }
     };

@@ -11,7 +11,11 @@ use leptos::prelude::*;
 fn check(text: &str, priority: &str, limits: Limits) -> Result<IngestRequest, String> {
     let priority = Priority::from_wire(priority).ok_or("choose a priority")?;
     let ids = ids_from_text(text, limits).map_err(|e| e.to_string())?;
-    let request = IngestRequest { ids, priority };
+    let request = IngestRequest {
+        ids,
+        priority,
+        tenant: None,
+    };
     NewIngestion::parse(request.clone(), limits).map_err(|e| e.to_string())?;
     Ok(request)
 }

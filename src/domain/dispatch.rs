@@ -19,6 +19,9 @@
 //!
 //! Waits are durations measured on the store's clock (the `now` the store read), so a
 //! dispatcher whose own clock is skewed still asks once per slot.
+//!
+//! Which batch is "first" in step 4 is [`candidate`]'s answer, under the [`Fairness`] set:
+//! dispatch order (`fifo`), or round-robin between tenants within a priority (`tenant`).
 
 use super::{Priority, Timestamp};
 use std::time::Duration;
@@ -27,6 +30,72 @@ use uuid::Uuid;
 /// The rate intervals sluice accepts, at start-up and at run time.
 pub const MIN_RATE_INTERVAL: Duration = Duration::from_millis(1);
 pub const MAX_RATE_INTERVAL: Duration = Duration::from_secs(86_400);
+
+/// How the next batch is chosen among those that may start (`--fairness`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "ssr", derive(clap::ValueEnum))]
+pub enum Fairness {
+    /// Dispatch order: priority, then acceptance order, then position (SPEC §2).
+    #[default]
+    Fifo,
+    /// Priority stays strict; within the highest priority with claimable work, the tenant that
+    /// has waited longest since its last start at that priority goes next (one that never
+    /// started first, ties by its oldest batch's acceptance order), FIFO within a tenant.
+    Tenant,
+}
+
+impl Fairness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fairness::Fifo => "fifo",
+            Fairness::Tenant => "tenant",
+        }
+    }
+}
+
+/// A batch's place in dispatch order: priority rank (0 for HIGH), its ingestion's acceptance
+/// order, its position. The derived order is dispatch order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueKey {
+    pub rank: i64,
+    pub seq: i64,
+    pub position: i64,
+}
+
+/// A tenant's first claimable waiting batch at a priority, and when the tenant last started a
+/// batch at that priority (never: `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantHead {
+    pub first: QueueKey,
+    pub last_start: Option<Timestamp>,
+}
+
+/// The first claimable batch under `fairness`, from what a store found claimable:
+/// `abandoned`, the first triggered batch (in dispatch order) whose lease ran out, and
+/// `heads`, the first claimable waiting batch of each tenant at the highest priority that has
+/// one (under `fifo` a store may pass only the first of them all, with no last start).
+///
+/// An abandoned batch already had its turn when it first started: it is compared with the
+/// chosen waiting batch in dispatch order, as under `fifo` (so with a single tenant, `tenant`
+/// is exactly `fifo`).
+pub fn candidate(
+    fairness: Fairness,
+    abandoned: Option<QueueKey>,
+    heads: &[TenantHead],
+) -> Option<QueueKey> {
+    let first_waiting = heads.iter().map(|h| h.first).min();
+    let waiting = match fairness {
+        Fairness::Fifo => first_waiting,
+        Fairness::Tenant => first_waiting.and_then(|first| {
+            heads
+                .iter()
+                .filter(|h| h.first.rank == first.rank)
+                .min_by_key(|h| (h.last_start.is_some(), h.last_start, h.first))
+                .map(|h| h.first)
+        }),
+    };
+    abandoned.into_iter().chain(waiting).min()
+}
 
 /// A batch handed to a dispatcher, with what it needs to complete it.
 #[derive(Clone, Debug, PartialEq)]
@@ -263,6 +332,89 @@ mod tests {
             ..facts()
         };
         assert_eq!(decide(run_out), Decision::Claimed(7));
+    }
+
+    fn key(rank: i64, seq: i64, position: i64) -> QueueKey {
+        QueueKey {
+            rank,
+            seq,
+            position,
+        }
+    }
+
+    fn head(rank: i64, seq: i64, last_start: Option<i64>) -> TenantHead {
+        TenantHead {
+            first: key(rank, seq, 0),
+            last_start: last_start.map(at),
+        }
+    }
+
+    #[test]
+    fn under_fifo_the_first_in_dispatch_order_goes() {
+        let heads = [head(1, 5, None), head(1, 2, Some(9))];
+        assert_eq!(candidate(Fairness::Fifo, None, &heads), Some(key(1, 2, 0)));
+        let abandoned = Some(key(1, 3, 4));
+        assert_eq!(
+            candidate(Fairness::Fifo, abandoned, &heads),
+            Some(key(1, 2, 0))
+        );
+        assert_eq!(candidate(Fairness::Fifo, abandoned, &[]), abandoned);
+        assert_eq!(candidate(Fairness::Fifo, None, &[]), None);
+    }
+
+    #[test]
+    fn under_tenant_fairness_the_tenant_that_waited_longest_goes() {
+        // Both started before: the earlier last start goes, whatever its batches' order.
+        let heads = [head(1, 2, Some(20)), head(1, 7, Some(10))];
+        assert_eq!(
+            candidate(Fairness::Tenant, None, &heads),
+            Some(key(1, 7, 0))
+        );
+        // One that never started goes before both; among those, the oldest batch.
+        let heads = [
+            head(1, 2, Some(20)),
+            head(1, 9, None),
+            head(1, 8, None),
+            head(1, 7, Some(10)),
+        ];
+        assert_eq!(
+            candidate(Fairness::Tenant, None, &heads),
+            Some(key(1, 8, 0))
+        );
+        // Priority stays strict: a tenant at a lower priority never goes first.
+        let heads = [head(2, 1, None), head(1, 7, Some(10))];
+        assert_eq!(
+            candidate(Fairness::Tenant, None, &heads),
+            Some(key(1, 7, 0))
+        );
+    }
+
+    #[test]
+    fn under_tenant_fairness_an_abandoned_batch_keeps_its_place_in_dispatch_order() {
+        let heads = [head(1, 2, Some(5)), head(1, 9, None)];
+        let earlier = Some(key(1, 5, 0));
+        assert_eq!(candidate(Fairness::Tenant, earlier, &heads), earlier);
+        let lower = Some(key(2, 1, 0));
+        assert_eq!(
+            candidate(Fairness::Tenant, lower, &heads),
+            Some(key(1, 9, 0))
+        );
+    }
+
+    #[test]
+    fn with_a_single_tenant_tenant_fairness_is_fifo() {
+        let heads = [head(1, 4, Some(3))];
+        for abandoned in [
+            None,
+            Some(key(0, 9, 1)),
+            Some(key(1, 3, 2)),
+            Some(key(1, 5, 0)),
+        ] {
+            assert_eq!(
+                candidate(Fairness::Tenant, abandoned, &heads),
+                candidate(Fairness::Fifo, abandoned, &heads)
+            );
+        }
     }
 
     proptest::proptest! {

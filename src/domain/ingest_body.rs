@@ -6,21 +6,29 @@
 //! invalid ID the rest are only checked to be JSON. So the memory a body costs is bounded by
 //! the limit, whatever a client sends. The whole body is still read as JSON, every string and
 //! number of it checked, and the rules are answered in their one order (JSON, an object,
-//! `ids`: present, an array, not empty, not too many, each ID; then `priority`), so the answer
+//! `ids`: present, an array, not empty, not too many, each ID; then `priority`; then `tenant`), so the answer
 //! is the one a reading of the whole body as a JSON tree would give.
 
-use super::request::{check_range, Limits, Priority, RequestError};
+use super::request::{check_range, Limits, Priority, RequestError, Tenant};
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
-/// The IDs and priority of a body that breaks no rule.
-pub(super) fn parse(body: &[u8], limits: Limits) -> Result<(Vec<u64>, Priority), RequestError> {
+/// The IDs, priority and tenant (if named) of a body that breaks no rule.
+pub(super) fn parse(
+    body: &[u8],
+    limits: Limits,
+) -> Result<(Vec<u64>, Priority, Option<Tenant>), RequestError> {
     let mut json = serde_json::Deserializer::from_slice(body);
     let read = BodySeed { limits }
         .deserialize(&mut json)
         .and_then(|read| json.end().map(|()| read))
         .map_err(|e| RequestError::MalformedJson(e.to_string()))?;
-    let Body::Object { ids, priority } = read else {
+    let Body::Object {
+        ids,
+        priority,
+        tenant,
+    } = read
+    else {
         return Err(RequestError::NotAnObject);
     };
     let ids = match ids {
@@ -28,10 +36,15 @@ pub(super) fn parse(body: &[u8], limits: Limits) -> Result<(Vec<u64>, Priority),
         Field::Broken(e) => return Err(e),
         Field::Valid(ids) => ids,
     };
-    match priority {
-        Field::Absent => Err(RequestError::MissingField("priority")),
+    let priority = match priority {
+        Field::Absent => return Err(RequestError::MissingField("priority")),
+        Field::Broken(e) => return Err(e),
+        Field::Valid(priority) => priority,
+    };
+    match tenant {
+        Field::Absent => Ok((ids, priority, None)),
         Field::Broken(e) => Err(e),
-        Field::Valid(priority) => Ok((ids, priority)),
+        Field::Valid(tenant) => Ok((ids, priority, Some(tenant))),
     }
 }
 
@@ -46,6 +59,7 @@ enum Body {
     Object {
         ids: Field<Vec<u64>>,
         priority: Field<Priority>,
+        tenant: Field<Tenant>,
     },
     NotAnObject,
 }
@@ -146,7 +160,7 @@ impl<'de> Visitor<'de> for BodySeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
-        let (mut ids, mut priority) = (Field::Absent, Field::Absent);
+        let (mut ids, mut priority, mut tenant) = (Field::Absent, Field::Absent, Field::Absent);
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "ids" => {
@@ -155,12 +169,17 @@ impl<'de> Visitor<'de> for BodySeed {
                     })?
                 }
                 "priority" => priority = map.next_value_seed(PrioritySeed)?,
+                "tenant" => tenant = map.next_value_seed(TenantSeed)?,
                 _ => {
                     map.next_value::<Checked>()?;
                 }
             }
         }
-        Ok(Body::Object { ids, priority })
+        Ok(Body::Object {
+            ids,
+            priority,
+            tenant,
+        })
     }
 }
 
@@ -351,5 +370,62 @@ impl<'de> Visitor<'de> for PrioritySeed {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         check_map(map)?;
         Ok(invalid_priority("an object".to_owned()))
+    }
+}
+
+/// `tenant`: a string of the accepted characters (`Tenant::parse`); null is absent.
+struct TenantSeed;
+
+impl<'de> DeserializeSeed<'de> for TenantSeed {
+    type Value = Field<Tenant>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+fn invalid_tenant(got: String) -> Field<Tenant> {
+    Field::Broken(RequestError::InvalidTenant(got))
+}
+
+impl<'de> Visitor<'de> for TenantSeed {
+    type Value = Field<Tenant>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a tenant name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Tenant::parse(s).map_or_else(Field::Broken, Field::Valid))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Field::Absent)
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+        Ok(invalid_tenant(b.to_string()))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(invalid_tenant(n.to_string()))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(invalid_tenant(n.to_string()))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+        Ok(invalid_tenant(number_text(n)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        check_seq(seq)?;
+        Ok(invalid_tenant("an array".to_owned()))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        check_map(map)?;
+        Ok(invalid_tenant("an object".to_owned()))
     }
 }

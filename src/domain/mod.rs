@@ -14,7 +14,8 @@ mod status;
 mod time;
 
 pub use dispatch::{
-    decide, slot_after, ClaimFacts, ClaimedBatch, Decision, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+    candidate, decide, slot_after, ClaimFacts, ClaimedBatch, Decision, Fairness, QueueKey,
+    TenantHead, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
 };
 pub use error::{ErrorBody, ErrorDetail, INVALID_ARGUMENTS};
 pub use event::{Event, EventBody};
@@ -22,7 +23,7 @@ pub use id_text::{ids_from_text, IdTextError};
 pub use queue::{Depth, DispatchView, Pace, QueueView};
 pub use request::{
     IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
-    MAX_ID, MIN_ID,
+    Tenant, MAX_ID, MIN_ID,
 };
 pub use status::{
     summary_window, AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, IdResult,

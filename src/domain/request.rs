@@ -46,6 +46,42 @@ impl Priority {
     }
 }
 
+/// The tenant of work that names none, sent without a named token.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Who an ingestion belongs to, for fair shares under the global rate (`--fairness tenant`):
+/// 1 to 64 characters of `A-Z a-z 0-9 . _ -`. Not secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tenant(String);
+
+impl Tenant {
+    pub const MAX_LEN: usize = 64;
+
+    /// The tenant of an ingestion that names none, sent with no token name to go by.
+    pub fn default_tenant() -> Self {
+        Self(DEFAULT_TENANT.to_owned())
+    }
+
+    /// Exactly the accepted names; anything else is `InvalidTenant` (its text quoted).
+    pub fn parse(name: &str) -> Result<Self, RequestError> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        match (1..=Self::MAX_LEN).contains(&name.len()) && name.chars().all(allowed) {
+            true => Ok(Self(name.to_owned())),
+            false => Err(RequestError::InvalidTenant(format!("{name:?}"))),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Tenant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What a well-behaved client sends to `POST /ingest`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -53,6 +89,15 @@ pub struct IngestRequest {
     #[cfg_attr(feature = "ssr", schema(min_items = 1))]
     pub ids: Vec<u64>,
     pub priority: Priority,
+    /// Who the work belongs to (1 to 64 of `A-Z a-z 0-9 . _ -`); absent: the API token's
+    /// name if it has one, else `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "ssr",
+        schema(value_type = Option<String>, min_length = 1, max_length = 64,
+               pattern = "^[A-Za-z0-9._-]{1,64}$")
+    )]
+    pub tenant: Option<String>,
 }
 
 /// The answer to an accepted ingestion.
@@ -96,6 +141,8 @@ pub enum RequestError {
     TooManyIds { max: usize },
     #[error("\"priority\" must be one of \"HIGH\", \"MEDIUM\", \"LOW\"; got {0}")]
     InvalidPriority(String),
+    #[error("\"tenant\" must be 1 to 64 characters of A-Z a-z 0-9 . _ -; got {0}")]
+    InvalidTenant(String),
 }
 
 /// Families of [`RequestError`], one per response status.
@@ -121,6 +168,7 @@ impl RequestError {
             RequestError::IdNotAnInteger { .. } | RequestError::IdOutOfRange { .. } => "invalid_id",
             RequestError::TooManyIds { .. } => "too_many_ids",
             RequestError::InvalidPriority(_) => "invalid_priority",
+            RequestError::InvalidTenant(_) => "invalid_tenant",
         }
     }
 
@@ -138,6 +186,8 @@ impl RequestError {
 pub struct NewIngestion {
     ids: Vec<u64>,
     priority: Priority,
+    /// As the request named it; `None`: the service decides (see `IngestRequest::tenant`).
+    tenant: Option<Tenant>,
 }
 
 impl NewIngestion {
@@ -146,8 +196,12 @@ impl NewIngestion {
     /// without building a JSON tree and keeping nothing past a broken rule (`ingest_body.rs`),
     /// with the answers of reading the whole tree.
     pub fn parse_json(body: &[u8], limits: Limits) -> Result<Self, RequestError> {
-        let (ids, priority) = super::ingest_body::parse(body, limits)?;
-        Ok(Self { ids, priority })
+        let (ids, priority, tenant) = super::ingest_body::parse(body, limits)?;
+        Ok(Self {
+            ids,
+            priority,
+            tenant,
+        })
     }
 
     /// Check an already-typed request (server functions, the dashboard's form).
@@ -156,9 +210,11 @@ impl NewIngestion {
         for (index, &id) in request.ids.iter().enumerate() {
             check_range(index, id)?;
         }
+        let tenant = request.tenant.as_deref().map(Tenant::parse).transpose()?;
         Ok(Self {
             ids: request.ids,
             priority: request.priority,
+            tenant,
         })
     }
 
@@ -168,6 +224,11 @@ impl NewIngestion {
 
     pub fn priority(&self) -> Priority {
         self.priority
+    }
+
+    /// The tenant the request named, if it named one.
+    pub fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 
     /// The IDs split in order into batches of at most `batch_size` (SPEC §2):
@@ -216,6 +277,39 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_is_optional_and_kept_as_named() {
+        assert_eq!(
+            parse(r#"{"ids": [1], "priority": "LOW"}"#)
+                .unwrap()
+                .tenant(),
+            None
+        );
+        assert_eq!(
+            parse(r#"{"ids": [1], "priority": "LOW", "tenant": null}"#)
+                .unwrap()
+                .tenant(),
+            None
+        );
+        let name = "a".repeat(64);
+        for tenant in ["acme", "A.b_c-9", name.as_str()] {
+            let body = format!(r#"{{"ids": [1], "priority": "LOW", "tenant": "{tenant}"}}"#);
+            let ok = parse(&body).unwrap();
+            assert_eq!(ok.tenant().map(Tenant::as_str), Some(tenant));
+        }
+        let typed = IngestRequest {
+            ids: vec![1],
+            priority: Priority::Low,
+            tenant: Some("no spaces".into()),
+        };
+        assert_eq!(
+            NewIngestion::parse(typed, Limits::default())
+                .unwrap_err()
+                .code(),
+            "invalid_tenant"
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_ignored() {
         assert!(parse(r#"{"ids": [1], "priority": "LOW", "note": "x"}"#).is_ok());
     }
@@ -251,6 +345,35 @@ mod tests {
             (r#"{"ids": [1], "priority": "high"}"#, "invalid_priority"),
             (r#"{"ids": [1], "priority": "URGENT"}"#, "invalid_priority"),
             (r#"{"ids": [1], "priority": 1}"#, "invalid_priority"),
+            (
+                r#"{"ids": [1], "priority": "LOW", "tenant": ""}"#,
+                "invalid_tenant",
+            ),
+            (
+                r#"{"ids": [1], "priority": "LOW", "tenant": "a b"}"#,
+                "invalid_tenant",
+            ),
+            (
+                r#"{"ids": [1], "priority": "LOW", "tenant": "é"}"#,
+                "invalid_tenant",
+            ),
+            (
+                r#"{"ids": [1], "priority": "LOW", "tenant": 7}"#,
+                "invalid_tenant",
+            ),
+            (
+                r#"{"ids": [1], "priority": "LOW", "tenant": ["a"]}"#,
+                "invalid_tenant",
+            ),
+            (
+                r#"{"ids": [1], "priority": "LOW", "tenant": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+                "invalid_tenant",
+            ),
+            // The rules are answered in order: a bad priority before a bad tenant.
+            (
+                r#"{"ids": [1], "priority": "x", "tenant": ""}"#,
+                "invalid_priority",
+            ),
         ];
         for (body, code) in cases {
             let err = parse(body).expect_err(body);
@@ -383,6 +506,7 @@ mod tests {
         let req = |ids: Vec<u64>| IngestRequest {
             ids,
             priority: Priority::Medium,
+            tenant: None,
         };
         assert!(NewIngestion::parse(req(vec![1, MAX_ID]), limits).is_ok());
         assert_eq!(

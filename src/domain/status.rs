@@ -189,6 +189,9 @@ pub struct IngestionView {
     pub ingestion_id: Uuid,
     pub status: IngestionStatus,
     pub priority: Priority,
+    /// Who the work belongs to (`default` unless named).
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     pub created_at: Timestamp,
     pub batches: Vec<BatchView>,
     /// When the last batch is expected to finish at the fixed pace; null once completed.
@@ -199,6 +202,10 @@ pub struct IngestionView {
     pub cancelled_at: Option<Timestamp>,
 }
 
+fn default_tenant() -> String {
+    super::request::DEFAULT_TENANT.to_owned()
+}
+
 /// An ingestion as a list shows it: counts for the whole, and a window of its batches around
 /// the work in progress (an ingestion can have tens of thousands of batches).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -207,6 +214,8 @@ pub struct IngestionSummary {
     pub ingestion_id: Uuid,
     pub status: IngestionStatus,
     pub priority: Priority,
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     pub created_at: Timestamp,
     pub predicted_completion: Option<Timestamp>,
     /// When the last batch completed, once every batch has.

@@ -74,7 +74,10 @@ async fn ingest(http: &reqwest::Client, args: IngestArgs) -> anyhow::Result<bool
             max_ids: 10_000_000,
         },
     )?;
-    let body = serde_json::json!({"ids": ids, "priority": args.priority});
+    let mut body = serde_json::json!({"ids": ids, "priority": args.priority});
+    if let Some(tenant) = args.tenant {
+        body["tenant"] = tenant.into();
+    }
     let response = http
         .post(format!("{}/ingest", base(&args.server.server)))
         .json(&body)

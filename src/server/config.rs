@@ -1,7 +1,7 @@
 //! Configuration: every setting has a flag and an environment variable (flags win), and is
 //! validated before anything starts, with a message that names the setting.
 
-use crate::domain::{MAX_RATE_INTERVAL, MIN_RATE_INTERVAL};
+use crate::domain::{Fairness, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL};
 use crate::server::auth::{read_token_file, Secret, Tokens};
 use clap::{Args, Parser, Subcommand};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -56,6 +56,9 @@ pub struct IngestArgs {
     /// HIGH, MEDIUM or LOW.
     #[arg(long, short, default_value = "MEDIUM")]
     pub priority: String,
+    /// Who the work belongs to (default: the API token's name, else `default`).
+    #[arg(long, short)]
+    pub tenant: Option<String>,
     /// IDs (ranges like 10-20 welcome); read from standard input when none are given.
     pub ids: Vec<String>,
 }
@@ -134,6 +137,12 @@ pub struct Settings {
     #[arg(long, env = "SLUICE_RATE_INTERVAL", default_value = "5s",
           value_parser = duration_between(MIN_RATE_INTERVAL, MAX_RATE_INTERVAL))]
     pub rate_interval: humantime::Duration,
+
+    /// How the next batch is chosen within a priority: `fifo` (acceptance order, SPEC §2) or
+    /// `tenant` (round-robin between tenants: the one that waited longest since its last start
+    /// at that priority goes next; FIFO within a tenant). Every replica must use the same.
+    #[arg(long, env = "SLUICE_FAIRNESS", value_enum, default_value_t = Fairness::Fifo)]
+    pub fairness: Fairness,
 
     /// Simulated work per batch by the default processor (`0s`..=`1h`).
     #[arg(long, env = "SLUICE_SIMULATED_WORK", default_value = "1s",

@@ -19,6 +19,7 @@
 //! attempt like an error. It knows no HTTP and no SQL: it talks to a
 //! [`Store`](crate::server::store::Store) and a [`Processor`].
 
+use crate::domain::Fairness;
 use crate::server::{
     clock::Clock,
     metrics::Metrics,
@@ -41,6 +42,8 @@ pub struct SchedulerConfig {
     pub shutdown_grace: Duration,
     /// How failed attempts are tried again.
     pub retry: RetryPolicy,
+    /// How the next batch is chosen (every replica of a cluster must use the same).
+    pub fairness: Fairness,
 }
 
 pub struct Scheduler {
@@ -122,6 +125,7 @@ impl Scheduler {
                     self.config.interval,
                     self.config.lease,
                     &self.replica,
+                    self.config.fairness,
                 )
                 .await;
             self.metrics.claim_took(asked.elapsed());

@@ -4,9 +4,9 @@
 
 use crate::domain::{
     AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event,
-    IdResultView, IngestRequest, IngestionStatus, IngestionSummary, IngestionView, Limits,
-    NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError, ResultsPage,
-    Timestamp, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+    Fairness, IdResultView, IngestRequest, IngestionStatus, IngestionSummary, IngestionView,
+    Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError, ResultsPage,
+    Tenant, Timestamp, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
 };
 use crate::server::{
     clock::Clock,
@@ -74,13 +74,19 @@ fn check_key(key: &str) -> Result<String, ServiceError> {
     }
 }
 
-/// What makes two requests the same: priority and IDs in order (not formatting or unknown fields).
+/// What makes two requests the same: priority, IDs in order and the tenant named (not
+/// formatting or unknown fields).
 fn fingerprint(ingestion: &NewIngestion) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(ingestion.priority().as_str().as_bytes());
     for id in ingestion.ids() {
         hash.update(id.to_le_bytes());
+    }
+    // Only when named, so a key stored before tenants existed still replays its request.
+    if let Some(tenant) = ingestion.tenant() {
+        hash.update(b"\0tenant:");
+        hash.update(tenant.as_str().as_bytes());
     }
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -103,6 +109,8 @@ struct Inner {
     pace: Pace,
     /// Most batches allowed to wait; more are refused (backpressure). `None`: no bound.
     max_waiting: Option<u64>,
+    /// Predicted times are shown (see `ServiceConfig::fairness`).
+    predicts: bool,
     wake: Wake,
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
@@ -138,6 +146,10 @@ pub struct ServiceConfig {
     pub pace: Pace,
     /// Most batches allowed to wait (backpressure); `None`: no bound.
     pub max_waiting: Option<u64>,
+    /// How the scheduler chooses the next batch. Predictions are made for `fifo` only: the
+    /// places the stores count are in dispatch order, which round-robin between tenants
+    /// does not follow (`tenant` shows no predicted times rather than wrong ones).
+    pub fairness: Fairness,
 }
 
 /// Held by the running scheduler task; dropping it (the task ended) makes the service unready.
@@ -181,6 +193,7 @@ impl Service {
             limits,
             pace,
             max_waiting,
+            fairness,
         } = config;
         let (alive, scheduler) = watch::channel(());
         let service = Self {
@@ -191,6 +204,7 @@ impl Service {
                 limits,
                 pace,
                 max_waiting,
+                predicts: fairness == Fairness::Fifo,
                 wake,
                 scheduler,
                 metrics,
@@ -278,6 +292,10 @@ impl Service {
         let record = NewIngestionRecord {
             id: Uuid::now_v7(),
             priority: ingestion.priority(),
+            tenant: ingestion
+                .tenant()
+                .cloned()
+                .unwrap_or_else(Tenant::default_tenant),
             created_at: self.inner.clock.now(),
             batches: ingestion
                 .batches(self.inner.batch_size)
@@ -443,7 +461,8 @@ impl Service {
     /// An ingestion as the dashboard lists it, with predictions made at `now`.
     fn summary_of(&self, s: &SummaryRecord, now: Timestamp) -> IngestionSummary {
         let mut batches: Vec<BatchView> = s.batches.iter().map(batch_view).collect();
-        let predicted_completion = s.place.filter(|p| !p.paused).and_then(|place| {
+        let place = s.place.filter(|p| !p.paused && self.inner.predicts);
+        let predicted_completion = place.and_then(|place| {
             let pace = self.pace_with(place.rate_interval);
             predict(
                 &mut batches,
@@ -460,6 +479,7 @@ impl Service {
             ingestion_id: s.id,
             status,
             priority: s.priority,
+            tenant: s.tenant.clone(),
             created_at: s.created_at,
             predicted_completion,
             completed_at: match status {
@@ -649,7 +669,7 @@ impl Service {
         record: &IngestionRecord,
         seen: u64,
     ) -> Result<IngestionView, ServiceError> {
-        let unfinished = record.batches.iter().any(|b| !b.status.is_final());
+        let unfinished = self.inner.predicts && record.batches.iter().any(|b| !b.status.is_final());
         let place = match unfinished {
             true => self.queue_place(record.id, seen).await?,
             false => None,
@@ -759,6 +779,7 @@ fn view_of(record: &IngestionRecord) -> IngestionView {
         ingestion_id: record.id,
         status: IngestionStatus::of(record.batches.iter().map(|b| b.status)),
         priority: record.priority,
+        tenant: record.tenant.clone(),
         created_at: record.created_at,
         cancelled_at: record.cancelled_at,
         batches: record.batches.iter().map(batch_view).collect(),

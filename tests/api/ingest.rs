@@ -58,6 +58,18 @@ async fn rule_breaking_json_is_422_with_a_precise_message_and_stores_nothing() {
             "invalid_id",
         ),
         (json!({"ids": [1], "priority": "high"}), "invalid_priority"),
+        (
+            json!({"ids": [1], "priority": "HIGH", "tenant": ""}),
+            "invalid_tenant",
+        ),
+        (
+            json!({"ids": [1], "priority": "HIGH", "tenant": "a/b"}),
+            "invalid_tenant",
+        ),
+        (
+            json!({"ids": [1], "priority": "HIGH", "tenant": 7}),
+            "invalid_tenant",
+        ),
         (json!({"ids": [1], "priority": null}), "missing_field"),
         (json!([1, 2, 3]), "invalid_body"),
         (json!("HIGH"), "invalid_body"),
@@ -311,4 +323,58 @@ async fn a_request_too_slow_to_arrive_is_408_and_event_streams_are_not_cut() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     app.post_ingest(r#"{"ids": [1], "priority": "LOW"}"#).await;
     assert_eq!(events.next().await.event, "ingestion_created");
+}
+
+#[tokio::test]
+async fn an_ingestion_shows_the_tenant_it_was_sent_with_or_default() {
+    let app = spawn_app(&[]).await;
+    let named = app
+        .ingest(r#"{"ids": [1], "priority": "LOW", "tenant": "acme-eu.1"}"#)
+        .await;
+    let unnamed = app.ingest(r#"{"ids": [2], "priority": "LOW"}"#).await;
+    assert_eq!(
+        app.get_json(&format!("/status/{named}")).await["tenant"],
+        "acme-eu.1"
+    );
+    assert_eq!(
+        app.get_json(&format!("/status/{unnamed}")).await["tenant"],
+        "default"
+    );
+}
+
+#[tokio::test]
+async fn with_tenant_fairness_a_small_tenant_is_not_stuck_behind_a_big_one() {
+    let app = spawn_app(&["--fairness", "tenant", "--rate-interval", "20ms"]).await;
+    // Held while both arrive, so the order is the rule's, not the arrivals'.
+    assert_eq!(app.post_json("/admin/pause", "").await.status(), 200);
+    let big = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "priority": "MEDIUM", "tenant": "big"}"#)
+        .await;
+    let small = app
+        .ingest(r#"{"ids": [101, 102, 103], "priority": "MEDIUM", "tenant": "small"}"#)
+        .await;
+    app.post_json("/admin/resume", "").await;
+    let done = app
+        .wait_for_status(&small, Duration::from_secs(10), |s| {
+            s["status"] == "completed"
+        })
+        .await;
+    let big_now = app.get_json(&format!("/status/{big}")).await;
+    // The small tenant's one batch went second, right after the big one's first: at most one
+    // of big's four batches had started before it.
+    let small_start = done["batches"][0]["started_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big_before = big_now["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| {
+            b["started_at"]
+                .as_str()
+                .is_some_and(|t| t < small_start.as_str())
+        })
+        .count();
+    assert_eq!(big_before, 1, "{big_now}");
 }

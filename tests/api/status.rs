@@ -21,7 +21,8 @@ async fn the_status_shows_the_reference_shape_and_reaches_completed() {
             "ingestion_id",
             "predicted_completion",
             "priority",
-            "status"
+            "status",
+            "tenant"
         ]
     );
     assert_eq!(status["predicted_completion"], Value::Null);

@@ -29,8 +29,8 @@ pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    BatchStatus, Decision, Event, EventBody, IdResult, IngestionStatus, Priority, StatusCounts,
-    Timestamp,
+    BatchStatus, Decision, Event, EventBody, Fairness, IdResult, IngestionStatus, Priority,
+    StatusCounts, Tenant, Timestamp,
 };
 use async_trait::async_trait;
 use std::{sync::Arc, time::Duration};
@@ -42,6 +42,7 @@ use uuid::Uuid;
 pub struct NewIngestionRecord {
     pub id: Uuid,
     pub priority: Priority,
+    pub tenant: Tenant,
     pub created_at: Timestamp,
     pub batches: Vec<NewBatchRecord>,
 }
@@ -123,6 +124,7 @@ pub enum Inserted {
 pub struct IngestionRecord {
     pub id: Uuid,
     pub priority: Priority,
+    pub tenant: String,
     pub created_at: Timestamp,
     /// When it was cancelled, if it was.
     pub cancelled_at: Option<Timestamp>,
@@ -153,6 +155,7 @@ pub struct BatchRecord {
 pub struct SummaryRecord {
     pub id: Uuid,
     pub priority: Priority,
+    pub tenant: String,
     pub created_at: Timestamp,
     pub cancelled_at: Option<Timestamp>,
     /// Its batches per status.
@@ -312,13 +315,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Dispatch the next batch if the rate slot and the in-flight rule allow it (see module doc).
     /// `interval` is the configured one; an interval set at run time overrides it. The
-    /// attempt it starts is recorded as run by `replica`, in the same transaction.
+    /// attempt it starts is recorded as run by `replica`, in the same transaction, and so is
+    /// its tenant's last start at its priority. Which batch goes is `fairness`'s choice
+    /// (`domain::candidate`): every replica of a cluster must use the same.
     async fn claim_next(
         &self,
         now: Timestamp,
         interval: Duration,
         lease: Duration,
         replica: &str,
+        fairness: Fairness,
     ) -> Result<Claim, StoreError>;
 
     /// Extend the lease of a batch still held under `attempt` to `lease` from now (the

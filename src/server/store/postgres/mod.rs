@@ -23,8 +23,8 @@ use super::{
     QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    decide, summary_window, ClaimFacts, Event, EventBody, IdResult, Priority, StatusCounts,
-    Timestamp,
+    candidate, decide, summary_window, ClaimFacts, Event, EventBody, Fairness, IdResult, Priority,
+    QueueKey, StatusCounts, TenantHead, Timestamp,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
@@ -242,8 +242,9 @@ impl Store for PostgresStore {
         interval: Duration,
         lease: Duration,
         replica: &str,
+        fairness: Fairness,
     ) -> Result<Claim, StoreError> {
-        self.claim(now, interval, lease, replica).await
+        self.claim(now, interval, lease, replica, fairness).await
     }
 
     async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError> {

@@ -99,7 +99,8 @@ pub(super) async fn slot<C: GenericClient>(client: &C, lock: bool) -> Result<Slo
     })
 }
 
-pub(super) const HEAD: &str = "SELECT seq, id, priority, created_at, cancelled_at FROM ingestions";
+pub(super) const HEAD: &str =
+    "SELECT seq, id, priority, created_at, cancelled_at, tenant FROM ingestions";
 
 pub(super) async fn ingestion_of<C: GenericClient>(
     client: &C,
@@ -108,6 +109,7 @@ pub(super) async fn ingestion_of<C: GenericClient>(
     Ok(IngestionRecord {
         id: head.get(1),
         priority: priority_of(head.get(2))?,
+        tenant: head.get(5),
         created_at: Timestamp::from_micros(head.get(3)),
         cancelled_at: head.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
         batches: batches_of(client, head.get(0), 0..i32::MAX as u32).await?,
@@ -164,7 +166,8 @@ pub(super) async fn summaries<C: GenericClient>(
     let heads = client
         .query(
             "SELECT seq, id, priority, created_at, cancelled_at,
-                    waiting, running, completed, cancelled, failed, id_count, last_completed_at
+                    waiting, running, completed, cancelled, failed, id_count, last_completed_at,
+                    tenant
              FROM ingestions ORDER BY seq DESC LIMIT $1",
             &[&(limit as i64)],
         )
@@ -230,6 +233,7 @@ pub(super) async fn summaries<C: GenericClient>(
         out.push(SummaryRecord {
             id: head.get(1),
             priority: priority_of(priority)?,
+            tenant: head.get(12),
             created_at: Timestamp::from_micros(head.get(3)),
             cancelled_at: head.get::<_, Option<i64>>(4).map(Timestamp::from_micros),
             counts,

@@ -261,10 +261,11 @@ impl Prepared {
 /// The created ingestions (all their batches waiting) and all their batches; answers each
 /// ingestion's `seq`, the FIFO order within a priority, taken in arrival order.
 const INSERT_ROWS: &str = "WITH ing AS (
-           INSERT INTO ingestions (id, priority, created_at, waiting, id_count)
-           SELECT t.id, t.priority, t.created_at, t.waiting, t.id_count
-           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $10::int[], $11::bigint[])
-                WITH ORDINALITY AS t(id, priority, created_at, waiting, id_count, ord)
+           INSERT INTO ingestions (id, priority, created_at, waiting, id_count, tenant)
+           SELECT t.id, t.priority, t.created_at, t.waiting, t.id_count, t.tenant
+           FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $10::int[], $11::bigint[],
+                       $12::text[])
+                WITH ORDINALITY AS t(id, priority, created_at, waiting, id_count, tenant, ord)
            ORDER BY t.ord
            RETURNING seq, id, priority),
          bat AS (
@@ -492,9 +493,13 @@ async fn insert_rows(
         .iter()
         .map(|s| s.ingestion.id_count() as i64)
         .collect();
-    let params: [&(dyn ToSql + Sync); 11] = [
+    let tenants: Vec<&str> = created
+        .iter()
+        .map(|s| s.ingestion.tenant.as_str())
+        .collect();
+    let params: [&(dyn ToSql + Sync); 12] = [
         &ids, &ranks, &times, &batch_ids, &owners, &positions, &lows, &highs, &flat, &counts,
-        &id_counts,
+        &id_counts, &tenants,
     ];
     let rows = async {
         let rows = tx.query(&prepared.rows, &params).await?;

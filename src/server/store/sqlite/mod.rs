@@ -27,7 +27,8 @@ use super::{
     QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    decide, summary_window, ClaimFacts, Event, EventBody, IdResult, StatusCounts, Timestamp,
+    candidate, decide, summary_window, ClaimFacts, Event, EventBody, Fairness, IdResult, QueueKey,
+    StatusCounts, TenantHead, Timestamp,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -229,8 +230,8 @@ impl Store for SqliteStore {
                 }
             }
             conn.prepare_cached(
-                "INSERT INTO ingestions (id, priority, created_at, waiting, id_count)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO ingestions (id, priority, created_at, waiting, id_count, tenant)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -238,7 +239,8 @@ impl Store for SqliteStore {
                     ingestion.priority.rank(),
                     ingestion.created_at.as_micros(),
                     new,
-                    ingestion.id_count() as i64
+                    ingestion.id_count() as i64,
+                    ingestion.tenant.as_str()
                 ])
             })
             .map_err(unavailable)?;
@@ -293,9 +295,10 @@ impl Store for SqliteStore {
         interval: Duration,
         lease: Duration,
         replica: &str,
+        fairness: Fairness,
     ) -> Result<Claim, StoreError> {
         let replica = replica.to_owned();
-        self.write(move |conn| claim(conn, now, interval, lease, &replica))
+        self.write(move |conn| claim(conn, now, interval, lease, &replica, fairness))
             .await
     }
 
@@ -1000,6 +1003,7 @@ mod tests {
         let later = NewIngestionRecord {
             id: Uuid::now_v7(),
             priority: Priority::Medium,
+            tenant: crate::domain::Tenant::default_tenant(),
             created_at: Timestamp::from_micros(6),
             batches: vec![NewBatchRecord {
                 id: Uuid::now_v7(),

@@ -218,9 +218,11 @@ pub(super) struct Head {
     pub(super) priority: i64,
     pub(super) created_at: i64,
     pub(super) cancelled_at: Option<i64>,
+    pub(super) tenant: String,
 }
 
-pub(super) const HEAD: &str = "SELECT seq, id, priority, created_at, cancelled_at FROM ingestions";
+pub(super) const HEAD: &str =
+    "SELECT seq, id, priority, created_at, cancelled_at, tenant FROM ingestions";
 
 impl Head {
     pub(super) fn of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
@@ -230,6 +232,7 @@ impl Head {
             priority: r.get(2)?,
             created_at: r.get(3)?,
             cancelled_at: r.get(4)?,
+            tenant: r.get(5)?,
         })
     }
 }
@@ -239,6 +242,7 @@ pub(super) fn ingestion_of(conn: &Connection, head: Head) -> Result<IngestionRec
     Ok(IngestionRecord {
         id: uuid_of(&head.id)?,
         priority: priority_of(head.priority)?,
+        tenant: head.tenant,
         created_at: Timestamp::from_micros(head.created_at),
         cancelled_at: head.cancelled_at.map(Timestamp::from_micros),
         batches: batches_of(conn, head.seq, 0..u32::MAX)?,
@@ -296,11 +300,13 @@ pub(super) fn summaries(
         [i64; 5],
         i64,
         Option<i64>,
+        String,
     );
     let rows: Vec<Row> = conn
         .prepare_cached(
             "SELECT seq, id, priority, created_at, cancelled_at,
-                    waiting, running, completed, cancelled, failed, id_count, last_completed_at
+                    waiting, running, completed, cancelled, failed, id_count, last_completed_at,
+                    tenant
              FROM ingestions ORDER BY seq DESC LIMIT ?1",
         )
         .and_then(|mut st| {
@@ -314,6 +320,7 @@ pub(super) fn summaries(
                     [r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?],
                     r.get(10)?,
                     r.get(11)?,
+                    r.get(12)?,
                 ))
             })?
             .collect()
@@ -322,7 +329,18 @@ pub(super) fn summaries(
     // What every place shares, read once if any ingestion has work left.
     let mut shared = None;
     let mut out = Vec::with_capacity(rows.len());
-    for (seq, id, priority, created_at, cancelled_at, counts, id_count, last_completed_at) in rows {
+    for (
+        seq,
+        id,
+        priority,
+        created_at,
+        cancelled_at,
+        counts,
+        id_count,
+        last_completed_at,
+        tenant,
+    ) in rows
+    {
         let [waiting, running, completed, cancelled, failed] = counts.map(|c| c.max(0) as u64);
         let counts = StatusCounts {
             waiting,
@@ -379,6 +397,7 @@ pub(super) fn summaries(
         out.push(SummaryRecord {
             id: uuid_of(&id)?,
             priority: priority_of(priority)?,
+            tenant,
             created_at: Timestamp::from_micros(created_at),
             cancelled_at: cancelled_at.map(Timestamp::from_micros),
             counts,
