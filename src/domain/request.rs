@@ -57,7 +57,7 @@ pub struct Tenant(String);
 impl Tenant {
     pub const MAX_LEN: usize = 64;
 
-    /// The tenant of an ingestion that names none, sent with no token name to go by.
+    /// The tenant of an ingestion that names none.
     pub fn default_tenant() -> Self {
         Self(DEFAULT_TENANT.to_owned())
     }
@@ -89,8 +89,7 @@ pub struct IngestRequest {
     #[cfg_attr(feature = "ssr", schema(min_items = 1))]
     pub ids: Vec<u64>,
     pub priority: Priority,
-    /// Who the work belongs to (1 to 64 of `A-Z a-z 0-9 . _ -`); absent: the API token's
-    /// name if it has one, else `default`.
+    /// Who the work belongs to (1 to 64 of `A-Z a-z 0-9 . _ -`); absent: `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "ssr",
