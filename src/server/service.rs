@@ -83,8 +83,13 @@ fn fingerprint(ingestion: &NewIngestion) -> String {
     for id in ingestion.ids() {
         hash.update(id.to_le_bytes());
     }
-    // Only when named, so a key stored before tenants existed still replays its request.
-    if let Some(tenant) = ingestion.tenant() {
+    // Only when named and not the default (which is what an unnamed request gets), so a key
+    // stored before tenants existed still replays its request, as does a retry that names
+    // `default` explicitly.
+    if let Some(tenant) = ingestion
+        .tenant()
+        .filter(|t| **t != Tenant::default_tenant())
+    {
         hash.update(b"\0tenant:");
         hash.update(tenant.as_str().as_bytes());
     }

@@ -206,7 +206,8 @@ impl PostgresStore {
 /// tenant whose batches there all back off until after `now` has none and is left out) and
 /// its last start there, in one statement. Walks the tenants by index (a skip scan, one probe
 /// per tenant), then one probe each for its first batch: O(tenants × log n), whatever the
-/// backlog.
+/// backlog. The batch probe is a scalar subquery per ingestion of the tenant, in `seq` order,
+/// so the plan cannot become a walk of the whole priority's backlog filtered by tenant.
 async fn tenant_heads(
     tx: &tokio_postgres::Transaction<'_>,
     rank: i64,
@@ -223,12 +224,16 @@ async fn tenant_heads(
              SELECT s.last_start, h.ingestion_seq, h.position FROM t
              LEFT JOIN tenant_starts s ON s.priority = $1 AND s.tenant = t.tenant
              CROSS JOIN LATERAL (
-               SELECT b.ingestion_seq, b.position FROM ingestions i
-               JOIN batches b
-                 ON b.priority = i.priority AND b.ingestion_seq = i.seq AND b.status = 0
-               WHERE i.priority = $1 AND i.tenant = t.tenant AND i.waiting > 0
-                 AND (b.retry_at IS NULL OR b.retry_at <= $2)
-               ORDER BY i.seq, b.position LIMIT 1) h
+               SELECT f.ingestion_seq, f.position FROM (
+                 SELECT i.seq AS ingestion_seq,
+                        (SELECT b.position FROM batches b
+                         WHERE b.priority = $1 AND b.ingestion_seq = i.seq AND b.status = 0
+                           AND (b.retry_at IS NULL OR b.retry_at <= $2)
+                         ORDER BY b.position LIMIT 1) AS position
+                 FROM ingestions i
+                 WHERE i.priority = $1 AND i.tenant = t.tenant AND i.waiting > 0) f
+               WHERE f.position IS NOT NULL
+               ORDER BY f.ingestion_seq LIMIT 1) h
              WHERE t.tenant IS NOT NULL",
             &[&(rank as i16), &now.as_micros()],
         )
