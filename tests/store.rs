@@ -44,14 +44,7 @@ async fn ingest(
     created: Timestamp,
     batches: &[&[u64]],
 ) -> Uuid {
-    let record = record(priority, created, batches);
-    let id = record.id;
-    let inserted = store
-        .insert_ingestion(record, Admission::default())
-        .await
-        .unwrap();
-    assert_eq!(inserted, Inserted::Created);
-    id
+    ingest_for(store, "default", priority, created, batches).await
 }
 
 async fn claim(store: &DynStore, now: Timestamp) -> Claim {

@@ -70,6 +70,20 @@ pub struct TenantHead {
     pub last_start: Option<Timestamp>,
 }
 
+impl TenantHead {
+    /// Under `fifo` only the first waiting batch of all matters: it stands as the one head,
+    /// with no last start.
+    pub fn first_only(first: Option<QueueKey>) -> Vec<TenantHead> {
+        first
+            .map(|first| TenantHead {
+                first,
+                last_start: None,
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
 /// The first claimable batch under `fairness`, from what a store found claimable:
 /// `abandoned`, the first triggered batch (in dispatch order) whose lease ran out, and
 /// `heads`, the first claimable waiting batch of each tenant at the highest priority that has

@@ -316,6 +316,38 @@ impl<'de> Visitor<'de> for IdSeed {
     }
 }
 
+/// A field that must be a string: any other value is refused with `$invalid`, given the
+/// value as written (arrays and objects still checked to be JSON).
+macro_rules! refuse_non_strings {
+    ($invalid:expr) => {
+        fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
+            Ok($invalid(b.to_string()))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
+            Ok($invalid(n.to_string()))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
+            Ok($invalid(n.to_string()))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
+            Ok($invalid(number_text(n)))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            check_seq(seq)?;
+            Ok($invalid("an array".to_owned()))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            check_map(map)?;
+            Ok($invalid("an object".to_owned()))
+        }
+    };
+}
+
 /// `priority`: exactly `HIGH`, `MEDIUM` or `LOW`.
 struct PrioritySeed;
 
@@ -346,31 +378,7 @@ impl<'de> Visitor<'de> for PrioritySeed {
         Ok(Field::Absent)
     }
 
-    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
-        Ok(invalid_priority(b.to_string()))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(invalid_priority(n.to_string()))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(invalid_priority(n.to_string()))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
-        Ok(invalid_priority(number_text(n)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        check_seq(seq)?;
-        Ok(invalid_priority("an array".to_owned()))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        check_map(map)?;
-        Ok(invalid_priority("an object".to_owned()))
-    }
+    refuse_non_strings!(invalid_priority);
 }
 
 /// `tenant`: a string of the accepted characters (`Tenant::parse`); null is absent.
@@ -403,29 +411,5 @@ impl<'de> Visitor<'de> for TenantSeed {
         Ok(Field::Absent)
     }
 
-    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Self::Value, E> {
-        Ok(invalid_tenant(b.to_string()))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Self::Value, E> {
-        Ok(invalid_tenant(n.to_string()))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Self::Value, E> {
-        Ok(invalid_tenant(n.to_string()))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Self::Value, E> {
-        Ok(invalid_tenant(number_text(n)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        check_seq(seq)?;
-        Ok(invalid_tenant("an array".to_owned()))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        check_map(map)?;
-        Ok(invalid_tenant("an object".to_owned()))
-    }
+    refuse_non_strings!(invalid_tenant);
 }

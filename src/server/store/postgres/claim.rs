@@ -73,13 +73,7 @@ impl PostgresStore {
             .map(|r| key(&r));
         let mut heads = match (fairness, waiting) {
             (Fairness::Tenant, Some(first)) => tenant_heads(&tx, first.rank, read_at).await?,
-            (_, first) => first
-                .map(|first| TenantHead {
-                    first,
-                    last_start: None,
-                })
-                .into_iter()
-                .collect(),
+            (_, first) => TenantHead::first_only(first),
         };
         // Under `tenant`, the chosen waiting batch is locked too, if it is still waiting
         // (else a cancel or requeue committed meanwhile: look again).

@@ -53,13 +53,7 @@ pub(super) fn claim(
     ))?;
     let heads = match (fairness, waiting) {
         (Fairness::Tenant, Some(first)) => tenant_heads(conn, first.rank, now)?,
-        (_, first) => first
-            .map(|first| TenantHead {
-                first,
-                last_start: None,
-            })
-            .into_iter()
-            .collect(),
+        (_, first) => TenantHead::first_only(first),
     };
     let candidate = candidate(fairness, abandoned, &heads);
     // Only asked when it can matter (it scans the waiting batches).
