@@ -14,9 +14,9 @@ use leptos::server_fn::codec::Json;
 /// Submit IDs with a priority (`POST /api/ingest`, JSON `{"request": {...}}`).
 #[server(prefix = "/api", endpoint = "ingest", input = Json, client = TokenClient)]
 pub async fn submit_ingestion(request: IngestRequest) -> Result<IngestResponse, ErrorDetail> {
-    let service = ssr::service(ssr::Access::Write)?;
+    let (service, grant) = ssr::granted(ssr::Access::Write)?;
     let ingestion_id = service
-        .ingest_request(request)
+        .ingest_request(request, grant.tenant)
         .await
         .map_err(ssr::rejected)?;
     Ok(IngestResponse { ingestion_id })
@@ -133,12 +133,21 @@ mod ssr {
     use crate::domain::ErrorDetail;
     pub use crate::server::auth::Access;
     use crate::server::{
-        auth::Tokens, http::bearer, http::ApiError, service::Service, service::ServiceError,
+        auth::{Grant, Tokens},
+        http::bearer,
+        http::ApiError,
+        service::Service,
+        service::ServiceError,
     };
     use leptos::prelude::*;
 
     /// The service, if the request's token allows `access` (the JSON routes' rule and answer).
     pub fn service(access: Access) -> Result<Service, ErrorDetail> {
+        granted(access).map(|(service, _)| service)
+    }
+
+    /// The service and what the request's token was granted, if it allows `access`.
+    pub fn granted(access: Access) -> Result<(Service, Grant), ErrorDetail> {
         let missing = |what: &str| {
             tracing::error!("server function called without {what} in context");
             ErrorDetail {
@@ -149,10 +158,11 @@ mod ssr {
         let tokens = use_context::<Tokens>().ok_or_else(|| missing("the tokens"))?;
         let parts = use_context::<axum::http::request::Parts>();
         let token = parts.as_ref().and_then(|p| bearer(&p.headers));
-        if let Err(denied) = tokens.check(access, token) {
-            return Err(refused(ApiError::Denied(denied)));
-        }
-        use_context::<Service>().ok_or_else(|| missing("the service"))
+        let grant = tokens
+            .check(access, token)
+            .map_err(|denied| refused(ApiError::Denied(denied)))?;
+        let service = use_context::<Service>().ok_or_else(|| missing("the service"))?;
+        Ok((service, grant))
     }
 
     /// The error for the caller; a server-function call also answers with its status. A page

@@ -225,7 +225,13 @@ impl NewIngestion {
         self.priority
     }
 
-    /// The tenant the request named, if it named one.
+    /// With `tenant` (its token's) if the request named none.
+    pub fn or_tenant(mut self, tenant: Option<Tenant>) -> Self {
+        self.tenant = self.tenant.or(tenant);
+        self
+    }
+
+    /// The tenant the request named (or its token did), if any.
     pub fn tenant(&self) -> Option<&Tenant> {
         self.tenant.as_ref()
     }

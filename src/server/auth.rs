@@ -4,7 +4,12 @@
 //! constant time (every configured digest is compared, byte by byte, without an early exit),
 //! and never logged. This module knows no HTTP: the routes and the server functions hand it
 //! the bearer token they found and map its refusal to their answer.
+//!
+//! A token may be configured as `name:token`, where `name` is a tenant name (`Tenant::parse`)
+//! and `token` a whole token: work sent with it that names no tenant is that tenant's. Names
+//! are not secret (they may be logged); the token after the colon is what is sent.
 
+use crate::domain::Tenant;
 use sha2::{Digest, Sha256};
 use std::{path::Path, sync::Arc};
 
@@ -90,17 +95,39 @@ fn digest(token: &str) -> Digest32 {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Compare every configured digest with `presented`, always all of them and all 32 bytes.
-fn any_matches(digests: &[Digest32], presented: &Digest32) -> bool {
-    let mut found = 0u8;
-    for d in digests {
+/// Compare every configured digest with `presented`, always all of them and all 32 bytes;
+/// answers the index of the (last) match.
+fn matching(digests: &[Digest32], presented: &Digest32) -> Option<usize> {
+    let mut found = None;
+    for (i, d) in digests.iter().enumerate() {
         let diff = d
             .iter()
             .zip(presented)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        found |= u8::from(diff == 0);
+        if diff == 0 {
+            found = Some(i);
+        }
     }
-    found == 1
+    found
+}
+
+/// A configured token's name and the token itself: `name:token` when the part before the
+/// first colon is a tenant name (the rest must then be a whole token itself), else the whole
+/// text is the token, unnamed.
+fn named(token: &str) -> (Option<Tenant>, &str) {
+    match token.split_once(':') {
+        Some((name, rest)) => match Tenant::parse(name) {
+            Ok(tenant) => (Some(tenant), rest),
+            Err(_) => (None, token),
+        },
+        None => (None, token),
+    }
+}
+
+/// What a request's token was granted: the tenant its name gives, if it has one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grant {
+    pub tenant: Option<Tenant>,
 }
 
 /// The configured tokens. Cheap to clone.
@@ -115,6 +142,8 @@ struct Inner {
     write: Vec<Digest32>,
     /// May only read.
     read: Vec<Digest32>,
+    /// The names of `write` then `read`, by index.
+    names: Vec<Option<Tenant>>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -132,7 +161,13 @@ impl Tokens {
     pub fn new(write: &[Secret], read: &[Secret]) -> Result<Self, String> {
         for (kind, list) in [("API", write), ("read", read)] {
             for (i, secret) in list.iter().enumerate() {
-                parse_token(&secret.0).map_err(|e| format!("{kind} token {}: {e}", i + 1))?;
+                let (name, token) = named(&secret.0);
+                let after = if name.is_some() {
+                    " (after its name)"
+                } else {
+                    ""
+                };
+                parse_token(token).map_err(|e| format!("{kind} token {}{after}: {e}", i + 1))?;
             }
         }
         if write.is_empty() && !read.is_empty() {
@@ -142,10 +177,18 @@ impl Tokens {
                     .into(),
             );
         }
+        let (mut digests, mut names) = (Vec::new(), Vec::new());
+        for secret in write.iter().chain(read) {
+            let (name, token) = named(&secret.0);
+            digests.push(digest(token));
+            names.push(name);
+        }
+        let read = digests.split_off(write.len());
         Ok(Self {
             inner: Arc::new(Inner {
-                write: write.iter().map(|s| digest(&s.0)).collect(),
-                read: read.iter().map(|s| digest(&s.0)).collect(),
+                write: digests,
+                read,
+                names,
             }),
         })
     }
@@ -160,23 +203,26 @@ impl Tokens {
         !self.inner.read.is_empty()
     }
 
-    /// May a request presenting `token` (if any) do `access`?
-    pub fn check(&self, access: Access, token: Option<&str>) -> Result<(), Denied> {
+    /// May a request presenting `token` (if any) do `access`? Answers the token's name.
+    pub fn check(&self, access: Access, token: Option<&str>) -> Result<Grant, Denied> {
         let guarded = match access {
             Access::Read => self.reads_guarded(),
             Access::Write => self.writes_guarded(),
         };
         if !guarded {
-            return Ok(());
+            return Ok(Grant::default());
         }
         let presented = digest(token.ok_or(Denied::Missing)?);
-        if any_matches(&self.inner.write, &presented) {
-            return Ok(());
+        let name = |i: usize| Grant {
+            tenant: self.inner.names.get(i).cloned().flatten(),
+        };
+        if let Some(i) = matching(&self.inner.write, &presented) {
+            return Ok(name(i));
         }
-        match any_matches(&self.inner.read, &presented) {
-            true if access == Access::Read => Ok(()),
-            true => Err(Denied::ReadOnly),
-            false => Err(Denied::Invalid),
+        match matching(&self.inner.read, &presented) {
+            Some(i) if access == Access::Read => Ok(name(self.inner.write.len() + i)),
+            Some(_) => Err(Denied::ReadOnly),
+            None => Err(Denied::Invalid),
         }
     }
 }
@@ -195,8 +241,11 @@ mod tests {
     #[test]
     fn without_tokens_everything_is_open() {
         let tokens = Tokens::default();
-        assert_eq!(tokens.check(Access::Write, None), Ok(()));
-        assert_eq!(tokens.check(Access::Read, Some("anything")), Ok(()));
+        assert_eq!(tokens.check(Access::Write, None), Ok(Grant::default()));
+        assert_eq!(
+            tokens.check(Access::Read, Some("anything")),
+            Ok(Grant::default())
+        );
     }
 
     #[test]
@@ -207,20 +256,29 @@ mod tests {
             tokens.check(Access::Write, Some("wrong")),
             Err(Denied::Invalid)
         );
-        assert_eq!(tokens.check(Access::Write, Some(WRITER)), Ok(()));
+        assert_eq!(
+            tokens.check(Access::Write, Some(WRITER)),
+            Ok(Grant::default())
+        );
         assert_eq!(
             tokens.check(Access::Write, Some("second-writer-token-xyz")),
-            Ok(())
+            Ok(Grant::default())
         );
-        assert_eq!(tokens.check(Access::Read, None), Ok(()));
+        assert_eq!(tokens.check(Access::Read, None), Ok(Grant::default()));
     }
 
     #[test]
     fn read_tokens_guard_reads_and_may_not_write() {
         let tokens = Tokens::new(&secrets(&[WRITER]), &secrets(&[READER])).unwrap();
         assert_eq!(tokens.check(Access::Read, None), Err(Denied::Missing));
-        assert_eq!(tokens.check(Access::Read, Some(READER)), Ok(()));
-        assert_eq!(tokens.check(Access::Read, Some(WRITER)), Ok(()));
+        assert_eq!(
+            tokens.check(Access::Read, Some(READER)),
+            Ok(Grant::default())
+        );
+        assert_eq!(
+            tokens.check(Access::Read, Some(WRITER)),
+            Ok(Grant::default())
+        );
         assert_eq!(
             tokens.check(Access::Write, Some(READER)),
             Err(Denied::ReadOnly)
@@ -234,6 +292,53 @@ mod tests {
     #[test]
     fn read_tokens_without_api_tokens_are_refused() {
         assert!(Tokens::new(&[], &secrets(&[READER])).is_err());
+    }
+
+    #[test]
+    fn a_named_token_is_sent_without_its_name_and_grants_its_tenant() {
+        let tokens = Tokens::new(
+            &secrets(&[&format!("acme:{WRITER}"), "second-writer-token-xyz"]),
+            &secrets(&[&format!("ops.team:{READER}")]),
+        )
+        .unwrap();
+        let acme = Grant {
+            tenant: Some(Tenant::parse("acme").unwrap()),
+        };
+        assert_eq!(tokens.check(Access::Write, Some(WRITER)), Ok(acme));
+        assert_eq!(
+            tokens.check(Access::Write, Some(&format!("acme:{WRITER}"))),
+            Err(Denied::Invalid),
+            "the name is not part of the token"
+        );
+        assert_eq!(
+            tokens.check(Access::Write, Some("second-writer-token-xyz")),
+            Ok(Grant::default())
+        );
+        assert_eq!(
+            tokens.check(Access::Read, Some(READER)).unwrap().tenant,
+            Some(Tenant::parse("ops.team").unwrap())
+        );
+        assert_eq!(
+            tokens.check(Access::Write, Some(READER)),
+            Err(Denied::ReadOnly)
+        );
+    }
+
+    #[test]
+    fn a_colon_after_something_that_is_no_tenant_name_is_part_of_the_token() {
+        let odd = "a/b:c-0123456789abcdef";
+        let tokens = Tokens::new(&secrets(&[odd]), &[]).unwrap();
+        assert_eq!(tokens.check(Access::Write, Some(odd)), Ok(Grant::default()));
+    }
+
+    #[test]
+    fn a_named_token_too_weak_after_its_name_is_refused() {
+        let error = Tokens::new(&secrets(&["acme:weak-one-0123"]), &[]).unwrap_err();
+        assert!(
+            error.starts_with("API token 1 (after its name):"),
+            "{error}"
+        );
+        assert!(!error.contains("weak-one"));
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct IngestArgs {
     /// HIGH, MEDIUM or LOW.
     #[arg(long, short, default_value = "MEDIUM")]
     pub priority: String,
-    /// Who the work belongs to (default: `default`).
+    /// Who the work belongs to (default: the name of the token in SLUICE_TOKEN, if the server
+    /// names it, else `default`).
     #[arg(long, short)]
     pub tenant: Option<String>,
     /// IDs (ranges like 10-20 welcome); read from standard input when none are given.

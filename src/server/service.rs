@@ -234,21 +234,22 @@ impl Service {
         Readiness { store, scheduler }
     }
 
-    /// Parse a raw JSON body and ingest it, at most once per `Idempotency-Key` if one is given
-    /// (the key is checked before the body, so a bad key never stores anything). A large body
-    /// is parsed (and fingerprinted) on a blocking thread: parsing a 4 MiB body takes
+    /// Parse a raw JSON body and ingest it (as `token_tenant`'s if it names no tenant), at
+    /// most once per `Idempotency-Key` if one is given (the key is checked before the body, so
+    /// a bad key never stores anything). A large body is parsed (and fingerprinted) on a blocking thread: parsing a 4 MiB body takes
     /// milliseconds, which on an async worker would stall every request sharing it.
     pub async fn ingest_json(
         &self,
         body: bytes::Bytes,
         idempotency_key: Option<&str>,
+        token_tenant: Option<Tenant>,
     ) -> Result<Accepted, ServiceError> {
         let key = idempotency_key.map(check_key).transpose()?;
         let limits = self.inner.limits;
         let large = body.len() > PARSE_ON_WORKER_BYTES;
         let keyed = key.is_some();
         let parse = move || {
-            let ingestion = NewIngestion::parse_json(&body, limits)?;
+            let ingestion = NewIngestion::parse_json(&body, limits)?.or_tenant(token_tenant);
             let fingerprint = keyed.then(|| fingerprint(&ingestion));
             Ok::<_, ServiceError>((ingestion, fingerprint))
         };
@@ -275,9 +276,14 @@ impl Service {
         self.store_ingestion(ingestion, key).await
     }
 
-    /// Check a typed request (server functions) and ingest it.
-    pub async fn ingest_request(&self, request: IngestRequest) -> Result<Uuid, ServiceError> {
-        let ingestion = NewIngestion::parse(request, self.inner.limits)?;
+    /// Check a typed request (server functions) and ingest it (as `token_tenant`'s if it names
+    /// no tenant).
+    pub async fn ingest_request(
+        &self,
+        request: IngestRequest,
+        token_tenant: Option<Tenant>,
+    ) -> Result<Uuid, ServiceError> {
+        let ingestion = NewIngestion::parse(request, self.inner.limits)?.or_tenant(token_tenant);
         self.ingest(ingestion).await
     }
 

@@ -159,3 +159,48 @@ async fn read_tokens_without_api_tokens_or_a_weak_token_stop_the_start() {
         "the token itself is not echoed: {error}"
     );
 }
+
+#[tokio::test]
+async fn work_sent_with_a_named_token_is_its_tenants_unless_it_names_another() {
+    let app = spawn_app(&["--api-tokens", &format!("acme:{WRITER},{READER}")]).await;
+    let ingest = |body: Value, token: &'static str| {
+        app.client
+            .post(format!("{}/ingest", app.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let tenant_of = |res: reqwest::Response| async {
+        assert_eq!(res.status(), 200);
+        let id = res.json::<Value>().await.unwrap()["ingestion_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        app.get_json(&format!("/status/{id}")).await["tenant"].clone()
+    };
+    let res = ingest(json!({"ids": [1], "priority": "LOW"}), WRITER).await;
+    assert_eq!(tenant_of(res.unwrap()).await, "acme");
+    let named = json!({"ids": [2], "priority": "LOW", "tenant": "globex"});
+    assert_eq!(
+        tenant_of(ingest(named, WRITER).await.unwrap()).await,
+        "globex"
+    );
+    let unnamed = ingest(json!({"ids": [3], "priority": "LOW"}), READER);
+    assert_eq!(tenant_of(unnamed.await.unwrap()).await, "default");
+    // The server function too.
+    let res = app
+        .client
+        .post(format!("{}/api/ingest", app.base))
+        .bearer_auth(WRITER)
+        .json(&json!({"request": {"ids": [4], "priority": "LOW"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tenant_of(res).await, "acme");
+    // The name is not part of the token.
+    let res = ingest(
+        json!({"ids": [5], "priority": "LOW"}),
+        "acme:writer-token-0123456789abcdef",
+    );
+    assert_eq!(res.await.unwrap().status(), 401);
+}

@@ -21,10 +21,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Let the request through if its token allows `access`.
+/// Let the request through if its token allows `access`, with what it was granted (its
+/// token's tenant) as an extension.
 pub async fn require(
     State((tokens, access)): State<(Tokens, Access)>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let from_query = match access {
@@ -33,7 +34,10 @@ pub async fn require(
     };
     let token = bearer(request.headers()).or(from_query.as_deref());
     match tokens.check(access, token) {
-        Ok(()) => next.run(request).await,
+        Ok(grant) => {
+            request.extensions_mut().insert(grant);
+            next.run(request).await
+        }
         Err(denied) => ApiError::Denied(denied).into_response(),
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{buffers, ApiError, ApiState};
 use crate::domain::{ErrorBody, IngestRequest, IngestResponse};
-use crate::server::service::Accepted;
+use crate::server::{auth::Grant, service::Accepted};
 use axum::{
     body::{Body, Bytes},
     extract::{Request, State},
@@ -44,6 +44,11 @@ pub(super) async fn ingest(
     request: Request,
 ) -> Result<Response, ApiError> {
     require_json(request.headers())?;
+    let grant = request
+        .extensions()
+        .get::<Grant>()
+        .cloned()
+        .unwrap_or_default();
     let key = match request.headers().get("idempotency-key") {
         Some(value) => Some(
             value
@@ -65,7 +70,10 @@ pub(super) async fn ingest(
     let body = tokio::time::timeout(within, read_body(request.into_body(), limit, declared))
         .await
         .map_err(|_| ApiError::BodyTooSlow { limit: within })??;
-    let accepted = state.service.ingest_json(body, key.as_deref()).await?;
+    let accepted = state
+        .service
+        .ingest_json(body, key.as_deref(), grant.tenant)
+        .await?;
     let body = Json(IngestResponse {
         ingestion_id: accepted.ingestion_id(),
     });
