@@ -652,10 +652,11 @@ impl Store for Faulty {
         &self,
         limit: usize,
         window: u32,
+        fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
         self.summary_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.recent_summaries(limit, window).await
+        self.inner.recent_summaries(limit, window, fairness).await
     }
     async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError> {
         self.inner.attempts(batch_id).await
@@ -671,8 +672,12 @@ impl Store for Faulty {
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         self.inner.queue(recent).await
     }
-    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
-        self.inner.queue_place(ingestion).await
+    async fn queue_place(
+        &self,
+        ingestion: Uuid,
+        fairness: Fairness,
+    ) -> Result<Option<QueuePlace>, StoreError> {
+        self.inner.queue_place(ingestion, fairness).await
     }
     async fn events_after(
         &self,

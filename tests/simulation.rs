@@ -540,31 +540,68 @@ impl Sim {
         Ok(())
     }
 
-    /// One ingestion's place (drawn at random): the store's count of waiting batches
-    /// dispatched before it equals the model's, whatever happened to the queue.
+    /// How many waiting batches start before each of ingestion `id`'s waiting ones, from the
+    /// model alone: dispatch played out, one start at a time, on every waiting batch (backing
+    /// off or not, as predictions assume), under the fairness in force.
+    fn played(&self, id: Uuid) -> Vec<u64> {
+        let mut waiting: Vec<&Batch> = self
+            .batches
+            .iter()
+            .filter(|b| b.state == State::Waiting)
+            .collect();
+        waiting.sort_by_key(|b| (b.rank, b.seq, b.position));
+        let mut starts = self.tenant_starts.clone();
+        let (mut clock, mut started, mut before) = (self.now, 0u64, Vec::new());
+        while let Some(first) = waiting.first() {
+            let rank = first.rank;
+            let chosen = match self.fairness {
+                Fairness::Fifo => 0,
+                // Each tenant's first batch at the rank; the tenant whose turn it is.
+                Fairness::Tenant => (0..waiting.len())
+                    .filter(|&i| waiting[i].rank == rank)
+                    .filter(|&i| !waiting[..i].iter().any(|o| o.tenant == waiting[i].tenant))
+                    .min_by_key(|&i| {
+                        let last = starts.get(&(rank, waiting[i].tenant)).copied();
+                        (last.is_some(), last, i)
+                    })
+                    .unwrap(),
+            };
+            let b = waiting.remove(chosen);
+            if b.ingestion == id {
+                before.push(started);
+            }
+            started += 1;
+            clock += 1_000_000;
+            starts.insert((rank, b.tenant), clock);
+        }
+        before
+    }
+
+    /// One ingestion's place (drawn at random): for each of its waiting batches, the store's
+    /// count of waiting batches dispatched before it equals the model's, whatever happened to
+    /// the queue, under either fairness.
     async fn check_place(&mut self) -> Result<(), String> {
-        // Places are counted in dispatch order; under `tenant` they are not checked here.
-        if self.ingestions.is_empty() || self.fairness == Fairness::Tenant {
+        if self.ingestions.is_empty() {
             return Ok(());
         }
         let id = self.ingestions[self.rng.below(self.ingestions.len() as u64) as usize];
         let me = self.batches.iter().find(|b| b.ingestion == id).unwrap();
-        let (rank, seq) = (me.rank, me.seq);
-        let expected = self
-            .batches
-            .iter()
-            .filter(|b| b.state == State::Waiting && (b.rank, b.seq) < (rank, seq))
-            .count() as u64;
+        let (rank, seq, tenant) = (me.rank, me.seq, me.tenant);
+        let expected = self.played(id);
         let place = self
             .store
-            .queue_place(id)
+            .queue_place(id, self.fairness)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("ingestion {id} has no place"))?;
-        if place.ahead != expected {
+        let counted: Vec<u64> = (0..expected.len() as u64)
+            .map(|k| place.ahead.before(k))
+            .collect();
+        if counted != expected {
             return Err(format!(
-                "ingestion {id} (priority rank {rank}, #{seq}) has {} ahead; the model says {expected}",
-                place.ahead
+                "ingestion {id} (rank {rank}, #{seq}, tenant-{tenant}, {}) has {counted:?} ahead \
+                 of its waiting batches; the model says {expected:?}",
+                self.fairness.as_str()
             ));
         }
         Ok(())

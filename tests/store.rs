@@ -402,7 +402,11 @@ mod cases {
     pub async fn a_summary_reads_the_counts_and_a_window_of_batches_around_the_work_in_progress(
         store: DynStore,
     ) {
-        assert!(store.recent_summaries(10, 16).await.unwrap().is_empty());
+        assert!(store
+            .recent_summaries(10, 16, Fairness::Fifo)
+            .await
+            .unwrap()
+            .is_empty());
         // 100 batches: 99 of three IDs and a last of one; then a small one behind it.
         let ids: Vec<Vec<u64>> = (0..100u64)
             .map(|b| match b {
@@ -421,7 +425,10 @@ mod cases {
             t += 5;
         }
         let running = claimed(&store, at(t)).await;
-        let summaries = store.recent_summaries(10, 16).await.unwrap();
+        let summaries = store
+            .recent_summaries(10, 16, Fairness::Fifo)
+            .await
+            .unwrap();
         let order: Vec<Uuid> = summaries.iter().map(|s| s.id).collect();
         assert_eq!(order, [small, big], "newest first");
         let s = &summaries[1];
@@ -444,17 +451,21 @@ mod cases {
         assert_eq!(positions, (48..64).collect::<Vec<u32>>());
         assert_eq!(s.batches[2].status, BatchStatus::Triggered);
         assert_eq!(s.batches[3].ids, vec![154, 155, 156]);
-        let place = s.place.expect("work is left");
-        assert_eq!(place.ahead, 0);
+        let place = s.place.clone().expect("work is left");
+        assert_eq!(place.ahead.before(0), 0);
         assert_eq!(place.in_flight_since, Some(at(t)));
-        assert_eq!(summaries[0].place.unwrap().ahead, 49);
+        assert_eq!(summaries[0].place.clone().unwrap().ahead.before(0), 49);
         assert_eq!(summaries[0].first_shown, 0);
         assert_eq!(summaries[0].batches.len(), 2);
 
         // Cancelled: the window moves to the first batch that did not complete.
         assert_eq!(store.cancel(big, at(t + 1)).await.unwrap(), Some(49));
         finish(&store, &running, at(t + 2)).await;
-        let s = store.recent_summaries(10, 16).await.unwrap().remove(1);
+        let s = store
+            .recent_summaries(10, 16, Fairness::Fifo)
+            .await
+            .unwrap()
+            .remove(1);
         assert_eq!((s.counts.completed, s.counts.cancelled), (51, 49));
         assert_eq!(s.first_shown, 49);
         assert_eq!(s.batches[2].status, BatchStatus::Cancelled);
@@ -467,7 +478,11 @@ mod cases {
             let batch = claimed(&store, at(t + 10 + 5 * k)).await;
             finish(&store, &batch, at(t + 11 + 5 * k)).await;
         }
-        let s = store.recent_summaries(1, 16).await.unwrap().remove(0);
+        let s = store
+            .recent_summaries(1, 16, Fairness::Fifo)
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(s.id, small);
         assert_eq!(s.counts.completed, 2);
         assert_eq!(s.last_completed_at, Some(at(t + 16)));
@@ -590,24 +605,51 @@ mod cases {
     pub async fn an_ingestions_place_counts_the_waiting_batches_dispatched_before_it(
         store: DynStore,
     ) {
-        assert_eq!(store.queue_place(Uuid::new_v4()).await.unwrap(), None);
+        assert_eq!(
+            store
+                .queue_place(Uuid::new_v4(), Fairness::Fifo)
+                .await
+                .unwrap(),
+            None
+        );
         let early_low = ingest(&store, Priority::Low, at(0), &[&[1], &[2]]).await;
         let medium = ingest(&store, Priority::Medium, at(1), &[&[3], &[4], &[5]]).await;
         let late_low = ingest(&store, Priority::Low, at(2), &[&[6]]).await;
         let high = ingest(&store, Priority::High, at(3), &[&[7]]).await;
-        let ahead = |place: Option<sluice::server::store::QueuePlace>| place.unwrap().ahead;
-        assert_eq!(ahead(store.queue_place(high).await.unwrap()), 0);
-        assert_eq!(ahead(store.queue_place(medium).await.unwrap()), 1);
-        assert_eq!(ahead(store.queue_place(early_low).await.unwrap()), 4);
-        assert_eq!(ahead(store.queue_place(late_low).await.unwrap()), 6);
+        let ahead =
+            |place: Option<sluice::server::store::QueuePlace>| place.unwrap().ahead.before(0);
+        assert_eq!(
+            ahead(store.queue_place(high, Fairness::Fifo).await.unwrap()),
+            0
+        );
+        assert_eq!(
+            ahead(store.queue_place(medium, Fairness::Fifo).await.unwrap()),
+            1
+        );
+        assert_eq!(
+            ahead(store.queue_place(early_low, Fairness::Fifo).await.unwrap()),
+            4
+        );
+        assert_eq!(
+            ahead(store.queue_place(late_low, Fairness::Fifo).await.unwrap()),
+            6
+        );
 
         let batch = claimed(&store, at(4)).await;
-        let place = store.queue_place(late_low).await.unwrap().unwrap();
-        assert_eq!(place.ahead, 5);
+        let place = store
+            .queue_place(late_low, Fairness::Fifo)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(place.ahead.before(0), 5);
         assert_eq!(place.last_start, Some(at(4)));
         assert_eq!(place.in_flight_since, Some(at(4)));
         finish(&store, &batch, at(5)).await;
-        let place = store.queue_place(late_low).await.unwrap().unwrap();
+        let place = store
+            .queue_place(late_low, Fairness::Fifo)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(place.in_flight_since, None);
     }
 
@@ -627,7 +669,15 @@ mod cases {
             async move {
                 let mut places = Vec::new();
                 for id in ids {
-                    places.push(store.queue_place(id).await.unwrap().unwrap().ahead);
+                    places.push(
+                        store
+                            .queue_place(id, Fairness::Fifo)
+                            .await
+                            .unwrap()
+                            .unwrap()
+                            .ahead
+                            .before(0),
+                    );
                 }
                 places.sort_unstable();
                 places
@@ -1218,7 +1268,7 @@ mod cases {
         };
         assert_eq!(tenant(named).await, "acme.eu-1");
         assert_eq!(tenant(unnamed).await, "default");
-        let listed = store.recent_summaries(10, 4).await.unwrap();
+        let listed = store.recent_summaries(10, 4, Fairness::Fifo).await.unwrap();
         let tenants: Vec<&str> = listed.iter().map(|s| s.tenant.as_str()).collect();
         assert_eq!(tenants, ["default", "acme.eu-1"]);
     }
@@ -1244,6 +1294,59 @@ mod cases {
         // Never started first (oldest batch first), then the longest since its last start;
         // LOW only once MEDIUM is empty.
         assert_eq!(order, [1, 11, 21, 2, 12, 3, 4, 31]);
+    }
+
+    pub async fn the_queue_counts_each_tenants_waiting_batches_and_places_follow_the_turns(
+        store: DynStore,
+    ) {
+        let big = ingest_for(&store, "big", Priority::Medium, at(0), &[&[1], &[2], &[3]]).await;
+        let small = ingest_for(&store, "small", Priority::Medium, at(1), &[&[11], &[12]]).await;
+        let later_big = ingest_for(&store, "big", Priority::Medium, at(2), &[&[4], &[5]]).await;
+        ingest_for(&store, "urgent", Priority::High, at(3), &[&[91]]).await;
+        let tenants = |queue: &sluice::server::store::QueueRecord| queue.tenants.clone();
+        let queue = store.queue(0).await.unwrap();
+        let named = |list: &[(&str, u64)]| -> Vec<(String, u64)> {
+            list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+        };
+        assert_eq!(
+            tenants(&queue),
+            [
+                named(&[("urgent", 1)]),
+                named(&[("big", 5), ("small", 2)]),
+                vec![]
+            ],
+            "most waiting first"
+        );
+        // Under `tenant`: HIGH first, then big and small alternate (small never started, but
+        // big's first batch is older): big 1, small 11, big 2, small 12, big 3, big 4, big 5.
+        let before = |id: Uuid, n: u64| {
+            let store = store.clone();
+            async move {
+                let place = store
+                    .queue_place(id, Fairness::Tenant)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                (0..n).map(|k| place.ahead.before(k)).collect::<Vec<u64>>()
+            }
+        };
+        assert_eq!(before(big, 3).await, [1, 3, 5]);
+        assert_eq!(before(small, 2).await, [2, 4]);
+        assert_eq!(before(later_big, 2).await, [6, 7]);
+        let mut order = Vec::new();
+        for step in 0..3 {
+            order.extend(start_and_finish(&store, at(10 + step * 5), Fairness::Tenant).await);
+        }
+        assert_eq!(order, [91, 1, 11]);
+        // Both have started now; big's start is older, so it goes next.
+        assert_eq!(before(big, 2).await, [0, 2]);
+        assert_eq!(before(small, 1).await, [1]);
+        assert_eq!(before(later_big, 2).await, [3, 4]);
+        // Counts follow starts and cancels; a tenant with nothing waiting is not listed.
+        assert_eq!(store.cancel(small, at(30)).await.unwrap(), Some(1));
+        let queue = store.queue(0).await.unwrap();
+        assert_eq!(tenants(&queue), [vec![], named(&[("big", 4)]), vec![]]);
+        assert_eq!(before(big, 2).await, [0, 1]);
     }
 
     pub async fn under_fifo_tenants_change_nothing_and_their_turns_still_count(store: DynStore) {
@@ -1363,6 +1466,7 @@ macro_rules! conformance {
                 a_retry_backing_off_holds_back_no_new_work,
                 an_ingestion_keeps_its_tenant,
                 under_tenant_fairness_tenants_take_turns_within_a_priority,
+                the_queue_counts_each_tenants_waiting_batches_and_places_follow_the_turns,
                 under_fifo_tenants_change_nothing_and_their_turns_still_count,
                 under_tenant_fairness_a_tenant_whose_retries_back_off_is_passed_over,
             );
@@ -1698,7 +1802,11 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_endings_and_summ
 
     let store = open_postgres(&db.url).await;
     // Its summary's ID count and last completion were taken at the upgrade (schema 5).
-    let summary = store.recent_summaries(1, 16).await.unwrap().remove(0);
+    let summary = store
+        .recent_summaries(1, 16, Fairness::Fifo)
+        .await
+        .unwrap()
+        .remove(0);
     assert_eq!(summary.id_count, 2);
     assert_eq!(summary.last_completed_at, Some(Timestamp::from_micros(4)));
     // And a replica of an older build could no longer write: the event counter was renamed.
@@ -1707,9 +1815,27 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_endings_and_summ
         .await;
     assert!(old_write.is_err(), "an older build's writes are fenced off");
     let later = ingest(&store, Priority::Medium, at(1), &[&[9]]).await;
-    assert_eq!(store.queue_place(later).await.unwrap().unwrap().ahead, 1);
+    assert_eq!(
+        store
+            .queue_place(later, Fairness::Fifo)
+            .await
+            .unwrap()
+            .unwrap()
+            .ahead
+            .before(0),
+        1
+    );
     assert_eq!(store.cancel(old, at(2)).await.unwrap(), Some(1));
-    assert_eq!(store.queue_place(later).await.unwrap().unwrap().ahead, 0);
+    assert_eq!(
+        store
+            .queue_place(later, Fairness::Fifo)
+            .await
+            .unwrap()
+            .unwrap()
+            .ahead
+            .before(0),
+        0
+    );
     let events = store.events_after(0, Some(old), 10).await.unwrap();
     assert!(
         matches!(

@@ -71,6 +71,13 @@ pub struct TenantHead {
 }
 
 impl TenantHead {
+    /// Its place in the turn order at its priority (lowest goes first): a tenant that never
+    /// started there first, then the one whose last start is oldest; ties by its first batch.
+    /// After a start its tenant's last start is the newest, so the order is a fixed cycle.
+    pub fn turn(&self) -> (bool, Option<Timestamp>, QueueKey) {
+        (self.last_start.is_some(), self.last_start, self.first)
+    }
+
     /// Under `fifo` only the first waiting batch of all matters: it stands as the one head,
     /// with no last start.
     pub fn first_only(first: Option<QueueKey>) -> Vec<TenantHead> {
@@ -104,7 +111,7 @@ pub fn candidate(
             heads
                 .iter()
                 .filter(|h| h.first.rank == first.rank)
-                .min_by_key(|h| (h.last_start.is_some(), h.last_start, h.first))
+                .min_by_key(|h| h.turn())
                 .map(|h| h.first)
         }),
     };

@@ -20,7 +20,9 @@ pub use dispatch::{
 pub use error::{ErrorBody, ErrorDetail, INVALID_ARGUMENTS};
 pub use event::{Event, EventBody};
 pub use id_text::{ids_from_text, IdTextError};
-pub use queue::{Depth, DispatchView, Pace, QueueView};
+pub use queue::{
+    Ahead, Depth, DispatchView, Pace, QueueView, TenantDepth, TenantQueue, Turns, TOP_TENANTS,
+};
 pub use request::{
     IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
     Tenant, MAX_ID, MIN_ID,

@@ -39,6 +39,12 @@ struct PriorityLabels {
     priority: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    priority: &'static str,
+    tenant: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -62,6 +68,8 @@ struct Inner {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily<RouteLabels>,
     waiting: Family<PriorityLabels, Gauge>,
+    tenant_waiting: Family<TenantLabels, Gauge>,
+    other_tenants_waiting: Family<PriorityLabels, Gauge>,
     oldest_waiting_age: FloatGauge,
     in_flight: Gauge,
     paused: Gauge,
@@ -110,6 +118,8 @@ impl Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(request_histogram as fn() -> Histogram),
             waiting: Family::default(),
+            tenant_waiting: Family::default(),
+            other_tenants_waiting: Family::default(),
             oldest_waiting_age: FloatGauge::default(),
             in_flight: Gauge::default(),
             paused: Gauge::default(),
@@ -179,6 +189,18 @@ impl Metrics {
             "queue_waiting_batches",
             "Batches waiting to start, by priority",
             inner.waiting.clone(),
+        );
+        registry.register(
+            "queue_tenant_waiting_batches",
+            "Batches waiting to start, by priority and tenant, for the 20 tenants with the most \
+             waiting at each priority (the rest: queue_other_tenants_waiting_batches)",
+            inner.tenant_waiting.clone(),
+        );
+        registry.register(
+            "queue_other_tenants_waiting_batches",
+            "Batches waiting to start of the tenants not labelled in \
+             queue_tenant_waiting_batches, by priority",
+            inner.other_tenants_waiting.clone(),
         );
         registry.register_with_unit(
             "queue_oldest_waiting_age",
@@ -278,13 +300,27 @@ impl Metrics {
 
     /// Set the queue gauges from a fresh view.
     pub fn observe_queue(&self, queue: &QueueView) {
+        // Only the tenants listed now keep a series: the label set stays bounded.
+        self.inner.tenant_waiting.clear();
         for depth in &queue.waiting {
+            let priority = depth.priority.as_str();
             self.inner
                 .waiting
-                .get_or_create(&PriorityLabels {
-                    priority: depth.priority.as_str(),
-                })
+                .get_or_create(&PriorityLabels { priority })
                 .set(depth.batches as i64);
+            for tenant in &depth.tenants {
+                self.inner
+                    .tenant_waiting
+                    .get_or_create(&TenantLabels {
+                        priority,
+                        tenant: tenant.tenant.clone(),
+                    })
+                    .set(tenant.batches as i64);
+            }
+            self.inner
+                .other_tenants_waiting
+                .get_or_create(&PriorityLabels { priority })
+                .set(depth.other_tenants as i64);
         }
         let age = queue
             .oldest_waiting

@@ -6,7 +6,7 @@ use crate::domain::{
     AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event,
     Fairness, IdResultView, IngestRequest, IngestionStatus, IngestionSummary, IngestionView,
     Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError, ResultsPage,
-    Tenant, Timestamp, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+    Tenant, TenantDepth, Timestamp, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
 };
 use crate::server::{
     clock::Clock,
@@ -114,8 +114,8 @@ struct Inner {
     pace: Pace,
     /// Most batches allowed to wait; more are refused (backpressure). `None`: no bound.
     max_waiting: Option<u64>,
-    /// Predicted times are shown (see `ServiceConfig::fairness`).
-    predicts: bool,
+    /// How the scheduler chooses: predictions follow the same rule.
+    fairness: Fairness,
     wake: Wake,
     /// Closed when the scheduler task ends (see [`SchedulerAlive`]).
     scheduler: watch::Receiver<()>,
@@ -151,9 +151,8 @@ pub struct ServiceConfig {
     pub pace: Pace,
     /// Most batches allowed to wait (backpressure); `None`: no bound.
     pub max_waiting: Option<u64>,
-    /// How the scheduler chooses the next batch. Predictions are made for `fifo` only: the
-    /// places the stores count are in dispatch order, which round-robin between tenants
-    /// does not follow (`tenant` shows no predicted times rather than wrong ones).
+    /// How the scheduler chooses the next batch; predictions follow the same rule (queue
+    /// places counted in dispatch order, or by tenants' turns: `domain::Ahead`).
     pub fairness: Fairness,
 }
 
@@ -209,7 +208,7 @@ impl Service {
                 limits,
                 pace,
                 max_waiting,
-                predicts: fairness == Fairness::Fifo,
+                fairness,
                 wake,
                 scheduler,
                 metrics,
@@ -458,7 +457,7 @@ impl Service {
         let summaries = Arc::new(
             self.inner
                 .store
-                .recent_summaries(limit, LISTED_BATCHES)
+                .recent_summaries(limit, LISTED_BATCHES, self.inner.fairness)
                 .await?,
         );
         *memo = Some(RecentMemo {
@@ -472,7 +471,7 @@ impl Service {
     /// An ingestion as the dashboard lists it, with predictions made at `now`.
     fn summary_of(&self, s: &SummaryRecord, now: Timestamp) -> IngestionSummary {
         let mut batches: Vec<BatchView> = s.batches.iter().map(batch_view).collect();
-        let place = s.place.filter(|p| !p.paused && self.inner.predicts);
+        let place = s.place.clone().filter(|p| !p.paused);
         let predicted_completion = place.and_then(|place| {
             let pace = self.pace_with(place.rate_interval);
             predict(
@@ -529,9 +528,23 @@ impl Service {
             max_ids: self.inner.limits.max_ids as u64,
             waiting: Priority::ALL
                 .into_iter()
-                .map(|priority| Depth {
-                    priority,
-                    batches: queue.waiting[priority.rank() as usize],
+                .map(|priority| {
+                    let rank = priority.rank() as usize;
+                    let batches = queue.waiting[rank];
+                    let tenants: Vec<TenantDepth> = queue.tenants[rank]
+                        .iter()
+                        .map(|(tenant, batches)| TenantDepth {
+                            tenant: tenant.clone(),
+                            batches: *batches,
+                        })
+                        .collect();
+                    let listed: u64 = tenants.iter().map(|t| t.batches).sum();
+                    Depth {
+                        priority,
+                        batches,
+                        tenants,
+                        other_tenants: batches.saturating_sub(listed),
+                    }
                 })
                 .collect(),
             oldest_waiting: queue.oldest_waiting,
@@ -680,7 +693,7 @@ impl Service {
         record: &IngestionRecord,
         seen: u64,
     ) -> Result<IngestionView, ServiceError> {
-        let unfinished = self.inner.predicts && record.batches.iter().any(|b| !b.status.is_final());
+        let unfinished = record.batches.iter().any(|b| !b.status.is_final());
         let place = match unfinished {
             true => self.queue_place(record.id, seen).await?,
             false => None,
@@ -714,9 +727,13 @@ impl Service {
         if let Some(place) = self.inner.places.get(&id, seen) {
             return Ok(Some(place));
         }
-        let place = self.inner.store.queue_place(id).await?;
-        if let Some(place) = place {
-            self.inner.places.put(id, seen, place, 1);
+        let place = self
+            .inner
+            .store
+            .queue_place(id, self.inner.fairness)
+            .await?;
+        if let Some(place) = &place {
+            self.inner.places.put(id, seen, place.clone(), 1);
         }
         Ok(place)
     }
@@ -760,14 +777,14 @@ fn predict(
     now: Timestamp,
 ) -> Option<Timestamp> {
     let next = pace.next_start(now, place.last_start, place.in_flight_since);
-    let last = waiting.checked_sub(1).map(|n| place.ahead + n);
+    let last = waiting.checked_sub(1).map(|k| place.ahead.before(k));
     let last_finish = last.map(|ahead| pace.finish_of(pace.start_after(next, ahead)));
     let running_finish = running_since.map(|s| pace.finish_of(s).max(now));
-    let mut ahead = place.ahead;
+    let mut k = 0;
     for batch in batches {
         if batch.status == BatchStatus::YetToStart {
-            batch.predicted_start = Some(pace.start_after(next, ahead));
-            ahead += 1;
+            batch.predicted_start = Some(pace.start_after(next, place.ahead.before(k)));
+            k += 1;
         }
     }
     last_finish.max(running_finish)

@@ -156,9 +156,27 @@ async fn metrics_move_when_work_flows() {
     let id = app
         .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "HIGH"}"#)
         .await;
-    app.ingest(r#"{"ids": [8], "priority": "LOW"}"#).await;
+    app.ingest(r#"{"ids": [8], "priority": "LOW", "tenant": "acme"}"#)
+        .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let held = scrape(&app).await;
+    // Per tenant too, with the rest of a priority's tenants in one series.
+    let tenant = |priority, tenant| {
+        sample(
+            &held,
+            "sluice_queue_tenant_waiting_batches",
+            &[("priority", priority), ("tenant", tenant)],
+        )
+    };
+    assert_eq!(
+        (tenant("HIGH", "default"), tenant("LOW", "acme")),
+        (3.0, 1.0)
+    );
+    let others = &[("priority", "LOW")];
+    assert_eq!(
+        sample(&held, "sluice_queue_other_tenants_waiting_batches", others),
+        0.0
+    );
     assert_eq!(
         sample(
             &held,

@@ -181,9 +181,10 @@ async fn the_queue_and_status_predict_when_waiting_work_will_run() {
     assert_eq!(
         queue["waiting"],
         json!([
-            {"priority": "HIGH", "batches": 0},
-            {"priority": "MEDIUM", "batches": 0},
-            {"priority": "LOW", "batches": 2}
+            {"priority": "HIGH", "batches": 0, "tenants": [], "other_tenants": 0},
+            {"priority": "MEDIUM", "batches": 0, "tenants": [], "other_tenants": 0},
+            {"priority": "LOW", "batches": 2, "tenants": [{"tenant": "default", "batches": 2}],
+             "other_tenants": 0}
         ])
     );
     assert_eq!(queue["in_flight"], Value::Null);
@@ -225,5 +226,68 @@ async fn a_status_read_reflects_work_that_overtook_it_since_the_last_read() {
         predicted(&after).as_micros() - predicted(&before).as_micros(),
         3_600_000_000,
         "one HIGH batch now goes first: one interval later"
+    );
+}
+
+#[tokio::test]
+async fn under_tenant_fairness_the_status_predicts_the_round_robin_and_the_queue_lists_tenants() {
+    let app = spawn_app(&["--fairness", "tenant", "--rate-interval", "1h"]).await;
+    let big = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "priority": "MEDIUM", "tenant": "big"}"#)
+        .await;
+    let first = app
+        .wait_for_status(&big, Duration::from_secs(10), |s| {
+            s["batches"][0]["status"] == "completed"
+        })
+        .await;
+    let started =
+        Timestamp::parse_rfc3339(first["batches"][0]["started_at"].as_str().unwrap()).unwrap();
+    let small = app
+        .ingest(r#"{"ids": [101, 102, 103, 104], "priority": "MEDIUM", "tenant": "small"}"#)
+        .await;
+    let hour = Duration::from_secs(3600);
+    let starts = |status: Value| -> Vec<Option<Timestamp>> {
+        status["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                b["predicted_start"]
+                    .as_str()
+                    .and_then(Timestamp::parse_rfc3339)
+            })
+            .collect()
+    };
+    let at = |slots: u32| Some(started.plus(hour * slots));
+    // "small" never started, so it goes at the next slot; then they alternate, and "big"
+    // finishes alone: big 1 (started), small 1, big 2, small 2, big 3, big 4.
+    let small_status = app.get_json(&format!("/status/{small}")).await;
+    assert_eq!(starts(small_status.clone()), [at(1), at(3)]);
+    assert_eq!(
+        starts(app.get_json(&format!("/status/{big}")).await),
+        [None, at(2), at(4), at(5)]
+    );
+    assert_eq!(
+        small_status["predicted_completion"]
+            .as_str()
+            .and_then(Timestamp::parse_rfc3339),
+        Some(started.plus(hour * 3).plus(Duration::from_millis(10)))
+    );
+    // The dashboard's list predicts the same.
+    let listed = app.get_json("/ingestions").await;
+    let small_listed = listed["ingestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["ingestion_id"] == small.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(starts(small_listed), [at(1), at(3)]);
+
+    let queue = app.get_json("/queue").await;
+    assert_eq!(
+        queue["waiting"][1],
+        json!({"priority": "MEDIUM", "batches": 5, "other_tenants": 0,
+               "tenants": [{"tenant": "big", "batches": 3}, {"tenant": "small", "batches": 2}]})
     );
 }

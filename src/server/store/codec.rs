@@ -2,7 +2,7 @@
 //! copy of the codes and of their decoding; each backend only picks its integer width.
 
 use super::StoreError;
-use crate::domain::{BatchStatus, Priority};
+use crate::domain::{BatchStatus, Priority, QueueKey, TenantHead, TenantQueue, Timestamp};
 
 pub const WAITING: i64 = 0;
 pub const TRIGGERED: i64 = 1;
@@ -28,6 +28,31 @@ pub fn queue_block(seq: i64) -> i64 {
 pub fn queue_block_bounds(seq: i64) -> (i64, i64) {
     let block = queue_block(seq);
     (block, block << QUEUE_BLOCK_SHIFT)
+}
+
+/// A `tenant_depth` row at priority `rank`, with its tenant's last start there and its first
+/// ingestion with waiting work (`first_seq`), as round-robin predictions take it; `mine` if
+/// it is `tenant`'s.
+pub fn tenant_queue(
+    rank: i64,
+    tenant: &str,
+    name: String,
+    waiting: i64,
+    last_start: Option<i64>,
+    first_seq: Option<i64>,
+) -> TenantQueue {
+    TenantQueue {
+        head: TenantHead {
+            first: QueueKey {
+                rank,
+                seq: first_seq.unwrap_or(i64::MAX),
+                position: 0,
+            },
+            last_start: last_start.map(Timestamp::from_micros),
+        },
+        waiting: waiting.max(0) as u64,
+        mine: name == tenant,
+    }
 }
 
 /// How many more batches wait once `n` batches went from status `from` to `to`.

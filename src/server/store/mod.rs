@@ -29,7 +29,7 @@ pub use postgres::{PostgresStore, SlotClock};
 pub use sqlite::SqliteStore;
 
 use crate::domain::{
-    BatchStatus, Decision, Event, EventBody, Fairness, IdResult, IngestionStatus, Priority,
+    Ahead, BatchStatus, Decision, Event, EventBody, Fairness, IdResult, IngestionStatus, Priority,
     StatusCounts, Tenant, Timestamp,
 };
 use async_trait::async_trait;
@@ -225,6 +225,9 @@ pub struct DispatchRecord {
 pub struct QueueRecord {
     /// Waiting batches per priority, indexed by `Priority::rank()` (HIGH, MEDIUM, LOW).
     pub waiting: [u64; 3],
+    /// Per priority (as `waiting`), the `TOP_TENANTS` tenants with the most waiting batches
+    /// there and their counts, most first (ties by name).
+    pub tenants: [Vec<(String, u64)>; 3],
     /// Batches marked triggered (normally at most one), in dispatch order.
     pub in_flight: Vec<DispatchRecord>,
     /// The most recently started batches, newest first.
@@ -240,10 +243,11 @@ pub struct QueueRecord {
 }
 
 /// Where one ingestion's waiting work stands in the queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuePlace {
-    /// Waiting batches of other ingestions that will be dispatched before this one's.
-    pub ahead: u64,
+    /// Waiting batches that will be dispatched before each of this one's, under the fairness
+    /// asked for.
+    pub ahead: Ahead,
     /// Dispatch is paused: nothing can be predicted.
     pub paused: bool,
     /// The rate interval set at run time, if any.
@@ -265,7 +269,7 @@ struct PlaceContext {
 }
 
 impl PlaceContext {
-    fn place(self, ahead: u64) -> QueuePlace {
+    fn place(self, ahead: Ahead) -> QueuePlace {
         QueuePlace {
             ahead,
             paused: self.paused,
@@ -393,6 +397,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         limit: usize,
         window: u32,
+        fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError>;
 
     /// The batches holding the ingestion's IDs from `offset` (in split order), for up to
@@ -412,8 +417,13 @@ pub trait Store: Send + Sync + 'static {
     /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;
 
-    /// Where an ingestion's waiting batches stand in the queue, or `None` if it is unknown.
-    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError>;
+    /// Where an ingestion's waiting batches stand in the queue under `fairness`, or `None` if
+    /// it is unknown.
+    async fn queue_place(
+        &self,
+        ingestion: Uuid,
+        fairness: Fairness,
+    ) -> Result<Option<QueuePlace>, StoreError>;
 
     /// Events with an id above `after`, oldest first, at most `limit`; only those of one
     /// ingestion if given. Every state change above appends its event in its own transaction.

@@ -12,6 +12,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/0006_attempts.sql"),
     include_str!("../../../../migrations/postgres/0007_flush_marks.sql"),
     include_str!("../../../../migrations/postgres/0008_tenants.sql"),
+    include_str!("../../../../migrations/postgres/0009_tenant_depth.sql"),
 ];
 
 pub(super) async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {

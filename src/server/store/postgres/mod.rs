@@ -23,8 +23,8 @@ use super::{
     QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    candidate, decide, summary_window, ClaimFacts, Event, EventBody, Fairness, IdResult, Priority,
-    QueueKey, StatusCounts, TenantHead, Timestamp,
+    candidate, decide, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness, IdResult,
+    Priority, QueueKey, StatusCounts, TenantHead, TenantQueue, Timestamp, Turns, TOP_TENANTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
@@ -539,10 +539,11 @@ impl Store for PostgresStore {
         &self,
         limit: usize,
         window: u32,
+        fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await?;
-        summaries(&tx, limit, window).await
+        summaries(&tx, limit, window, fairness).await
     }
 
     async fn id_page(
@@ -592,6 +593,20 @@ impl Store for PostgresStore {
                 .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
             *slot = row.get::<_, i64>(1) as u64;
         }
+        let mut tenants: [Vec<(String, u64)>; 3] = Default::default();
+        for (rank, top) in tenants.iter_mut().enumerate() {
+            *top = tx
+                .query(
+                    "SELECT tenant, waiting FROM tenant_depth WHERE priority = $1
+                     ORDER BY waiting DESC, tenant LIMIT $2",
+                    &[&(rank as i16), &(TOP_TENANTS as i64)],
+                )
+                .await
+                .map_err(pg)?
+                .into_iter()
+                .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+                .collect();
+        }
         let in_flight = dispatches(
             &tx,
             concat!("WHERE b.status = 1 ORDER BY ", dispatch_order!(b)),
@@ -622,6 +637,7 @@ impl Store for PostgresStore {
         let slot = slot(&tx, false).await?;
         Ok(QueueRecord {
             waiting,
+            tenants,
             in_flight,
             recent,
             last_start: slot.last_start,
@@ -631,12 +647,16 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+    async fn queue_place(
+        &self,
+        ingestion: Uuid,
+        fairness: Fairness,
+    ) -> Result<Option<QueuePlace>, StoreError> {
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await?;
         let Some(head) = tx
             .query_opt(
-                "SELECT seq, priority FROM ingestions WHERE id = $1",
+                "SELECT seq, priority, tenant FROM ingestions WHERE id = $1",
                 &[&ingestion],
             )
             .await
@@ -644,8 +664,8 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let (seq, priority): (i64, i16) = (head.get(0), head.get(1));
-        let ahead = ahead_of(&tx, priority, seq).await?;
+        let (seq, priority, tenant): (i64, i16, &str) = (head.get(0), head.get(1), head.get(2));
+        let ahead = ahead_of(&tx, priority, seq, tenant, fairness).await?;
         Ok(Some(place_context(&tx).await?.place(ahead)))
     }
 

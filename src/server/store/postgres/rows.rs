@@ -162,6 +162,7 @@ pub(super) async fn summaries<C: GenericClient>(
     client: &C,
     limit: usize,
     window: u32,
+    fairness: Fairness,
 ) -> Result<Vec<SummaryRecord>, StoreError> {
     let heads = client
         .query(
@@ -227,7 +228,8 @@ pub(super) async fn summaries<C: GenericClient>(
                     Some(context) => context,
                     None => *shared.insert(place_context(client).await?),
                 };
-                Some(context.place(ahead_of(client, priority, seq).await?))
+                let tenant: &str = head.get(12);
+                Some(context.place(ahead_of(client, priority, seq, tenant, fairness).await?))
             }
         };
         out.push(SummaryRecord {
@@ -272,14 +274,63 @@ pub(super) async fn ahead_of<C: GenericClient>(
     client: &C,
     priority: i16,
     seq: i64,
-) -> Result<u64, StoreError> {
+    tenant: &str,
+    fairness: Fairness,
+) -> Result<Ahead, StoreError> {
+    if fairness == Fairness::Tenant {
+        return turns_of(client, priority, seq, tenant)
+            .await
+            .map(Ahead::Turns);
+    }
     let (block, first) = codec::queue_block_bounds(seq);
     let ahead: i64 = client
         .query_one(AHEAD, &[&priority, &seq, &block, &first])
         .await
         .map_err(pg)?
         .get(0);
-    Ok(ahead as u64)
+    Ok(Ahead::Fifo(ahead as u64))
+}
+
+/// What round-robin predictions need: see the SQLite store's `turns_of`.
+async fn turns_of<C: GenericClient>(
+    client: &C,
+    priority: i16,
+    seq: i64,
+    tenant: &str,
+) -> Result<Turns, StoreError> {
+    let counts = client
+        .query_one(
+            "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < $1)::bigint,
+                    (SELECT COALESCE(SUM(waiting), 0) FROM ingestions
+                     WHERE priority = $1 AND tenant = $2 AND waiting > 0 AND seq < $3)::bigint",
+            &[&priority, &tenant, &seq],
+        )
+        .await
+        .map_err(pg)?;
+    let (higher, own): (i64, i64) = (counts.get(0), counts.get(1));
+    let tenants: Vec<TenantQueue> = client
+        .query(
+            "SELECT d.tenant, d.waiting, s.last_start,
+                    (SELECT MIN(i.seq) FROM ingestions i
+                     WHERE i.priority = d.priority AND i.tenant = d.tenant AND i.waiting > 0)
+             FROM tenant_depth d
+             LEFT JOIN tenant_starts s ON s.priority = d.priority AND s.tenant = d.tenant
+             WHERE d.priority = $1",
+            &[&priority],
+        )
+        .await
+        .map_err(pg)?
+        .into_iter()
+        .map(|r| {
+            let rank = i64::from(priority);
+            codec::tenant_queue(rank, tenant, r.get(0), r.get(1), r.get(2), r.get(3))
+        })
+        .collect();
+    Ok(Turns::new(
+        higher.max(0) as u64,
+        own.max(0) as u64,
+        &tenants,
+    ))
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
@@ -334,12 +385,12 @@ pub(super) async fn moved<C: GenericClient>(
                failed    = failed    + $3 * (($2 = 4)::int - ($1 = 4)::int),
                last_completed_at = CASE WHEN $2 = 2
                    THEN GREATEST(last_completed_at, $5) ELSE last_completed_at END
-             WHERE seq = $4 RETURNING priority",
+             WHERE seq = $4 RETURNING priority, tenant",
             &[&from, &to, &count, &seq, &at.as_micros()],
         )
         .await
         .map_err(pg)?;
-    waiting_moved(client, row.get(0), seq, waiting).await
+    waiting_moved(client, row.get(0), row.get(1), seq, waiting).await
 }
 
 /// Attempt `attempt` of `batch_id` ended at `at` with `outcome` (`completed`, `retrying`,
@@ -372,12 +423,14 @@ pub(super) async fn attempt_ended<C: GenericClient>(
     Ok(())
 }
 
-/// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
-/// priority (`queue_depth`) and its block (`queue_blocks`, whose rows exist while non-zero).
-/// Locks the priority's row before the block's, as the writer does (no deadlock).
+/// Ingestion `seq` (of `priority` and `tenant`) has `delta` more waiting batches: count them
+/// in its priority (`queue_depth`), its block (`queue_blocks`) and its tenant's
+/// (`tenant_depth`); rows of the last two exist while non-zero. Locks the priority's row
+/// before the others, as the writer does (no deadlock).
 pub(super) async fn waiting_moved<C: GenericClient>(
     client: &C,
     priority: i16,
+    tenant: &str,
     seq: i64,
     delta: i64,
 ) -> Result<(), StoreError> {
@@ -401,8 +454,28 @@ pub(super) async fn waiting_moved<C: GenericClient>(
         .execute(DROP_EMPTY_BLOCKS, &[&priorities, &blocks])
         .await
         .map_err(pg)?;
+    let tenants = vec![tenant];
+    client
+        .execute(ADD_TENANT_DEPTH, &[&priorities, &tenants, &vec![delta]])
+        .await
+        .map_err(pg)?;
+    client
+        .execute(DROP_EMPTY_TENANTS, &[&priorities, &tenants])
+        .await
+        .map_err(pg)?;
     Ok(())
 }
+
+/// Add waiting batches to tenants: `$1` priorities, `$2` tenants, `$3` deltas, one entry per
+/// (priority, tenant), in that order (rows are locked in it). Then `DROP_EMPTY_TENANTS`.
+pub(super) const ADD_TENANT_DEPTH: &str =
+    "INSERT INTO tenant_depth AS d (priority, tenant, waiting)
+         SELECT * FROM unnest($1::smallint[], $2::text[], $3::bigint[])
+         ON CONFLICT (priority, tenant) DO UPDATE SET waiting = d.waiting + EXCLUDED.waiting";
+
+/// A tenant's row exists only while it has waiting batches.
+pub(super) const DROP_EMPTY_TENANTS: &str = "DELETE FROM tenant_depth
+         WHERE waiting = 0 AND (priority, tenant) IN (SELECT * FROM unnest($1::smallint[], $2::text[]))";
 
 /// Add waiting batches to blocks: `$1` priorities, `$2` blocks, `$3` deltas, one entry per
 /// block. Then `DROP_EMPTY_BLOCKS` with the same first two.

@@ -242,6 +242,7 @@ struct Prepared {
     lock: tokio_postgres::Statement,
     depth: tokio_postgres::Statement,
     blocks: tokio_postgres::Statement,
+    tenants: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
 }
 
@@ -253,6 +254,7 @@ impl Prepared {
             lock: client.prepare_cached(LOCK_DEPTH).await?,
             depth: client.prepare_cached(ADD_DEPTH).await?,
             blocks: client.prepare_cached(ADD_BLOCKS).await?,
+            tenants: client.prepare_cached(ADD_TENANT_DEPTH).await?,
             events: client.prepare_cached(APPEND_EVENTS).await?,
         })
     }
@@ -539,7 +541,7 @@ async fn insert_rows(
     Ok(seqs)
 }
 
-/// The contended tail of a group: the waiting counts (per priority, then per block) and the
+/// The contended tail of a group: the waiting counts (per priority, block and tenant) and the
 /// events, in one pipelined round trip just before the commit. Returns the newest event id.
 async fn count_and_append_events(
     tx: &tokio_postgres::Transaction<'_>,
@@ -549,6 +551,7 @@ async fn count_and_append_events(
 ) -> Result<u64, GroupError> {
     let mut per_priority = [0i64; 3];
     let mut per_block: std::collections::BTreeMap<(i16, i64), i64> = Default::default();
+    let mut per_tenant: std::collections::BTreeMap<(i16, &str), i64> = Default::default();
     for s in created {
         let (rank, new) = (
             s.ingestion.priority.rank(),
@@ -564,8 +567,15 @@ async fn count_and_append_events(
             *per_block
                 .entry((rank as i16, codec::queue_block(seq)))
                 .or_default() += new;
+            *per_tenant
+                .entry((rank as i16, s.ingestion.tenant.as_str()))
+                .or_default() += new;
         }
     }
+    // In (priority, tenant) order, as every writer locks them.
+    let tenant_priorities: Vec<i16> = per_tenant.keys().map(|(p, _)| *p).collect();
+    let tenants: Vec<&str> = per_tenant.keys().map(|(_, t)| *t).collect();
+    let tenant_added: Vec<i64> = per_tenant.values().copied().collect();
     let block_priorities: Vec<i16> = per_block.keys().map(|(p, _)| *p).collect();
     let blocks: Vec<i64> = per_block.keys().map(|(_, b)| *b).collect();
     let block_added: Vec<i64> = per_block.values().copied().collect();
@@ -594,11 +604,13 @@ async fn count_and_append_events(
     let lock_params: [&(dyn ToSql + Sync); 1] = [&ranks];
     let depth_params: [&(dyn ToSql + Sync); 2] = [&ranks, &added];
     let block_params: [&(dyn ToSql + Sync); 3] = [&block_priorities, &blocks, &block_added];
+    let tenant_params: [&(dyn ToSql + Sync); 3] = [&tenant_priorities, &tenants, &tenant_added];
     let event_params: [&(dyn ToSql + Sync); 4] = [&count, &at, &owners, &bodies];
     let lock = tx.execute(&prepared.lock, &lock_params);
     let depth = tx.execute(&prepared.depth, &depth_params);
     let blocks = tx.execute(&prepared.blocks, &block_params);
+    let tenant_depth = tx.execute(&prepared.tenants, &tenant_params);
     let events = tx.query_one(&prepared.events, &event_params);
-    let (_, _, _, row) = futures::try_join!(lock, depth, blocks, events)?;
+    let (_, _, _, _, row) = futures::try_join!(lock, depth, blocks, tenant_depth, events)?;
     Ok(row.get::<_, i64>(0) as u64)
 }

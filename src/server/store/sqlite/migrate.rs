@@ -19,6 +19,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/sqlite/0013_summaries.sql"),
     include_str!("../../../../migrations/sqlite/0014_attempts.sql"),
     include_str!("../../../../migrations/sqlite/0015_tenants.sql"),
+    include_str!("../../../../migrations/sqlite/0016_tenant_depth.sql"),
 ];
 
 pub(super) fn migrate(conn: &Connection) -> Result<(), StoreError> {

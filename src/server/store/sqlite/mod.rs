@@ -27,8 +27,8 @@ use super::{
     QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    candidate, decide, summary_window, ClaimFacts, Event, EventBody, Fairness, IdResult, QueueKey,
-    StatusCounts, TenantHead, Timestamp,
+    candidate, decide, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness, IdResult,
+    QueueKey, StatusCounts, TenantHead, Timestamp, Turns, TOP_TENANTS,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -245,7 +245,13 @@ impl Store for SqliteStore {
             })
             .map_err(unavailable)?;
             let seq = conn.last_insert_rowid();
-            waiting_moved(conn, ingestion.priority.rank(), seq, new)?;
+            waiting_moved(
+                conn,
+                ingestion.priority.rank(),
+                ingestion.tenant.as_str(),
+                seq,
+                new,
+            )?;
             let mut insert = conn
                 .prepare_cached(
                     "INSERT INTO batches (id, ingestion_seq, position, priority, ids)
@@ -604,10 +610,11 @@ impl Store for SqliteStore {
         &self,
         limit: usize,
         window: u32,
+        fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
-            summaries(&tx, limit, window)
+            summaries(&tx, limit, window, fairness)
         })
         .await
     }
@@ -666,6 +673,21 @@ impl Store for SqliteStore {
                     .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
                 *slot = count as u64;
             }
+            let mut tenants: [Vec<(String, u64)>; 3] = Default::default();
+            for (rank, top) in tenants.iter_mut().enumerate() {
+                *top = tx
+                    .prepare_cached(
+                        "SELECT tenant, waiting FROM tenant_depth WHERE priority = ?1
+                         ORDER BY waiting DESC, tenant LIMIT ?2",
+                    )
+                    .and_then(|mut st| {
+                        st.query_map(params![rank as i64, TOP_TENANTS as i64], |r| {
+                            Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                        })?
+                        .collect::<Result<Vec<_>, _>>()
+                    })
+                    .map_err(unavailable)?;
+            }
             let in_flight = dispatches(
                 &tx,
                 concat!("WHERE b.status = 1 ORDER BY ", dispatch_order!(b)),
@@ -693,6 +715,7 @@ impl Store for SqliteStore {
             let slot = slot(&tx)?;
             Ok(QueueRecord {
                 waiting,
+                tenants,
                 in_flight,
                 recent,
                 last_start: slot.last_start,
@@ -704,22 +727,30 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn queue_place(&self, ingestion: Uuid) -> Result<Option<QueuePlace>, StoreError> {
+    async fn queue_place(
+        &self,
+        ingestion: Uuid,
+        fairness: Fairness,
+    ) -> Result<Option<QueuePlace>, StoreError> {
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
             let head = tx
-                .prepare_cached("SELECT seq, priority FROM ingestions WHERE id = ?1")
+                .prepare_cached("SELECT seq, priority, tenant FROM ingestions WHERE id = ?1")
                 .and_then(|mut st| {
                     st.query_row([ingestion.to_string()], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                        ))
                     })
                     .optional()
                 })
                 .map_err(unavailable)?;
-            let Some((seq, priority)) = head else {
+            let Some((seq, priority, tenant)) = head else {
                 return Ok(None);
             };
-            let ahead = ahead_of(&tx, priority, seq)?;
+            let ahead = ahead_of(&tx, priority, seq, &tenant, fairness)?;
             Ok(Some(place_context(&tx)?.place(ahead)))
         })
         .await
@@ -994,7 +1025,11 @@ mod tests {
         assert_eq!(statuses, [BatchStatus::Completed, BatchStatus::YetToStart]);
         assert_eq!(record.batches[1].ids, [7, 8]);
         // So were its IDs and its last completion, for its summary.
-        let summary = store.recent_summaries(1, 16).await.unwrap().remove(0);
+        let summary = store
+            .recent_summaries(1, 16, Fairness::Fifo)
+            .await
+            .unwrap()
+            .remove(0);
         assert_eq!(summary.id_count, 4);
         assert_eq!(summary.last_completed_at, Some(Timestamp::from_micros(4)));
         assert_eq!((summary.first_shown, summary.batches.len()), (0, 2));
@@ -1015,12 +1050,26 @@ mod tests {
             .insert_ingestion(later, Admission::default())
             .await
             .unwrap();
-        assert_eq!(store.queue_place(later_id).await.unwrap().unwrap().ahead, 1);
+        let ahead = |fairness| {
+            let store = &store;
+            async move {
+                let place = store
+                    .queue_place(later_id, fairness)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                place.ahead.before(0)
+            }
+        };
+        assert_eq!(ahead(Fairness::Fifo).await, 1);
+        // Its tenant's count too (the default tenant's, taken at the upgrade).
+        assert_eq!(ahead(Fairness::Tenant).await, 1);
         assert_eq!(
             store.cancel(id, Timestamp::from_micros(7)).await.unwrap(),
             Some(1)
         );
-        assert_eq!(store.queue_place(later_id).await.unwrap().unwrap().ahead, 0);
+        assert_eq!(ahead(Fairness::Fifo).await, 0);
+        assert_eq!(ahead(Fairness::Tenant).await, 0);
         let events = store.events_after(0, Some(id), 10).await.unwrap();
         assert!(
             matches!(

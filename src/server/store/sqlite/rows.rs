@@ -3,8 +3,8 @@
 use super::*;
 
 pub(super) use crate::server::store::codec::{
-    batch_status, priority_of, queue_block, queue_block_bounds, waiting_change, CANCELLED,
-    COMPLETED, FAILED, TRIGGERED, WAITING,
+    batch_status, priority_of, queue_block, queue_block_bounds, tenant_queue, waiting_change,
+    CANCELLED, COMPLETED, FAILED, TRIGGERED, WAITING,
 };
 
 /// `n` batches of ingestion `seq` went from status `from` to `to` at `at`: the ingestion's
@@ -19,7 +19,7 @@ pub(super) fn moved(
     n: i64,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let priority: i64 = conn
+    let (priority, tenant): (i64, String) = conn
         .prepare_cached(
             "UPDATE ingestions SET
                waiting   = waiting   + ?3 * ((?2 = 0) - (?1 = 0)),
@@ -29,11 +29,15 @@ pub(super) fn moved(
                failed    = failed    + ?3 * ((?2 = 4) - (?1 = 4)),
                last_completed_at = CASE WHEN ?2 = 2
                    THEN MAX(COALESCE(last_completed_at, ?5), ?5) ELSE last_completed_at END
-             WHERE seq = ?4 RETURNING priority",
+             WHERE seq = ?4 RETURNING priority, tenant",
         )
-        .and_then(|mut st| st.query_row(params![from, to, n, seq, at.as_micros()], |r| r.get(0)))
+        .and_then(|mut st| {
+            st.query_row(params![from, to, n, seq, at.as_micros()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
         .map_err(unavailable)?;
-    waiting_moved(conn, priority, seq, waiting_change(from, to, n))
+    waiting_moved(conn, priority, &tenant, seq, waiting_change(from, to, n))
 }
 
 /// Attempt `attempt` of `batch_id` ended at `at` with `outcome` (`completed`, `retrying`,
@@ -65,11 +69,13 @@ pub(super) fn attempt_ended(
     Ok(())
 }
 
-/// Ingestion `seq` (of `priority`) has `delta` more waiting batches: count them in its
-/// priority (`queue_depth`) and its block (`queue_blocks`, whose rows exist while non-zero).
+/// Ingestion `seq` (of `priority` and `tenant`) has `delta` more waiting batches: count them
+/// in its priority (`queue_depth`), its block (`queue_blocks`) and its tenant's
+/// (`tenant_depth`); rows of the last two exist while non-zero.
 pub(super) fn waiting_moved(
     conn: &Connection,
     priority: i64,
+    tenant: &str,
     seq: i64,
     delta: i64,
 ) -> Result<(), StoreError> {
@@ -90,6 +96,17 @@ pub(super) fn waiting_moved(
         "DELETE FROM queue_blocks WHERE priority = ?1 AND block = ?2 AND waiting = 0",
     )
     .and_then(|mut st| st.execute([priority, block]))
+    .map_err(unavailable)?;
+    conn.prepare_cached(
+        "INSERT INTO tenant_depth (priority, tenant, waiting) VALUES (?1, ?2, ?3)
+         ON CONFLICT (priority, tenant) DO UPDATE SET waiting = waiting + excluded.waiting",
+    )
+    .and_then(|mut st| st.execute(params![priority, tenant, delta]))
+    .map_err(unavailable)?;
+    conn.prepare_cached(
+        "DELETE FROM tenant_depth WHERE priority = ?1 AND tenant = ?2 AND waiting = 0",
+    )
+    .and_then(|mut st| st.execute(params![priority, tenant]))
     .map_err(unavailable)?;
     Ok(())
 }
@@ -290,6 +307,7 @@ pub(super) fn summaries(
     conn: &Connection,
     limit: usize,
     window: u32,
+    fairness: Fairness,
 ) -> Result<Vec<SummaryRecord>, StoreError> {
     type Row = (
         i64,
@@ -391,7 +409,7 @@ pub(super) fn summaries(
                     Some(context) => context,
                     None => *shared.insert(place_context(conn)?),
                 };
-                Some(context.place(ahead_of(conn, priority, seq)?))
+                Some(context.place(ahead_of(conn, priority, seq, &tenant, fairness)?))
             }
         };
         out.push(SummaryRecord {
@@ -428,14 +446,69 @@ pub(super) fn place_context(conn: &Connection) -> Result<PlaceContext, StoreErro
     })
 }
 
-/// Waiting batches dispatched before ingestion `seq` of `priority` (`AHEAD`).
-pub(super) fn ahead_of(conn: &Connection, priority: i64, seq: i64) -> Result<u64, StoreError> {
+/// Waiting batches dispatched before those of ingestion `seq` (of `priority` and `tenant`)
+/// under `fairness`: in dispatch order (`AHEAD`), or by turns (`turns_of`).
+pub(super) fn ahead_of(
+    conn: &Connection,
+    priority: i64,
+    seq: i64,
+    tenant: &str,
+    fairness: Fairness,
+) -> Result<Ahead, StoreError> {
+    if fairness == Fairness::Tenant {
+        return turns_of(conn, priority, seq, tenant).map(Ahead::Turns);
+    }
     let (block, first) = queue_block_bounds(seq);
     let ahead: i64 = conn
         .prepare_cached(AHEAD)
         .and_then(|mut st| st.query_row(params![priority, seq, block, first], |r| r.get(0)))
         .map_err(unavailable)?;
-    Ok(ahead as u64)
+    Ok(Ahead::Fifo(ahead as u64))
+}
+
+/// What round-robin predictions need (`domain::Turns`): the waiting work of higher
+/// priorities (their counters), the tenant's own waiting batches before ingestion `seq`
+/// (its earlier ingestions with work, from `ingestions_fair`), and each tenant with waiting
+/// work at the priority (`tenant_depth`) with its turn: its last start there and its first
+/// ingestion with waiting work. O(tenants × log n + the tenant's ingestions ahead).
+fn turns_of(conn: &Connection, priority: i64, seq: i64, tenant: &str) -> Result<Turns, StoreError> {
+    let (higher, own): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < ?1),
+                    (SELECT COALESCE(SUM(waiting), 0) FROM ingestions INDEXED BY ingestions_fair
+                     WHERE priority = ?1 AND tenant = ?2 AND waiting > 0 AND seq < ?3)",
+        )
+        .and_then(|mut st| {
+            st.query_row(params![priority, tenant, seq], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .map_err(unavailable)?;
+    let tenants = conn
+        .prepare_cached(
+            "SELECT d.tenant, d.waiting, s.last_start,
+                    (SELECT MIN(i.seq) FROM ingestions i INDEXED BY ingestions_fair
+                     WHERE i.priority = d.priority AND i.tenant = d.tenant AND i.waiting > 0)
+             FROM tenant_depth d
+             LEFT JOIN tenant_starts s ON s.priority = d.priority AND s.tenant = d.tenant
+             WHERE d.priority = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![priority], |r| {
+                let (name, waiting, last_start, first): (String, i64, Option<i64>, Option<i64>) =
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+                Ok(tenant_queue(
+                    priority, tenant, name, waiting, last_start, first,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(unavailable)?;
+    Ok(Turns::new(
+        higher.max(0) as u64,
+        own.max(0) as u64,
+        &tenants,
+    ))
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
