@@ -133,4 +133,21 @@ test.describe("the dashboard", () => {
     await expect(queue.getByTestId("recent-dispatches").locator("li").first()).toBeVisible();
     await expect(queue).toContainText("One batch every 0.5 s");
   });
+
+  test("work submitted for a tenant shows its tenant, in the queue too, and the list filters by it", async ({ page }) => {
+    await openDashboard(page);
+    // Long enough to still be waiting while it is looked at.
+    const theirs = await submit(page, "701-760", "LOW", "acme-e2e");
+    await expect(theirs.getByTestId("ingestion-tenant")).toHaveText("acme-e2e");
+    await expect(page.getByTestId("queue").getByTestId("tenants-LOW")).toContainText("acme-e2e");
+    const unnamed = await submit(page, "761", "LOW");
+    await expect(unnamed.getByTestId("ingestion-tenant")).toHaveText("default");
+    await page.getByTestId("tenant-filter").fill("acme");
+    await expect(unnamed).toBeHidden();
+    await expect(theirs).toBeVisible();
+    await page.getByTestId("tenant-filter").fill("");
+    await expect(unnamed).toBeVisible();
+    await theirs.getByTestId("cancel").click();
+    await expect(theirs).toHaveAttribute("data-status", "cancelled");
+  });
 });

@@ -8,9 +8,10 @@ export async function openDashboard(page: Page): Promise<void> {
 }
 
 /** Submit IDs through the form; returns the new ingestion's card. */
-export async function submit(page: Page, ids: string, priority: "HIGH" | "MEDIUM" | "LOW"): Promise<Locator> {
+export async function submit(page: Page, ids: string, priority: "HIGH" | "MEDIUM" | "LOW", tenant = ""): Promise<Locator> {
   await page.getByTestId("ids-input").fill(ids);
   await page.getByTestId("priority").selectOption(priority);
+  await page.getByTestId("tenant").fill(tenant);
   await page.getByTestId("submit").click();
   const accepted = page.getByTestId("form-accepted");
   await expect(accepted).toContainText("Accepted as ");

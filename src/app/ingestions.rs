@@ -12,9 +12,22 @@ use leptos::prelude::*;
 
 #[component]
 pub fn IngestionList(recent: RecentResource) -> impl IntoView {
+    // Shows only the listed ingestions whose tenant starts with it (blank: all).
+    let filter = RwSignal::new(String::new());
     view! {
         <section class="card recent-card" aria-labelledby="recent-title">
             <h2 id="recent-title">"Recent ingestions"</h2>
+            <p class="tenant-filter">
+                <label for="tenant-filter">"Tenant"</label>
+                <input
+                    id="tenant-filter"
+                    data-testid="tenant-filter"
+                    placeholder="all"
+                    autocomplete="off"
+                    prop:value=move || filter.get()
+                    on:input=move |ev| filter.set(event_target_value(&ev))
+                />
+            </p>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match recent.await {
@@ -31,7 +44,7 @@ pub fn IngestionList(recent: RecentResource) -> impl IntoView {
                                     {list
                                         .ingestions
                                         .into_iter()
-                                        .map(|i| view! { <IngestionCard ingestion=i now=list.now/> })
+                                        .map(|i| view! { <IngestionCard ingestion=i now=list.now filter/> })
                                         .collect_view()}
                                 </ol>
                             })
@@ -45,8 +58,17 @@ pub fn IngestionList(recent: RecentResource) -> impl IntoView {
 }
 
 #[component]
-fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
+fn IngestionCard(
+    ingestion: IngestionSummary,
+    now: Timestamp,
+    filter: RwSignal<String>,
+) -> impl IntoView {
     let live = expect_context::<Live>();
+    let tenant = ingestion.tenant.clone();
+    let hidden = {
+        let tenant = tenant.clone();
+        move || !tenant.starts_with(filter.get().trim())
+    };
     let status = ingestion.status.as_str();
     let priority = ingestion.priority.as_str();
     let total = ingestion.batch_count.max(1);
@@ -140,12 +162,15 @@ fn IngestionCard(ingestion: IngestionSummary, now: Timestamp) -> impl IntoView {
             data-ingestion-id=ingestion.ingestion_id.to_string()
             data-status=status
             data-priority=priority
+            data-tenant=ingestion.tenant
+            hidden=hidden
         >
             <header class="ingestion-head">
                 <span class=format!("badge priority-{}", priority.to_ascii_lowercase())>{priority}</span>
                 <code title=ingestion.ingestion_id.to_string()>
                     {format::short(ingestion.ingestion_id)}
                 </code>
+                <span class="tenant" title="tenant" data-testid="ingestion-tenant">{tenant.clone()}</span>
                 <span class=format!("status status-{status}") data-testid="ingestion-status">
                     {status}
                 </span>

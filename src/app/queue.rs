@@ -56,10 +56,28 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
         .iter()
         .map(|d| {
             let p = d.priority.as_str();
+            // Who the waiting work belongs to, most first (shown when it is not all `default`'s).
+            let mut shares: Vec<String> = d
+                .tenants
+                .iter()
+                .map(|t| format!("{} {}", t.tenant, t.batches))
+                .collect();
+            if d.other_tenants > 0 {
+                shares.push(format!("others {}", d.other_tenants));
+            }
+            let only_default = d.tenants.len() == 1
+                && d.other_tenants == 0
+                && d.tenants[0].tenant == crate::domain::DEFAULT_TENANT;
+            let tenants = (!shares.is_empty() && !only_default).then(|| {
+                view! {
+                    <dd class="tenants" data-testid=format!("tenants-{p}")>{shares.join(" · ")}</dd>
+                }
+            });
             view! {
                 <div class=format!("depth priority-{}", p.to_ascii_lowercase()) data-testid=format!("depth-{p}")>
                     <dt>{p}</dt>
                     <dd>{d.batches} <span class="muted">{if d.batches == 1 { " batch" } else { " batches" }}</span></dd>
+                    {tenants}
                 </div>
             }
         })

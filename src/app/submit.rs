@@ -7,14 +7,21 @@ use crate::domain::{
 };
 use leptos::prelude::*;
 
-/// The IDs and priority as the form holds them, checked by the server's own rules.
-fn check(text: &str, priority: &str, limits: Limits) -> Result<IngestRequest, String> {
+/// The IDs, priority and tenant (blank: none, so the token's or `default`) as the form holds
+/// them, checked by the server's own rules.
+fn check(
+    text: &str,
+    priority: &str,
+    tenant: &str,
+    limits: Limits,
+) -> Result<IngestRequest, String> {
     let priority = Priority::from_wire(priority).ok_or("choose a priority")?;
     let ids = ids_from_text(text, limits).map_err(|e| e.to_string())?;
+    let tenant = tenant.trim();
     let request = IngestRequest {
         ids,
         priority,
-        tenant: None,
+        tenant: (!tenant.is_empty()).then(|| tenant.to_owned()),
     };
     NewIngestion::parse(request.clone(), limits).map_err(|e| e.to_string())?;
     Ok(request)
@@ -25,10 +32,18 @@ pub fn SubmitForm() -> impl IntoView {
     let live = expect_context::<Live>();
     let text = RwSignal::new(String::new());
     let priority = RwSignal::new(Priority::Medium.as_str().to_owned());
+    let tenant = RwSignal::new(String::new());
     // Errors show once the person has typed or tried to send, not on an empty new form.
     let touched = RwSignal::new(false);
     // The server's own limits once the queue snapshot has been read (its defaults until then).
-    let checked = Memo::new(move |_| check(&text.get(), &priority.get(), live.limits.get()));
+    let checked = Memo::new(move |_| {
+        check(
+            &text.get(),
+            &priority.get(),
+            &tenant.get(),
+            live.limits.get(),
+        )
+    });
 
     let submit = Action::new(move |request: &IngestRequest| {
         let request = request.clone();
@@ -133,6 +148,22 @@ pub fn SubmitForm() -> impl IntoView {
                             .map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> })
                             .collect_view()}
                     </select>
+                    <label for="tenant">"Tenant"</label>
+                    <input
+                        id="tenant"
+                        name="tenant"
+                        class="tenant-input"
+                        data-testid="tenant"
+                        placeholder="optional"
+                        maxlength="64"
+                        autocomplete="off"
+                        prop:value=move || tenant.get()
+                        on:input=move |ev| {
+                            tenant.set(event_target_value(&ev));
+                            touched.set(true);
+                            last.set(None);
+                        }
+                    />
                     <button
                         type="submit"
                         data-testid="submit"
@@ -160,16 +191,28 @@ mod tests {
     fn the_form_refuses_what_the_server_would_with_the_same_words() {
         let limits = Limits { max_ids: 5 };
         assert_eq!(
-            check("1, 2, 3-4", "HIGH", limits).map(|r| r.ids),
+            check("1, 2, 3-4", "HIGH", "", limits).map(|r| r.ids),
             Ok(vec![1, 2, 3, 4])
         );
-        assert!(check("", "HIGH", limits)
+        assert!(check("", "HIGH", "", limits)
             .unwrap_err()
             .contains("at least one"));
-        assert!(check("0", "LOW", limits)
+        assert!(check("0", "LOW", "", limits)
             .unwrap_err()
             .contains("out of range"));
-        assert!(check("1-6", "LOW", limits).unwrap_err().contains("limit"));
-        assert_eq!(check("1", "high", limits).unwrap_err(), "choose a priority");
+        assert!(check("1-6", "LOW", "", limits)
+            .unwrap_err()
+            .contains("limit"));
+        assert_eq!(
+            check("1", "high", "", limits).unwrap_err(),
+            "choose a priority"
+        );
+        assert_eq!(
+            check("1", "LOW", " acme ", limits).map(|r| r.tenant),
+            Ok(Some("acme".to_owned()))
+        );
+        assert!(check("1", "LOW", "a b", limits)
+            .unwrap_err()
+            .contains("\"tenant\" must be"));
     }
 }

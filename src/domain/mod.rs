@@ -25,7 +25,7 @@ pub use queue::{
 };
 pub use request::{
     IngestRequest, IngestResponse, Limits, NewIngestion, Priority, RequestError, RequestErrorKind,
-    Tenant, MAX_ID, MIN_ID,
+    Tenant, DEFAULT_TENANT, MAX_ID, MIN_ID,
 };
 pub use status::{
     summary_window, AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, IdResult,

@@ -459,10 +459,12 @@ pub(super) async fn waiting_moved<C: GenericClient>(
         .execute(ADD_TENANT_DEPTH, &[&priorities, &tenants, &vec![delta]])
         .await
         .map_err(pg)?;
-    client
-        .execute(DROP_EMPTY_TENANTS, &[&priorities, &tenants])
-        .await
-        .map_err(pg)?;
+    if delta < 0 {
+        client
+            .execute(DROP_EMPTY_TENANTS, &[&priorities, &tenants])
+            .await
+            .map_err(pg)?;
+    }
     Ok(())
 }
 

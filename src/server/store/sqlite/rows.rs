@@ -103,11 +103,13 @@ pub(super) fn waiting_moved(
     )
     .and_then(|mut st| st.execute(params![priority, tenant, delta]))
     .map_err(unavailable)?;
-    conn.prepare_cached(
-        "DELETE FROM tenant_depth WHERE priority = ?1 AND tenant = ?2 AND waiting = 0",
-    )
-    .and_then(|mut st| st.execute(params![priority, tenant]))
-    .map_err(unavailable)?;
+    if delta < 0 {
+        conn.prepare_cached(
+            "DELETE FROM tenant_depth WHERE priority = ?1 AND tenant = ?2 AND waiting = 0",
+        )
+        .and_then(|mut st| st.execute(params![priority, tenant]))
+        .map_err(unavailable)?;
+    }
     Ok(())
 }
 
