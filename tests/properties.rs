@@ -1,6 +1,6 @@
 //! Property tests of the request validator, the one gate every submission passes (JSON routes,
 //! server functions and the dashboard's form): whatever bytes arrive, it never panics, accepts
-//! exactly what the rules allow, and splits accepted IDs into batches without losing,
+//! exactly what the rules allow (IDs, priority, tenant), and splits accepted IDs into batches without losing,
 //! reordering or inventing one.
 
 use proptest::prelude::*;
@@ -30,6 +30,7 @@ proptest! {
     fn exactly_the_requests_the_rules_allow_are_accepted(
         ids in proptest::option::of(proptest::collection::vec(id_value(), 0..12)),
         priority in priority_value(),
+        tenant in tenant_value(),
         max_ids in 1usize..10,
         extra_field in any::<bool>(),
     ) {
@@ -39,6 +40,9 @@ proptest! {
         }
         if let Some((p, _)) = &priority {
             fields.insert("priority".into(), p.clone());
+        }
+        if let Some((t, _)) = &tenant {
+            fields.insert("tenant".into(), t.clone());
         }
         if extra_field {
             fields.insert("note".into(), json!("ignored"));
@@ -53,11 +57,17 @@ proptest! {
                 .flatten()
         });
         let expected_priority = priority.and_then(|(_, valid)| valid);
-        match (expected_ids, expected_priority) {
-            (Some(ids), Some(priority)) => {
+        // Absent or null: none named. Otherwise it must be valid.
+        let expected_tenant: Option<Option<String>> = match tenant {
+            None => Some(None),
+            Some((_, valid)) => valid,
+        };
+        match (expected_ids, expected_priority, expected_tenant) {
+            (Some(ids), Some(priority), Some(tenant)) => {
                 let accepted = parsed.map_err(|e| TestCaseError::fail(format!("refused: {e}")))?;
                 prop_assert_eq!(accepted.ids(), &ids[..]);
                 prop_assert_eq!(accepted.priority(), priority);
+                prop_assert_eq!(accepted.tenant().map(|t| t.as_str().to_owned()), tenant);
             }
             _ => prop_assert!(parsed.is_err(), "accepted {}", String::from_utf8_lossy(&body)),
         }
@@ -97,6 +107,22 @@ fn id_value() -> impl Strategy<Value = (Value, Option<u64>)> {
         1 => any::<bool>().prop_map(|b| (json!(b), None)),
         1 => Just((json!([1]), None)),
         1 => Just((json!({"id": 1}), None)),
+    ]
+}
+
+/// A JSON value for `tenant` (`None` outside: the field is left out), with what it must be
+/// read as: `Some(Some(name))` a named tenant, `Some(None)` none named (null), `None` refused.
+#[allow(clippy::type_complexity)]
+fn tenant_value() -> impl Strategy<Value = Option<(Value, Option<Option<String>>)>> {
+    prop_oneof![
+        2 => Just(None),
+        2 => "[A-Za-z0-9._-]{1,64}".prop_map(|s| Some((json!(s.clone()), Some(Some(s))))),
+        1 => Just(Some((Value::Null, Some(None)))),
+        1 => Just(Some((json!(""), None))),
+        1 => "[A-Za-z0-9._-]{65,70}".prop_map(|s| Some((json!(s), None))),
+        1 => "[a-z]{0,4}[ /:@é][a-z]{0,4}".prop_map(|s| Some((json!(s), None))),
+        1 => any::<i32>().prop_map(|n| Some((json!(n), None))),
+        1 => Just(Some((json!(["acme"]), None))),
     ]
 }
 
