@@ -753,13 +753,14 @@ mod cases {
         let keep = Retention {
             events: 3,
             keys: Duration::from_secs(3600),
+            ..Retention::default()
         };
         let done = store.housekeep(at(12), keep).await.unwrap();
         assert_eq!(
             done,
             Housekept {
                 events: all.len() as u64 - 3,
-                keys: 0
+                ..Housekept::default()
             }
         );
         let left: Vec<u64> = store
@@ -772,7 +773,13 @@ mod cases {
         assert_eq!(left, all[all.len() - 3..]);
         // Two hours later the key has expired; a second round finds nothing more.
         let done = store.housekeep(at(7200), keep).await.unwrap();
-        assert_eq!(done, Housekept { events: 0, keys: 1 });
+        assert_eq!(
+            done,
+            Housekept {
+                keys: 1,
+                ..Housekept::default()
+            }
+        );
         assert_eq!(
             store.housekeep(at(7201), keep).await.unwrap(),
             Housekept::default()
@@ -791,6 +798,7 @@ mod cases {
         let keep = Retention {
             events: 10,
             keys: Duration::from_secs(3600),
+            ..Retention::default()
         };
         let done = store.housekeep(at(2), keep).await.unwrap();
         assert_eq!(done.events, 2_590);
@@ -1349,6 +1357,30 @@ mod cases {
         assert_eq!(before(big, 2).await, [0, 1]);
     }
 
+    pub async fn housekeeping_forgets_old_turns_of_tenants_without_waiting_work(store: DynStore) {
+        ingest_for(&store, "gone", Priority::Medium, at(0), &[&[1]]).await;
+        ingest_for(&store, "busy", Priority::Medium, at(1), &[&[11], &[12]]).await;
+        let mut order = Vec::new();
+        for step in 0..2 {
+            order.extend(start_and_finish(&store, at(10 + step * 5), Fairness::Tenant).await);
+        }
+        assert_eq!(order, [1, 11]);
+        let keep = Retention {
+            turns: Duration::from_secs(3600),
+            ..Retention::default()
+        };
+        // Within the retention nothing goes; past it, only the turn of the tenant with no
+        // waiting work ("busy" still has one batch waiting).
+        assert_eq!(store.housekeep(at(100), keep).await.unwrap().turns, 0);
+        assert_eq!(store.housekeep(at(7200), keep).await.unwrap().turns, 1);
+        assert_eq!(store.housekeep(at(7201), keep).await.unwrap().turns, 0);
+        // "gone" returns and counts as never started: it goes before "busy", as it would
+        // have with its old last start.
+        ingest_for(&store, "gone", Priority::Medium, at(7202), &[&[2]]).await;
+        let next = start_and_finish(&store, at(7210), Fairness::Tenant).await;
+        assert_eq!(next, [2]);
+    }
+
     pub async fn under_fifo_tenants_change_nothing_and_their_turns_still_count(store: DynStore) {
         ingest_for(&store, "big", Priority::Medium, at(0), &[&[1], &[2], &[3]]).await;
         ingest_for(&store, "small", Priority::Medium, at(1), &[&[11], &[12]]).await;
@@ -1467,6 +1499,7 @@ macro_rules! conformance {
                 an_ingestion_keeps_its_tenant,
                 under_tenant_fairness_tenants_take_turns_within_a_priority,
                 the_queue_counts_each_tenants_waiting_batches_and_places_follow_the_turns,
+                housekeeping_forgets_old_turns_of_tenants_without_waiting_work,
                 under_fifo_tenants_change_nothing_and_their_turns_still_count,
                 under_tenant_fairness_a_tenant_whose_retries_back_off_is_passed_over,
             );
@@ -1584,7 +1617,7 @@ async fn a_postgres_replica_hears_of_events_whose_notification_was_lost_or_whose
     // An event committed with no NOTIFY (as if the notification were lost on the way).
     client
         .batch_execute(
-            r#"WITH next AS (UPDATE event_ids SET last = last + 1 WHERE id = 1 RETURNING last)
+            r#"WITH next AS (UPDATE event_serial SET last = last + 1 WHERE id = 1 RETURNING last)
                INSERT INTO events (id, at, ingestion_id, body)
                SELECT last, 0, '', '{"type":"dispatch_paused"}' FROM next"#,
         )
@@ -1674,7 +1707,7 @@ async fn ingestions_arriving_while_another_replica_commits_are_stored_together_i
     other
         .batch_execute(&format!(
             "BEGIN; {}; SELECT 1 FROM queue_depth ORDER BY priority FOR UPDATE;
-             UPDATE event_ids SET last = last",
+             UPDATE event_serial SET last = last",
             PostgresStore::WRITERS_TURN
         ))
         .await
@@ -1809,22 +1842,25 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_endings_and_summ
         .remove(0);
     assert_eq!(summary.id_count, 2);
     assert_eq!(summary.last_completed_at, Some(Timestamp::from_micros(4)));
-    // And a replica of an older build could no longer write: the event counter was renamed.
-    let old_write = sql
-        .batch_execute("UPDATE event_counter SET last = last + 1 WHERE id = 1")
-        .await;
-    assert!(old_write.is_err(), "an older build's writes are fenced off");
+    // And a replica of an older build could no longer write: the event counter was renamed
+    // (by schema 4, 5 and 9 in turn).
+    for old_counter in ["event_counter", "event_ids"] {
+        let old_write = sql
+            .batch_execute(&format!(
+                "UPDATE {old_counter} SET last = last + 1 WHERE id = 1"
+            ))
+            .await;
+        assert!(old_write.is_err(), "an older build's writes are fenced off");
+    }
+    // Its waiting batch was counted for its tenant too (schema 9), so round-robin places
+    // count it as well.
+    let queue = store.queue(0).await.unwrap();
+    assert_eq!(queue.tenants[1], [("default".to_owned(), 1)]);
     let later = ingest(&store, Priority::Medium, at(1), &[&[9]]).await;
-    assert_eq!(
-        store
-            .queue_place(later, Fairness::Fifo)
-            .await
-            .unwrap()
-            .unwrap()
-            .ahead
-            .before(0),
-        1
-    );
+    for fairness in [Fairness::Fifo, Fairness::Tenant] {
+        let place = store.queue_place(later, fairness).await.unwrap().unwrap();
+        assert_eq!(place.ahead.before(0), 1, "{fairness:?}");
+    }
     assert_eq!(store.cancel(old, at(2)).await.unwrap(), Some(1));
     assert_eq!(
         store
@@ -1866,6 +1902,7 @@ async fn housekeeping_cuts_the_event_log_every_period_while_nothing_completes() 
     let keep = Retention {
         events: 2,
         keys: Duration::from_secs(3600),
+        ..Retention::default()
     };
     let (trigger, down) = shutdown::channel();
     let task = tokio::spawn(housekeeping::run(

@@ -64,6 +64,14 @@ pub enum Ahead {
 }
 
 impl Ahead {
+    /// Its size in a cache of places, in entries (one, plus one per tenant counted).
+    pub fn weight(&self) -> usize {
+        match self {
+            Ahead::Fifo(_) => 1,
+            Ahead::Turns(turns) => 1 + turns.before.sorted.len() + turns.after.sorted.len(),
+        }
+    }
+
     /// Waiting batches (its own earlier ones included) that start before the ingestion's
     /// `k`-th waiting batch (from 0), if nothing new arrives ahead of them.
     pub fn before(&self, k: u64) -> u64 {
@@ -74,13 +82,13 @@ impl Ahead {
     }
 }
 
-/// A tenant with waiting work at a priority: its turn (`TenantHead`) and its waiting batches
-/// there; `mine` marks the tenant of the ingestion being predicted.
+/// A tenant with waiting work at a priority: its name, its turn (`TenantHead`) and its
+/// waiting batches there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantQueue {
+    pub tenant: String,
     pub head: TenantHead,
     pub waiting: u64,
-    pub mine: bool,
 }
 
 /// Where an ingestion's waiting batches fall under round-robin between the tenants of its
@@ -103,14 +111,17 @@ pub struct Turns {
 }
 
 impl Turns {
-    /// `higher`: waiting batches at higher priorities; `own`: the waiting batches of its tenant
-    /// at its priority that come before the ingestion's (earlier ingestions); `tenants`: every
-    /// tenant with waiting work at its priority, its own marked.
-    pub fn new(higher: u64, own: u64, tenants: &[TenantQueue]) -> Self {
-        let mine = tenants.iter().find(|t| t.mine).map(|t| t.head.turn());
+    /// `higher`: waiting batches at higher priorities; `own`: the waiting batches of its
+    /// `tenant` at its priority that come before the ingestion's (earlier ingestions);
+    /// `tenants`: every tenant with waiting work at its priority.
+    pub fn new(higher: u64, own: u64, tenant: &str, tenants: &[TenantQueue]) -> Self {
+        let mine = tenants
+            .iter()
+            .find(|t| t.tenant == tenant)
+            .map(|t| t.head.turn());
         let (before, after): (Vec<&TenantQueue>, Vec<&TenantQueue>) = tenants
             .iter()
-            .filter(|t| !t.mine)
+            .filter(|t| t.tenant != tenant)
             .partition(|t| mine.is_none_or(|mine| t.head.turn() < mine));
         let counts = |list: Vec<&TenantQueue>| Capped::new(list.iter().map(|t| t.waiting));
         Self {
@@ -275,6 +286,11 @@ mod tests {
 
     fn tenant(seq: i64, last_start: Option<i64>, waiting: u64, mine: bool) -> TenantQueue {
         TenantQueue {
+            tenant: if mine {
+                MINE.to_owned()
+            } else {
+                format!("t{seq}")
+            },
             head: TenantHead {
                 first: QueueKey {
                     rank: 1,
@@ -284,9 +300,10 @@ mod tests {
                 last_start: last_start.map(t),
             },
             waiting,
-            mine,
         }
     }
+
+    const MINE: &str = "mine";
 
     /// The plain model: play round-robin out, one start at a time, and answer when each of
     /// `mine`'s batches starts (higher-priority work first).
@@ -300,7 +317,7 @@ mod tests {
         {
             let (queue, remaining) = &mut left[i];
             let index = queue.waiting - *remaining;
-            if queue.mine && index >= own {
+            if queue.tenant == MINE && index >= own {
                 mine.push(started);
             }
             *remaining -= 1;
@@ -319,7 +336,7 @@ mod tests {
             tenant(2, Some(100), 2, false),
             tenant(3, None, 1, false),
         ];
-        let turns = Turns::new(4, 1, &tenants);
+        let turns = Turns::new(4, 1, MINE, &tenants);
         // Mine's batches from its 2nd (one earlier ingestion of its own): rounds 1 to 4.
         let expected = played(4, 1, &tenants);
         assert_eq!(
@@ -351,7 +368,7 @@ mod tests {
                 })
                 .collect();
             let own = next(tenants[mine].waiting);
-            let turns = Turns::new(3, own, &tenants);
+            let turns = Turns::new(3, own, MINE, &tenants);
             for (k, want) in played(3, own, &tenants).into_iter().enumerate() {
                 assert_eq!(
                     turns.before(k as u64),
@@ -364,7 +381,7 @@ mod tests {
 
     #[test]
     fn with_one_tenant_round_robin_predicts_as_fifo() {
-        let turns = Turns::new(2, 5, &[tenant(1, Some(3), 9, true)]);
+        let turns = Turns::new(2, 5, MINE, &[tenant(1, Some(3), 9, true)]);
         for k in 0..4 {
             assert_eq!(turns.before(k), Ahead::Fifo(7).before(k));
         }

@@ -176,6 +176,7 @@ impl Application {
             addr = %listener.local_addr()?, store = %settings.database_url,
             interval = %settings.rate_interval, batch_size = settings.batch_size,
             writes_need_token = tokens.writes_guarded(), reads_need_token = tokens.reads_guarded(),
+            token_tenants = %tokens.names().join(","),
             "sluice is serving"
         );
         Ok(Self {

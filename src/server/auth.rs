@@ -161,6 +161,8 @@ impl Tokens {
     /// Read tokens alone would leave writes open while guarding reads, which no one wants:
     /// refused.
     pub fn new(write: &[Secret], read: &[Secret]) -> Result<Self, String> {
+        // Each token as it will be compared (trimmed, without its name), with its name.
+        let mut checked: Vec<(Digest32, Option<Tenant>)> = Vec::new();
         for (kind, list) in [("API", write), ("read", read)] {
             for (i, secret) in list.iter().enumerate() {
                 let (name, token) = named(&secret.0);
@@ -169,7 +171,17 @@ impl Tokens {
                 } else {
                     ""
                 };
-                parse_token(token).map_err(|e| format!("{kind} token {}{after}: {e}", i + 1))?;
+                let token = parse_token(token)
+                    .map_err(|e| format!("{kind} token {}{after}: {e}", i + 1))?;
+                let digest = digest(&token.0);
+                if checked.iter().any(|(d, n)| *d == digest && *n != name) {
+                    return Err(format!(
+                        "{kind} token {} is configured again under another name: one token, \
+                         one tenant",
+                        i + 1
+                    ));
+                }
+                checked.push((digest, name));
             }
         }
         if write.is_empty() && !read.is_empty() {
@@ -179,12 +191,8 @@ impl Tokens {
                     .into(),
             );
         }
-        let (mut digests, mut names) = (Vec::new(), Vec::new());
-        for secret in write.iter().chain(read) {
-            let (name, token) = named(&secret.0);
-            digests.push(digest(token));
-            names.push(name);
-        }
+        let (mut digests, names): (Vec<Digest32>, Vec<Option<Tenant>>) =
+            checked.into_iter().unzip();
         let read = digests.split_off(write.len());
         Ok(Self {
             inner: Arc::new(Inner {
@@ -193,6 +201,20 @@ impl Tokens {
                 names,
             }),
         })
+    }
+
+    /// The tenants that configured tokens name (not secret: for the start-up log).
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self
+            .inner
+            .names
+            .iter()
+            .flatten()
+            .map(Tenant::as_str)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Writes need a token.
@@ -331,6 +353,21 @@ mod tests {
         let odd = "a/b:c-0123456789abcdef";
         let tokens = Tokens::new(&secrets(&[odd]), &[]).unwrap();
         assert_eq!(tokens.check(Access::Write, Some(odd)), Ok(Grant::default()));
+    }
+
+    #[test]
+    fn a_named_token_is_compared_as_sent_and_one_token_has_one_name() {
+        // Spaces around the token after its name are trimmed, as a sent token is.
+        let tokens = Tokens::new(&[Secret(format!("acme: {WRITER}"))], &[]).unwrap();
+        assert_eq!(
+            tokens.check(Access::Write, Some(WRITER)).unwrap().tenant,
+            Some(Tenant::parse("acme").unwrap())
+        );
+        assert_eq!(tokens.names(), ["acme"]);
+        let twice = secrets(&[&format!("acme:{WRITER}"), &format!("globex:{WRITER}")]);
+        assert!(Tokens::new(&twice, &[])
+            .unwrap_err()
+            .contains("under another name"));
     }
 
     #[test]

@@ -27,8 +27,13 @@ pub async fn run(
         let done = store.housekeep(clock.now(), keep).await;
         drop(store);
         match done {
-            Ok(Housekept { events: 0, keys: 0 }) => {}
-            Ok(done) => tracing::debug!(events = done.events, keys = done.keys, "housekeeping"),
+            Ok(done) if done == Housekept::default() => {}
+            Ok(done) => tracing::debug!(
+                events = done.events,
+                keys = done.keys,
+                turns = done.turns,
+                "housekeeping"
+            ),
             Err(e) => tracing::warn!(error = %e, "housekeeping failed; trying again next period"),
         }
         tokio::select! {

@@ -69,6 +69,8 @@ struct Inner {
     latency: HistogramFamily<RouteLabels>,
     waiting: Family<PriorityLabels, Gauge>,
     tenant_waiting: Family<TenantLabels, Gauge>,
+    /// Held while the queue's gauges are set and while the registry is encoded.
+    scrape: std::sync::Mutex<()>,
     other_tenants_waiting: Family<PriorityLabels, Gauge>,
     oldest_waiting_age: FloatGauge,
     in_flight: Gauge,
@@ -119,6 +121,7 @@ impl Metrics {
             latency: Family::new_with_constructor(request_histogram as fn() -> Histogram),
             waiting: Family::default(),
             tenant_waiting: Family::default(),
+            scrape: std::sync::Mutex::new(()),
             other_tenants_waiting: Family::default(),
             oldest_waiting_age: FloatGauge::default(),
             in_flight: Gauge::default(),
@@ -300,7 +303,9 @@ impl Metrics {
 
     /// Set the queue gauges from a fresh view.
     pub fn observe_queue(&self, queue: &QueueView) {
-        // Only the tenants listed now keep a series: the label set stays bounded.
+        // Only the tenants listed now keep a series: the label set stays bounded. Cleared and
+        // set again under the scrape lock, so a concurrent scrape never sees them half set.
+        let _scrape = self.inner.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.inner.tenant_waiting.clear();
         for depth in &queue.waiting {
             let priority = depth.priority.as_str();
@@ -338,6 +343,7 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format (OpenMetrics flavour).
     pub fn encode(&self) -> String {
+        let _scrape = self.inner.scrape.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);

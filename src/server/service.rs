@@ -6,7 +6,7 @@ use crate::domain::{
     AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event,
     Fairness, IdResultView, IngestRequest, IngestionStatus, IngestionSummary, IngestionView,
     Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError, ResultsPage,
-    Tenant, TenantDepth, Timestamp, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+    Tenant, TenantDepth, Timestamp, DEFAULT_TENANT, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
 };
 use crate::server::{
     clock::Clock,
@@ -86,10 +86,7 @@ fn fingerprint(ingestion: &NewIngestion) -> String {
     // Only when named and not the default (which is what an unnamed request gets), so a key
     // stored before tenants existed still replays its request, as does a retry that names
     // `default` explicitly.
-    if let Some(tenant) = ingestion
-        .tenant()
-        .filter(|t| **t != Tenant::default_tenant())
-    {
+    if let Some(tenant) = ingestion.tenant().filter(|t| t.as_str() != DEFAULT_TENANT) {
         hash.update(b"\0tenant:");
         hash.update(tenant.as_str().as_bytes());
     }
@@ -733,7 +730,9 @@ impl Service {
             .queue_place(id, self.inner.fairness)
             .await?;
         if let Some(place) = &place {
-            self.inner.places.put(id, seen, place.clone(), 1);
+            self.inner
+                .places
+                .put(id, seen, place.clone(), place.ahead.weight());
         }
         Ok(place)
     }

@@ -31,17 +31,16 @@ pub fn queue_block_bounds(seq: i64) -> (i64, i64) {
 }
 
 /// A `tenant_depth` row at priority `rank`, with its tenant's last start there and its first
-/// ingestion with waiting work (`first_seq`), as round-robin predictions take it; `mine` if
-/// it is `tenant`'s.
+/// ingestion with waiting work (`first_seq`), as round-robin predictions take it.
 pub fn tenant_queue(
     rank: i64,
-    tenant: &str,
-    name: String,
+    tenant: String,
     waiting: i64,
     last_start: Option<i64>,
     first_seq: Option<i64>,
 ) -> TenantQueue {
     TenantQueue {
+        tenant,
         head: TenantHead {
             first: QueueKey {
                 rank,
@@ -51,9 +50,12 @@ pub fn tenant_queue(
             last_start: last_start.map(Timestamp::from_micros),
         },
         waiting: waiting.max(0) as u64,
-        mine: name == tenant,
     }
 }
+
+/// Each priority's tenants with waiting work (`tenant_queue`), read at most once per snapshot:
+/// a list of summaries predicts several ingestions of a priority from the same read.
+pub type TenantQueues = [Option<Vec<TenantQueue>>; 3];
 
 /// How many more batches wait once `n` batches went from status `from` to `to`.
 pub fn waiting_change(from: i64, to: i64, n: i64) -> i64 {

@@ -74,11 +74,19 @@ pub const IDEMPOTENCY_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// longer than this many events receives what is left, from the oldest kept event.
 pub const EVENT_RETENTION: u64 = 100_000;
 
-/// What housekeeping keeps: the newest `events` events, and keys seen within `keys`.
+/// How long a tenant's last start at a priority (its turn, `tenant_starts`) is kept once it has
+/// no waiting work there. A tenant whose turn was forgotten counts as never started, so it goes
+/// first when it returns: where it would have been anyway, its last start being older than
+/// every tenant's that started meanwhile.
+pub const TURN_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// What housekeeping keeps: the newest `events` events, keys seen within `keys`, and the turns
+/// of tenants without waiting work that started within `turns`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retention {
     pub events: u64,
     pub keys: Duration,
+    pub turns: Duration,
 }
 
 impl Default for Retention {
@@ -86,6 +94,7 @@ impl Default for Retention {
         Self {
             events: EVENT_RETENTION,
             keys: IDEMPOTENCY_RETENTION,
+            turns: TURN_RETENTION,
         }
     }
 }
@@ -95,6 +104,7 @@ impl Default for Retention {
 pub struct Housekept {
     pub events: u64,
     pub keys: u64,
+    pub turns: u64,
 }
 
 /// What an insert must respect besides the ingestion itself.
@@ -459,7 +469,8 @@ pub trait Store: Send + Sync + 'static {
     async fn check(&self) -> Result<(), StoreError>;
 
     /// Delete what `keep` no longer keeps at `now`: events older than the newest
-    /// `keep.events`, keys first seen more than `keep.keys` ago. Runs on a timer
+    /// `keep.events`, keys first seen more than `keep.keys` ago, the turns of tenants with no
+    /// waiting work at their priority whose last start there is more than `keep.turns` ago. Runs on a timer
     /// (`server::housekeeping`), whatever else happens: a downstream that never succeeds must
     /// not grow the log without bound. Idempotent; safe from several replicas at once.
     async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError>;

@@ -3,7 +3,7 @@
 //!
 //! - The listener's connection has TCP keepalives, so a peer that vanished without closing
 //!   the connection is noticed.
-//! - Every [`POLL`] the listener also reads `event_ids` on that connection (durably: see
+//! - Every [`POLL`] the listener also reads `event_serial` on that connection (durably: see
 //!   `DURABLE_LATEST_EVENT`), with a timeout:
 //!   a notification lost on the way is caught up within one poll, and a connection that no
 //!   longer answers is dropped.

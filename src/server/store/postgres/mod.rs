@@ -11,7 +11,7 @@
 //! - A dead replica's batch is rescued when its lease runs out: the next claim takes an expired
 //!   triggered batch first (by dispatch order) under a new attempt, and the dead replica's late
 //!   completion is fenced by the attempt number.
-//! - Events get ids from `event_ids` under a row lock held to commit, so they become visible in
+//! - Events get ids from `event_serial` under a row lock held to commit, so they become visible in
 //!   id order; `pg_notify` tells every replica's listener once they are durable (in the same
 //!   transaction, or for ingestions in the flush after their group: see `writer`). A replica
 //!   serves events up to its feed only, which moves to durable ids only.
@@ -598,7 +598,7 @@ impl Store for PostgresStore {
             *top = tx
                 .query(
                     "SELECT tenant, waiting FROM tenant_depth WHERE priority = $1
-                     ORDER BY waiting DESC, tenant LIMIT $2",
+                     ORDER BY waiting DESC, tenant COLLATE \"C\" LIMIT $2",
                     &[&(rank as i16), &(TOP_TENANTS as i64)],
                 )
                 .await
@@ -665,7 +665,15 @@ impl Store for PostgresStore {
             return Ok(None);
         };
         let (seq, priority, tenant): (i64, i16, &str) = (head.get(0), head.get(1), head.get(2));
-        let ahead = ahead_of(&tx, priority, seq, tenant, fairness).await?;
+        let ahead = ahead_of(
+            &tx,
+            priority,
+            seq,
+            tenant,
+            fairness,
+            &mut Default::default(),
+        )
+        .await?;
         Ok(Some(place_context(&tx).await?.place(ahead)))
     }
 
@@ -781,14 +789,16 @@ impl Store for PostgresStore {
 
     async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError> {
         let events = keep.events.min(i64::MAX as u64) as i64;
-        let horizon = now
-            .as_micros()
-            .saturating_sub(keep.keys.as_micros().min(i64::MAX as u128) as i64);
+        let before = |age: Duration| {
+            now.as_micros()
+                .saturating_sub(age.as_micros().min(i64::MAX as u128) as i64)
+        };
+        let (horizon, turns_horizon) = (before(keep.keys), before(keep.turns));
         let client = self.client().await?;
         // The newest event id from the counter (one row), not max(id) over the log.
         let events = client
             .execute(
-                "DELETE FROM events WHERE id <= (SELECT last FROM event_ids WHERE id = 1) - $1",
+                "DELETE FROM events WHERE id <= (SELECT last FROM event_serial WHERE id = 1) - $1",
                 &[&events],
             )
             .await
@@ -800,7 +810,22 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(pg)?;
-        Ok(Housekept { events, keys })
+        // A claim that starts the tenant meanwhile moves its last start past the horizon, and
+        // the row is then kept (the condition is checked again once its lock is had).
+        let turns = client
+            .execute(
+                "DELETE FROM tenant_starts s WHERE last_start < $1 AND NOT EXISTS (
+                   SELECT 1 FROM tenant_depth d
+                   WHERE d.priority = s.priority AND d.tenant = s.tenant)",
+                &[&turns_horizon],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(Housekept {
+            events,
+            keys,
+            turns,
+        })
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -3,7 +3,7 @@
 use super::*;
 
 /// The newest committed event id.
-pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_ids WHERE id = 1";
+pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_serial WHERE id = 1";
 
 /// The newest event id, durable once this statement returns: its commit writes (a flush mark)
 /// and so flushes the WAL past every commit its snapshot saw, including a writer's group
@@ -11,7 +11,7 @@ pub(super) const LATEST_EVENT: &str = "SELECT last FROM event_ids WHERE id = 1";
 pub(super) const DURABLE_LATEST_EVENT: &str = "WITH mark AS (
            INSERT INTO flush_marks (backend) VALUES (pg_backend_pid())
            ON CONFLICT (backend) DO UPDATE SET flushes = flush_marks.flushes + 1)
-         SELECT last FROM event_ids WHERE id = 1";
+         SELECT last FROM event_serial WHERE id = 1";
 
 pub(super) async fn durable_latest_event<C: GenericClient>(client: &C) -> Result<u64, StoreError> {
     let row = client
@@ -21,7 +21,7 @@ pub(super) async fn durable_latest_event<C: GenericClient>(client: &C) -> Result
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Append an event with the next id (locking `event_ids` to commit) and notify every replica
+/// Append an event with the next id (locking `event_serial` to commit) and notify every replica
 /// on commit. Returns its id.
 pub(super) async fn append_event<C: GenericClient>(
     client: &C,
@@ -36,7 +36,7 @@ pub(super) async fn append_event<C: GenericClient>(
         .unwrap_or_default();
     let row = client
         .query_one(
-            "WITH next AS (UPDATE event_ids SET last = last + 1 WHERE id = 1 RETURNING last)
+            "WITH next AS (UPDATE event_serial SET last = last + 1 WHERE id = 1 RETURNING last)
              INSERT INTO events (id, at, ingestion_id, body)
              SELECT last, $1, $2, $3 FROM next
              RETURNING id",
@@ -174,7 +174,7 @@ pub(super) async fn summaries<C: GenericClient>(
         )
         .await
         .map_err(pg)?;
-    let mut shared = None;
+    let (mut shared, mut queues) = (None, codec::TenantQueues::default());
     let mut out = Vec::with_capacity(heads.len());
     for head in &heads {
         let (seq, priority): (i64, i16) = (head.get(0), head.get(2));
@@ -229,7 +229,8 @@ pub(super) async fn summaries<C: GenericClient>(
                     None => *shared.insert(place_context(client).await?),
                 };
                 let tenant: &str = head.get(12);
-                Some(context.place(ahead_of(client, priority, seq, tenant, fairness).await?))
+                let ahead = ahead_of(client, priority, seq, tenant, fairness, &mut queues).await?;
+                Some(context.place(ahead))
             }
         };
         out.push(SummaryRecord {
@@ -276,9 +277,10 @@ pub(super) async fn ahead_of<C: GenericClient>(
     seq: i64,
     tenant: &str,
     fairness: Fairness,
+    queues: &mut codec::TenantQueues,
 ) -> Result<Ahead, StoreError> {
     if fairness == Fairness::Tenant {
-        return turns_of(client, priority, seq, tenant)
+        return turns_of(client, priority, seq, tenant, queues)
             .await
             .map(Ahead::Turns);
     }
@@ -297,6 +299,7 @@ async fn turns_of<C: GenericClient>(
     priority: i16,
     seq: i64,
     tenant: &str,
+    queues: &mut codec::TenantQueues,
 ) -> Result<Turns, StoreError> {
     let counts = client
         .query_one(
@@ -308,7 +311,27 @@ async fn turns_of<C: GenericClient>(
         .await
         .map_err(pg)?;
     let (higher, own): (i64, i64) = (counts.get(0), counts.get(1));
-    let tenants: Vec<TenantQueue> = client
+    let slot = queues
+        .get_mut(priority as usize)
+        .ok_or_else(|| StoreError::Corrupt(format!("priority {priority}")))?;
+    let tenants = match slot {
+        Some(tenants) => tenants,
+        None => slot.insert(tenant_queues(client, priority).await?),
+    };
+    Ok(Turns::new(
+        higher.max(0) as u64,
+        own.max(0) as u64,
+        tenant,
+        tenants,
+    ))
+}
+
+/// The tenants with waiting work at `priority`, with their turns.
+async fn tenant_queues<C: GenericClient>(
+    client: &C,
+    priority: i16,
+) -> Result<Vec<TenantQueue>, StoreError> {
+    let rows = client
         .query(
             "SELECT d.tenant, d.waiting, s.last_start,
                     (SELECT MIN(i.seq) FROM ingestions i
@@ -319,18 +342,12 @@ async fn turns_of<C: GenericClient>(
             &[&priority],
         )
         .await
-        .map_err(pg)?
+        .map_err(pg)?;
+    let rank = i64::from(priority);
+    Ok(rows
         .into_iter()
-        .map(|r| {
-            let rank = i64::from(priority);
-            codec::tenant_queue(rank, tenant, r.get(0), r.get(1), r.get(2), r.get(3))
-        })
-        .collect();
-    Ok(Turns::new(
-        higher.max(0) as u64,
-        own.max(0) as u64,
-        &tenants,
-    ))
+        .map(|r| codec::tenant_queue(rank, r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect())
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).

@@ -1,6 +1,6 @@
 //! Group commit on PostgreSQL: one writer per replica, on its own connection, stores every
 //! ingestion that arrived while the previous group committed in one transaction (multi-row
-//! inserts from arrays, one `event_ids` advance), and answers each submission only after that
+//! inserts from arrays, one `event_serial` advance), and answers each submission only after that
 //! commit has reached the disk.
 //!
 //! The commit itself does not wait for the disk (`synchronous_commit = off` for the group's
@@ -14,7 +14,7 @@
 //!
 //! Replicas' writers take turns: an advisory lock, taken before the group is complete (what
 //! arrives while another replica's group commits joins this one) and held to commit (see
-//! `store`). The rows a claim also needs (`queue_depth`, `event_ids`) are locked
+//! `store`). The rows a claim also needs (`queue_depth`, `event_serial`) are locked
 //! at the end of the group, just before its commit, so a claim on another connection waits at
 //! most for one group's tail and commit, never for its inserts. Exceptions, for exactness:
 //! a group with a waiting bound locks `queue_depth` first (the bound is checked against counts
@@ -286,10 +286,10 @@ const LOCK_DEPTH: &str =
 const ADD_DEPTH: &str = "UPDATE queue_depth q SET waiting = q.waiting + d.n
          FROM unnest($1::smallint[], $2::bigint[]) AS d(p, n) WHERE q.priority = d.p";
 
-/// The group's events, with ids from `event_ids` under its row lock, held to commit: events
+/// The group's events, with ids from `event_serial` under its row lock, held to commit: events
 /// become visible in id order, across replicas. (They are announced by [`flush`].)
 const APPEND_EVENTS: &str =
-    "WITH next AS (UPDATE event_ids SET last = last + $1 WHERE id = 1 RETURNING last),
+    "WITH next AS (UPDATE event_serial SET last = last + $1 WHERE id = 1 RETURNING last),
          appended AS (
            INSERT INTO events (id, at, ingestion_id, body)
            SELECT next.last - $1 + e.ord, e.at, e.ingestion_id, e.body

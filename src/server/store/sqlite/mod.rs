@@ -28,7 +28,7 @@ use super::{
 };
 use crate::domain::{
     candidate, decide, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness, IdResult,
-    QueueKey, StatusCounts, TenantHead, Timestamp, Turns, TOP_TENANTS,
+    QueueKey, StatusCounts, TenantHead, TenantQueue, Timestamp, Turns, TOP_TENANTS,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -750,7 +750,14 @@ impl Store for SqliteStore {
             let Some((seq, priority, tenant)) = head else {
                 return Ok(None);
             };
-            let ahead = ahead_of(&tx, priority, seq, &tenant, fairness)?;
+            let ahead = ahead_of(
+                &tx,
+                priority,
+                seq,
+                &tenant,
+                fairness,
+                &mut Default::default(),
+            )?;
             Ok(Some(place_context(&tx)?.place(ahead)))
         })
         .await
@@ -866,9 +873,11 @@ impl Store for SqliteStore {
 
     async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError> {
         let events = keep.events.min(i64::MAX as u64) as i64;
-        let horizon = now
-            .as_micros()
-            .saturating_sub(keep.keys.as_micros().min(i64::MAX as u128) as i64);
+        let before = |age: Duration| {
+            now.as_micros()
+                .saturating_sub(age.as_micros().min(i64::MAX as u128) as i64)
+        };
+        let (horizon, turns_horizon) = (before(keep.keys), before(keep.turns));
         // In slices, each its own write among the others: deleting a round's worth at once
         // (200 000 events after 10 s of full ingest) held the writer for up to half a second
         // every round, and every write queued behind it (docs/benchmarks.md). The cut is
@@ -892,12 +901,28 @@ impl Store for SqliteStore {
                         )
                         .and_then(|mut st| st.execute([horizon, HOUSEKEEPING_SLICE]))
                         .map_err(unavailable)? as u64;
-                    Ok(Housekept { events, keys })
+                    let turns = conn
+                        .prepare_cached(
+                            "DELETE FROM tenant_starts WHERE (priority, tenant) IN (
+                               SELECT priority, tenant FROM tenant_starts s
+                               WHERE last_start < ?1 AND NOT EXISTS (
+                                 SELECT 1 FROM tenant_depth d
+                                 WHERE d.priority = s.priority AND d.tenant = s.tenant)
+                               LIMIT ?2)",
+                        )
+                        .and_then(|mut st| st.execute([turns_horizon, HOUSEKEEPING_SLICE]))
+                        .map_err(unavailable)? as u64;
+                    Ok(Housekept {
+                        events,
+                        keys,
+                        turns,
+                    })
                 })
                 .await?;
             done.events += slice.events;
             done.keys += slice.keys;
-            if slice.events.max(slice.keys) < HOUSEKEEPING_SLICE as u64 {
+            done.turns += slice.turns;
+            if slice.events.max(slice.keys).max(slice.turns) < HOUSEKEEPING_SLICE as u64 {
                 return Ok(done);
             }
         }

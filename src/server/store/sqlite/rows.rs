@@ -4,7 +4,7 @@ use super::*;
 
 pub(super) use crate::server::store::codec::{
     batch_status, priority_of, queue_block, queue_block_bounds, tenant_queue, waiting_change,
-    CANCELLED, COMPLETED, FAILED, TRIGGERED, WAITING,
+    TenantQueues, CANCELLED, COMPLETED, FAILED, TRIGGERED, WAITING,
 };
 
 /// `n` batches of ingestion `seq` went from status `from` to `to` at `at`: the ingestion's
@@ -347,7 +347,7 @@ pub(super) fn summaries(
         })
         .map_err(unavailable)?;
     // What every place shares, read once if any ingestion has work left.
-    let mut shared = None;
+    let (mut shared, mut queues) = (None, TenantQueues::default());
     let mut out = Vec::with_capacity(rows.len());
     for (
         seq,
@@ -411,7 +411,8 @@ pub(super) fn summaries(
                     Some(context) => context,
                     None => *shared.insert(place_context(conn)?),
                 };
-                Some(context.place(ahead_of(conn, priority, seq, &tenant, fairness)?))
+                let ahead = ahead_of(conn, priority, seq, &tenant, fairness, &mut queues)?;
+                Some(context.place(ahead))
             }
         };
         out.push(SummaryRecord {
@@ -449,16 +450,18 @@ pub(super) fn place_context(conn: &Connection) -> Result<PlaceContext, StoreErro
 }
 
 /// Waiting batches dispatched before those of ingestion `seq` (of `priority` and `tenant`)
-/// under `fairness`: in dispatch order (`AHEAD`), or by turns (`turns_of`).
+/// under `fairness`: in dispatch order (`AHEAD`), or by turns (`turns_of`, its priority's
+/// tenants read once into `queues` for every place of a snapshot).
 pub(super) fn ahead_of(
     conn: &Connection,
     priority: i64,
     seq: i64,
     tenant: &str,
     fairness: Fairness,
+    queues: &mut TenantQueues,
 ) -> Result<Ahead, StoreError> {
     if fairness == Fairness::Tenant {
-        return turns_of(conn, priority, seq, tenant).map(Ahead::Turns);
+        return turns_of(conn, priority, seq, tenant, queues).map(Ahead::Turns);
     }
     let (block, first) = queue_block_bounds(seq);
     let ahead: i64 = conn
@@ -473,7 +476,13 @@ pub(super) fn ahead_of(
 /// (its earlier ingestions with work, from `ingestions_fair`), and each tenant with waiting
 /// work at the priority (`tenant_depth`) with its turn: its last start there and its first
 /// ingestion with waiting work. O(tenants × log n + the tenant's ingestions ahead).
-fn turns_of(conn: &Connection, priority: i64, seq: i64, tenant: &str) -> Result<Turns, StoreError> {
+fn turns_of(
+    conn: &Connection,
+    priority: i64,
+    seq: i64,
+    tenant: &str,
+    queues: &mut TenantQueues,
+) -> Result<Turns, StoreError> {
     let (higher, own): (i64, i64) = conn
         .prepare_cached(
             "SELECT (SELECT COALESCE(SUM(waiting), 0) FROM queue_depth WHERE priority < ?1),
@@ -486,31 +495,45 @@ fn turns_of(conn: &Connection, priority: i64, seq: i64, tenant: &str) -> Result<
             })
         })
         .map_err(unavailable)?;
-    let tenants = conn
-        .prepare_cached(
-            "SELECT d.tenant, d.waiting, s.last_start,
-                    (SELECT MIN(i.seq) FROM ingestions i INDEXED BY ingestions_fair
-                     WHERE i.priority = d.priority AND i.tenant = d.tenant AND i.waiting > 0)
-             FROM tenant_depth d
-             LEFT JOIN tenant_starts s ON s.priority = d.priority AND s.tenant = d.tenant
-             WHERE d.priority = ?1",
-        )
-        .and_then(|mut st| {
-            st.query_map(params![priority], |r| {
-                let (name, waiting, last_start, first): (String, i64, Option<i64>, Option<i64>) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                Ok(tenant_queue(
-                    priority, tenant, name, waiting, last_start, first,
-                ))
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(unavailable)?;
+    let slot = usize::try_from(priority)
+        .ok()
+        .and_then(|rank| queues.get_mut(rank))
+        .ok_or_else(|| StoreError::Corrupt(format!("priority {priority}")))?;
+    let tenants = match slot {
+        Some(tenants) => tenants,
+        None => slot.insert(tenant_queues(conn, priority)?),
+    };
     Ok(Turns::new(
         higher.max(0) as u64,
         own.max(0) as u64,
-        &tenants,
+        tenant,
+        tenants,
     ))
+}
+
+/// The tenants with waiting work at `priority`, with their turns (see `turns_of`).
+fn tenant_queues(conn: &Connection, priority: i64) -> Result<Vec<TenantQueue>, StoreError> {
+    conn.prepare_cached(
+        "SELECT d.tenant, d.waiting, s.last_start,
+                (SELECT MIN(i.seq) FROM ingestions i INDEXED BY ingestions_fair
+                 WHERE i.priority = d.priority AND i.tenant = d.tenant AND i.waiting > 0)
+         FROM tenant_depth d
+         LEFT JOIN tenant_starts s ON s.priority = d.priority AND s.tenant = d.tenant
+         WHERE d.priority = ?1",
+    )
+    .and_then(|mut st| {
+        st.query_map(params![priority], |r| {
+            Ok(tenant_queue(
+                priority,
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+            ))
+        })?
+        .collect()
+    })
+    .map_err(unavailable)
 }
 
 /// Started batches chosen and ordered by `filter` (a fixed clause, never user input).
