@@ -6,7 +6,7 @@
 
 use crate::domain::{
     BatchAttempts, CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView,
-    QueueView, RecentIngestions,
+    QueueView, RecentIngestions, WriteAccess,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -82,6 +82,14 @@ pub async fn queue_snapshot() -> Result<QueueView, ErrorDetail> {
     service.queue().await.map_err(ssr::rejected)
 }
 
+/// What the request's token may do with writes (`POST /api/access`): open to every caller
+/// (it tells nothing about any token but the one sent), so the dashboard can disable its
+/// buttons, with the reason, for a token that may only read.
+#[server(prefix = "/api", endpoint = "access", input = Json, client = TokenClient)]
+pub async fn session_write_access() -> Result<WriteAccess, ErrorDetail> {
+    ssr::write_access()
+}
+
 /// The browser's client for server functions: `fetch`, plus `Authorization: Bearer` with the
 /// token the person entered for this browser session, if any.
 pub struct TokenClient;
@@ -130,10 +138,10 @@ type Browser = leptos::server_fn::client::browser::BrowserClient;
 
 #[cfg(feature = "ssr")]
 mod ssr {
-    use crate::domain::ErrorDetail;
+    use crate::domain::{ErrorDetail, WriteAccess};
     pub use crate::server::auth::Access;
     use crate::server::{
-        auth::{Grant, Tokens},
+        auth::{Denied, Grant, Tokens},
         http::bearer,
         http::ApiError,
         service::Service,
@@ -148,21 +156,34 @@ mod ssr {
 
     /// The service and what the request's token was granted, if it allows `access`.
     pub fn granted(access: Access) -> Result<(Service, Grant), ErrorDetail> {
-        let missing = |what: &str| {
-            tracing::error!("server function called without {what} in context");
-            ErrorDetail {
-                code: "internal".into(),
-                message: "internal error".into(),
-            }
-        };
+        let grant = checked(access)?.map_err(|denied| refused(ApiError::Denied(denied)))?;
+        let service = use_context::<Service>().ok_or_else(|| missing("the service"))?;
+        Ok((service, grant))
+    }
+
+    /// What the request's token may do with writes.
+    pub fn write_access() -> Result<WriteAccess, ErrorDetail> {
+        Ok(match checked(Access::Write)? {
+            Ok(_) => WriteAccess::Allowed,
+            Err(Denied::ReadOnly) => WriteAccess::ReadOnly,
+            Err(Denied::Missing | Denied::Invalid) => WriteAccess::NeedsToken,
+        })
+    }
+
+    /// The request's bearer token checked for `access` (the JSON routes' rule).
+    fn checked(access: Access) -> Result<Result<Grant, Denied>, ErrorDetail> {
         let tokens = use_context::<Tokens>().ok_or_else(|| missing("the tokens"))?;
         let parts = use_context::<axum::http::request::Parts>();
         let token = parts.as_ref().and_then(|p| bearer(&p.headers));
-        let grant = tokens
-            .check(access, token)
-            .map_err(|denied| refused(ApiError::Denied(denied)))?;
-        let service = use_context::<Service>().ok_or_else(|| missing("the service"))?;
-        Ok((service, grant))
+        Ok(tokens.check(access, token))
+    }
+
+    fn missing(what: &str) -> ErrorDetail {
+        tracing::error!("server function called without {what} in context");
+        ErrorDetail {
+            code: "internal".into(),
+            message: "internal error".into(),
+        }
     }
 
     /// The error for the caller; a server-function call also answers with its status. A page

@@ -12,16 +12,22 @@ test.describe("a server with API tokens", () => {
     await expect(form).toBeVisible();
     await expect(form).toContainText("needs an API token");
 
-    // A read token: the page loads and streams, but a submission is refused.
+    // A read token: the page loads and streams, and the buttons that write are disabled,
+    // saying why, with a way to use another token.
     await page.getByTestId("token-input").fill(readToken);
     await page.getByTestId("token-save").click();
     await expect(page.getByTestId("connection")).toHaveAttribute("data-state", "live");
     await expect(page.getByTestId("no-ingestions")).toBeVisible();
     await expect(form).toBeHidden();
+    const notice = page.getByTestId("read-only");
+    await expect(notice).toContainText("may only read");
     await page.getByTestId("ids-input").fill("1-4");
-    await page.getByTestId("submit").click();
-    await expect(page.getByTestId("form-error")).toContainText("may only read");
-    await expect(form).toContainText("not accepted");
+    for (const button of ["submit", "pause-toggle"]) {
+      await expect(page.getByTestId(button)).toBeDisabled();
+      await expect(page.getByTestId(button)).toHaveAttribute("title", /may only read/);
+    }
+    await page.getByTestId("change-token").click();
+    await expect(form).toContainText("may only read. Another API token");
 
     // A write token: the submission goes through and its cards flip live.
     await page.getByTestId("token-input").fill(writeToken);

@@ -7,7 +7,7 @@ use super::{
     submit::SubmitForm,
     token::{session_token, TokenPrompt},
 };
-use crate::api::{list_ingestions, queue_snapshot};
+use crate::api::{list_ingestions, queue_snapshot, session_write_access};
 use crate::domain::{ErrorDetail, Limits, QueueView, RecentIngestions, Timestamp};
 use leptos::prelude::*;
 
@@ -51,6 +51,12 @@ pub fn Dashboard() -> impl IntoView {
                 live.refresh_soon();
             }
             live.start(listed.ok().map(|r| r.last_event_id));
+            // Asked from the browser, with the session's token (the page render had none).
+            leptos::task::spawn_local(async move {
+                if let Ok(access) = session_write_access().await {
+                    live.write_access.set(access);
+                }
+            });
         }
     });
 
@@ -63,6 +69,7 @@ pub fn Dashboard() -> impl IntoView {
             <ConnectionBadge live/>
         </header>
         <TokenPrompt/>
+        <ReadOnlyNotice live/>
         <div class="layout">
             <div class="column">
                 <SubmitForm/>
@@ -70,6 +77,26 @@ pub fn Dashboard() -> impl IntoView {
             </div>
             <QueuePanel queue/>
         </div>
+    }
+}
+
+/// Says why the buttons that write are disabled, and offers to use another token.
+#[component]
+fn ReadOnlyNotice(live: Live) -> impl IntoView {
+    view! {
+        <Show when=move || live.write_refusal().is_some()>
+            <p class="card notice" data-testid="read-only" role="status">
+                {move || live.write_refusal().unwrap_or_default()}
+                ": submitting, cancelling, retrying and pausing are disabled. "
+                <button
+                    type="button"
+                    data-testid="change-token"
+                    on:click=move |_| live.writes_refused.set(true)
+                >
+                    "Use another token"
+                </button>
+            </p>
+        </Show>
     }
 }
 

@@ -127,8 +127,11 @@ fn IngestionCard(
                 type="button"
                 class="cancel"
                 data-testid="cancel"
-                title="Cancel the batches that have not started; a running batch finishes"
-                disabled=move || cancel.pending().get()
+                title=move || {
+                    live.write_refusal()
+                        .unwrap_or("Cancel the batches that have not started; a running batch finishes")
+                }
+                disabled=move || cancel.pending().get() || live.write_refusal().is_some()
                 on:click=move |_| {
                     cancel.dispatch(());
                 }
@@ -302,8 +305,12 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
                 <button
                     type="button"
                     data-testid="retry"
-                    title="Put the batch back in the queue, at its place; its attempts keep counting"
-                    disabled=move || action.pending().get()
+                    title=move || {
+                        live.write_refusal().unwrap_or(
+                            "Put the batch back in the queue, at its place; its attempts keep counting",
+                        )
+                    }
+                    disabled=move || action.pending().get() || live.write_refusal().is_some()
                     on:click=move |_| {
                         action.dispatch(());
                     }

@@ -7,7 +7,7 @@
 //! 30 s, with jitter, shown in the header. The clock ticks locally, corrected by the server's time in
 //! each snapshot, so countdowns move between events without asking the server anything.
 
-use crate::domain::{ErrorDetail, Limits, Timestamp};
+use crate::domain::{ErrorDetail, Limits, Timestamp, WriteAccess};
 use leptos::prelude::*;
 
 /// How long events are gathered before one refresh (a triggered and a completed event of a
@@ -68,6 +68,9 @@ pub struct Live {
     pub reads_refused: RwSignal<bool>,
     /// The last write was refused for the lack of a (valid, writing) token.
     pub writes_refused: RwSignal<bool>,
+    /// What this session's token may do with writes, as the server answered once the page
+    /// was live (a page render carries no token).
+    pub write_access: RwSignal<WriteAccess>,
     refresh_pending: RwSignal<bool>,
 }
 
@@ -84,6 +87,7 @@ impl Live {
             open_attempts: RwSignal::new(Default::default()),
             reads_refused: RwSignal::new(false),
             writes_refused: RwSignal::new(false),
+            write_access: RwSignal::new(WriteAccess::Allowed),
             refresh_pending: RwSignal::new(false),
         }
     }
@@ -120,6 +124,11 @@ impl Live {
                 outcome
             }
         })
+    }
+
+    /// Why the buttons that write are disabled, if they are (a token that may only read).
+    pub fn write_refusal(self) -> Option<&'static str> {
+        self.write_access.get().refusal()
     }
 
     /// A token is needed for what the person is doing.

@@ -114,12 +114,14 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
                 type="button"
                 data-testid="pause-toggle"
                 data-paused=paused.to_string()
-                title=if paused {
-                    "Start dispatching again, under the rate limit"
-                } else {
-                    "Start nothing new until resumed; the batch in flight finishes"
+                title=move || {
+                    live.write_refusal().unwrap_or(if paused {
+                        "Start dispatching again, under the rate limit"
+                    } else {
+                        "Start nothing new until resumed; the batch in flight finishes"
+                    })
                 }
-                disabled=move || toggle.pending().get()
+                disabled=move || toggle.pending().get() || live.write_refusal().is_some()
                 on:click=move |_| {
                     toggle.dispatch(());
                 }

@@ -167,7 +167,8 @@ pub fn SubmitForm() -> impl IntoView {
                     <button
                         type="submit"
                         data-testid="submit"
-                        disabled=move || submit.pending().get()
+                        title=move || live.write_refusal().unwrap_or("Store the IDs and queue their batches")
+                        disabled=move || submit.pending().get() || live.write_refusal().is_some()
                     >
                         {move || if submit.pending().get() { "Sending…" } else { "Submit" }}
                     </button>

@@ -60,10 +60,10 @@ pub fn TokenPrompt() -> impl IntoView {
                 }
             >
                 <label for="token">
-                    {if has_token {
-                        "The token for this session was not accepted. API token:"
-                    } else {
-                        "This server needs an API token:"
+                    {move || match (live.write_refusal(), has_token) {
+                        (Some(_), _) => "This session's token may only read. Another API token:",
+                        (None, true) => "The token for this session was not accepted. API token:",
+                        (None, false) => "This server needs an API token:",
                     }}
                 </label>
                 <div class="row">

@@ -30,6 +30,6 @@ pub use request::{
 pub use status::{
     summary_window, AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, IdResult,
     IdResultView, IngestionStatus, IngestionSummary, IngestionView, RecentIngestions, ResultsPage,
-    StatusCounts,
+    StatusCounts, WriteAccess,
 };
 pub use time::Timestamp;

@@ -325,6 +325,29 @@ pub struct RecentIngestions {
     pub last_event_id: u64,
 }
 
+/// What the caller's token may do with writes (`POST /api/access`): the dashboard disables
+/// its buttons, saying why, where a write would be refused anyway.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteAccess {
+    /// Writes are open, or the token may write.
+    Allowed,
+    /// Writes need a token, and none (or an unknown one) was sent.
+    NeedsToken,
+    /// The token may only read.
+    ReadOnly,
+}
+
+impl WriteAccess {
+    /// Why a write button is disabled, if it is.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            WriteAccess::ReadOnly => Some("This session's token may only read"),
+            WriteAccess::Allowed | WriteAccess::NeedsToken => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,3 +204,38 @@ async fn work_sent_with_a_named_token_is_its_tenants_unless_it_names_another() {
     );
     assert_eq!(res.await.unwrap().status(), 401);
 }
+
+#[tokio::test]
+async fn the_dashboard_can_ask_what_its_token_may_do_with_writes() {
+    let app = spawn_app(&["--api-tokens", WRITER, "--read-tokens", READER]).await;
+    let access = |token: Option<&'static str>| {
+        let mut call = app
+            .client
+            .post(format!("{}/api/access", app.base))
+            .json(&json!({}));
+        if let Some(token) = token {
+            call = call.bearer_auth(token);
+        }
+        async move {
+            let res = call.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    assert_eq!(access(None).await, "needs_token");
+    assert_eq!(
+        access(Some("unknown-token-0123456789")).await,
+        "needs_token"
+    );
+    assert_eq!(access(Some(READER)).await, "read_only");
+    assert_eq!(access(Some(WRITER)).await, "allowed");
+    let open = spawn_app(&[]).await;
+    let res = open
+        .client
+        .post(format!("{}/api/access", open.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), "allowed");
+}
