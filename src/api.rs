@@ -48,6 +48,24 @@ pub async fn set_dispatch_paused(paused: bool) -> Result<bool, ErrorDetail> {
     changed.map_err(ssr::rejected)
 }
 
+/// Set the run-time rate interval (`POST /api/rate`, JSON `{"rate_interval": "2s"}`), or with
+/// null go back to the configured one, as `PUT /admin/rate` does; answers the interval in
+/// force, in milliseconds.
+#[server(prefix = "/api", endpoint = "rate", input = Json, client = TokenClient)]
+pub async fn set_rate_interval(rate_interval: Option<String>) -> Result<u64, ErrorDetail> {
+    let service = ssr::service(ssr::Access::Write)?;
+    let interval = rate_interval
+        .as_deref()
+        .map(crate::server::http::rate_interval)
+        .transpose()
+        .map_err(ssr::refused)?;
+    let effective = service
+        .set_rate_interval(interval)
+        .await
+        .map_err(ssr::rejected)?;
+    Ok(u64::try_from(effective.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// An operator's retry of a failed batch (`POST /api/retry`, JSON `{"batch_id": "..."}`), as
 /// `POST /admin/batches/{batch_id}/retry` does; answers `true` once it is back in the queue.
 #[server(prefix = "/api", endpoint = "retry", input = Json, client = TokenClient)]
@@ -188,7 +206,7 @@ mod ssr {
 
     /// The error for the caller; a server-function call also answers with its status. A page
     /// render (which has a `RequestUrl`) keeps its 200: the page shows the error itself.
-    fn refused(error: ApiError) -> ErrorDetail {
+    pub fn refused(error: ApiError) -> ErrorDetail {
         let (status, detail) = error.into_detail();
         let rendering_page = use_context::<leptos_router::location::RequestUrl>().is_some();
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {

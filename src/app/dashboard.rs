@@ -40,6 +40,7 @@ pub fn Dashboard() -> impl IntoView {
                     max_ids: q.max_ids as usize,
                 });
                 live.batch_size.set(q.batch_size.max(1));
+                live.rate_overridden.set(q.rate_overridden);
             }
             Some(Err(e)) if !rendered_without_token => live.note_outcome(false, Some(&e)),
             _ => {}

@@ -71,6 +71,8 @@ pub struct Live {
     /// What this session's token may do with writes, as the server answered once the page
     /// was live (a page render carries no token).
     pub write_access: RwSignal<WriteAccess>,
+    /// The rate interval was set at run time (from the latest queue snapshot).
+    pub rate_overridden: RwSignal<bool>,
     refresh_pending: RwSignal<bool>,
 }
 
@@ -88,6 +90,7 @@ impl Live {
             reads_refused: RwSignal::new(false),
             writes_refused: RwSignal::new(false),
             write_access: RwSignal::new(WriteAccess::Allowed),
+            rate_overridden: RwSignal::new(false),
             refresh_pending: RwSignal::new(false),
         }
     }

@@ -23,7 +23,73 @@ pub fn QueuePanel(queue: QueueResource) -> impl IntoView {
                     }
                 })}
             </Transition>
+            <RateControl/>
         </aside>
+    }
+}
+
+/// Set the run-time rate interval, or go back to the configured one. Outside the snapshot's
+/// redraws, so what is typed survives them.
+#[component]
+fn RateControl() -> impl IntoView {
+    let live = expect_context::<Live>();
+    let text = RwSignal::new(String::new());
+    let set = live.write_action(move || {
+        let entered = text.get_untracked().trim().to_owned();
+        crate::api::set_rate_interval((!entered.is_empty()).then_some(entered))
+    });
+    let clear = live.write_action(|| crate::api::set_rate_interval(None));
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = set.value().get() {
+            text.set(String::new());
+        }
+    });
+    let blocked = move || live.write_refusal().is_some();
+    let title = move |what: &'static str| move || live.write_refusal().unwrap_or(what);
+    view! {
+        <form
+            class="rate"
+            data-testid="rate-form"
+            on:submit=move |ev| {
+                ev.prevent_default();
+                if !text.get_untracked().trim().is_empty() {
+                    set.dispatch(());
+                }
+            }
+        >
+            <label for="rate">"Rate interval"</label>
+            <input
+                id="rate"
+                data-testid="rate-input"
+                placeholder="e.g. 2s, 250ms"
+                autocomplete="off"
+                prop:value=move || text.get()
+                on:input=move |ev| text.set(event_target_value(&ev))
+            />
+            <button
+                type="submit"
+                data-testid="rate-set"
+                title=title("Dispatch one batch per this interval, on every replica, until cleared")
+                disabled=move || set.pending().get() || blocked()
+            >
+                "Set"
+            </button>
+            <Show when=move || live.rate_overridden.get()>
+                <button
+                    type="button"
+                    data-testid="rate-clear"
+                    title=title("Go back to the interval the server was started with")
+                    disabled=move || clear.pending().get() || blocked()
+                    on:click=move |_| {
+                        clear.dispatch(());
+                    }
+                >
+                    "Back to configured"
+                </button>
+            </Show>
+            {write_error(set)}
+            {write_error(clear)}
+        </form>
     }
 }
 
@@ -136,8 +202,9 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
         <ol class="dispatches" data-testid="recent-dispatches">{recent}</ol>
         <p class="muted pace">
             {format!(
-                "One batch every {} · {} IDs per batch",
+                "One batch every {}{} · {} IDs per batch",
                 format::span(queue.rate_interval_ms as i64),
+                if queue.rate_overridden { " (set at run time)" } else { "" },
                 queue.batch_size,
             )}
         </p>

@@ -217,6 +217,9 @@ pub struct QueueView {
     /// The server's time when the snapshot was taken (clients correct their clock by it).
     pub now: Timestamp,
     pub rate_interval_ms: u64,
+    /// The interval was set at run time (`PUT /admin/rate`), over the configured one.
+    #[serde(default)]
+    pub rate_overridden: bool,
     /// Dispatch is paused by an operator: nothing starts until it is resumed.
     pub paused: bool,
     /// IDs per batch.

@@ -328,6 +328,7 @@ pub struct RecentIngestions {
 /// What the caller's token may do with writes (`POST /api/access`): the dashboard disables
 /// its buttons, saying why, where a write would be refused anyway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum WriteAccess {
     /// Writes are open, or the token may write.

@@ -520,6 +520,7 @@ impl Service {
         Ok(QueueView {
             now,
             rate_interval_ms: u64::try_from(pace.interval.as_millis()).unwrap_or(u64::MAX),
+            rate_overridden: queue.rate_interval.is_some(),
             paused: queue.paused,
             batch_size: self.inner.batch_size as u64,
             max_ids: self.inner.limits.max_ids as u64,

@@ -119,6 +119,25 @@ async fn an_operator_can_change_the_rate_at_run_time() {
     );
     let queue = app.get_json("/queue").await;
     assert_eq!(queue["rate_interval_ms"], 2000);
+    assert_eq!(queue["rate_overridden"], true);
+
+    // The dashboard's server function follows the same rules.
+    let call = |args: Value| {
+        app.client
+            .post(format!("{}/api/rate", app.base))
+            .json(&args)
+            .send()
+    };
+    let res = call(json!({"rate_interval": "3s"})).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap(), 3000);
+    let res = call(json!({"rate_interval": "fast"})).await.unwrap();
+    assert_eq!(res.status(), 422);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["code"],
+        "invalid_rate_interval"
+    );
+    assert_eq!(app.get_json("/queue").await["rate_interval_ms"], 3000);
 
     for (body, status, code) in [
         (r#"{"rate_interval": "fast"}"#, 422, "invalid_rate_interval"),
@@ -136,4 +155,7 @@ async fn an_operator_can_change_the_rate_at_run_time() {
         res.json::<Value>().await.unwrap(),
         json!({"rate_interval_ms": 50, "overridden": false})
     );
+    assert_eq!(app.get_json("/queue").await["rate_overridden"], false);
+    let res = call(json!({"rate_interval": null})).await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap(), 50);
 }

@@ -270,7 +270,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
         );
         server_fns += 1;
     }
-    assert_eq!(server_fns, 8);
+    assert_eq!(server_fns, 10);
 
     // Every documented route exists and answers as documented (no route-level 404 or 405).
     let mut operations = 0;
@@ -292,6 +292,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
                 "/api/attempts" => json!({"batch_id": batch_id}),
                 "/api/pause" => json!({"paused": false}),
                 "/api/retry" => json!({"batch_id": batch_id}),
+                "/api/rate" => json!({"rate_interval": null}),
                 _ => json!({}),
             };
             let request = match method.as_str() {

@@ -119,11 +119,7 @@ pub(super) async fn rate(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
     let interval = match body.get("rate_interval") {
         Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(*s.parse::<humantime::Duration>().map_err(|e| {
-            ApiError::InvalidRate(format!(
-                "rate_interval {s:?}: {e} (examples: 250ms, 5s, 1m)"
-            ))
-        })?),
+        Some(Value::String(s)) => Some(rate_interval(s)?),
         _ => {
             return Err(ApiError::InvalidRate(
                 "send {\"rate_interval\": \"5s\"}, or null for the configured interval".into(),
@@ -135,4 +131,17 @@ pub(super) async fn rate(
         rate_interval_ms: u64::try_from(effective.as_millis()).unwrap_or(u64::MAX),
         overridden: interval.is_some(),
     }))
+}
+
+/// A run-time rate interval as an operator writes it (`250ms`, `5s`, `1m`), for the route and
+/// the dashboard's server function alike; the service checks its range.
+pub fn rate_interval(text: &str) -> Result<std::time::Duration, ApiError> {
+    text.trim()
+        .parse::<humantime::Duration>()
+        .map(Into::into)
+        .map_err(|e| {
+            ApiError::InvalidRate(format!(
+                "rate_interval {text:?}: {e} (examples: 250ms, 5s, 1m)"
+            ))
+        })
 }

@@ -8,7 +8,7 @@
 
 use crate::domain::{
     BatchAttempts, CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView,
-    QueueView, RecentIngestions,
+    QueueView, RecentIngestions, WriteAccess,
 };
 use axum::{
     http::header,
@@ -43,6 +43,8 @@ use utoipa::{
         sf_attempts,
         sf_pause,
         sf_retry,
+        sf_rate,
+        sf_access,
         openapi_json,
         docs_page
     ),
@@ -196,6 +198,12 @@ pub struct LimitArg {
     pub limit: u32,
 }
 
+/// `set_rate_interval`'s argument: a duration (`250ms`, `5s`), or null for the configured one.
+#[derive(Serialize, ToSchema)]
+pub struct RateArg {
+    pub rate_interval: Option<String>,
+}
+
 /// `queue_snapshot` takes no argument.
 #[derive(Serialize, ToSchema)]
 pub struct NoArgs {}
@@ -266,6 +274,23 @@ fn sf_pause() {}
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_retry() {}
+
+#[utoipa::path(post, path = "/api/rate", tag = "dashboard", summary = "set_rate_interval",
+    request_body = RateArg,
+    responses((status = 200, description = "The interval in force, in ms", body = u64,
+               content_type = "application/json"),
+              (status = "4XX", description = "As `PUT /admin/rate`", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_rate() {}
+
+#[utoipa::path(post, path = "/api/access", tag = "dashboard", summary = "session_write_access",
+    request_body = NoArgs,
+    responses((status = 200, description = "What the token sent may do with writes",
+               body = WriteAccess)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_access() {}
 
 /// The document, serialized once at start-up.
 #[derive(Clone)]
