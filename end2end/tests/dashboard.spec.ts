@@ -33,7 +33,14 @@ test.describe("the dashboard", () => {
     // 20 batches at 500 ms: plenty still waiting when the button is pressed.
     const ingestion = await submit(page, "1-60", "LOW");
     await expect(ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]').first()).toBeVisible();
+    // It asks first; "Keep" keeps everything.
     await ingestion.getByTestId("cancel").click();
+    await expect(ingestion.getByTestId("cancel-question")).toContainText("waiting batches?");
+    await ingestion.getByTestId("cancel-keep").click();
+    await expect(ingestion.getByTestId("cancel-question")).toHaveCount(0);
+    await expect(ingestion).not.toHaveAttribute("data-status", "cancelled");
+    await ingestion.getByTestId("cancel").click();
+    await ingestion.getByTestId("cancel-confirm").click();
     await expect(ingestion).toHaveAttribute("data-status", "cancelled");
     await expect(ingestion.locator('[data-testid="batch"][data-status="cancelled"]').first()).toBeVisible();
     await expect(ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]')).toHaveCount(0);
@@ -148,6 +155,7 @@ test.describe("the dashboard", () => {
     await page.getByTestId("tenant-filter").fill("");
     await expect(unnamed).toBeVisible();
     await theirs.getByTestId("cancel").click();
+    await theirs.getByTestId("cancel-confirm").click();
     await expect(theirs).toHaveAttribute("data-status", "cancelled");
   });
 });

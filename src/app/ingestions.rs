@@ -121,23 +121,56 @@ fn IngestionCard(
     let id = ingestion.ingestion_id;
     let cancel = live.write_action(move || cancel_ingestion(id.to_string()));
     let cancel_error = write_error(cancel);
+    // Cancelling discards work: the button asks first (the question survives redraws).
+    let confirming = move || live.confirm_cancel.get() == Some(id);
+    let question = format!(
+        "Cancel {waiting} waiting batch{}?",
+        if waiting == 1 { "" } else { "es" }
+    );
     let cancel_button = (waiting > 0).then(|| {
+        let ask = move || {
+            view! {
+                <button
+                    type="button"
+                    class="cancel"
+                    data-testid="cancel"
+                    title=move || {
+                        live.write_refusal().unwrap_or(
+                            "Cancel the batches that have not started; a running batch finishes",
+                        )
+                    }
+                    disabled=move || cancel.pending().get() || live.write_refusal().is_some()
+                    on:click=move |_| live.confirm_cancel.set(Some(id))
+                >
+                    "Cancel"
+                </button>
+            }
+        };
         view! {
-            <button
-                type="button"
-                class="cancel"
-                data-testid="cancel"
-                title=move || {
-                    live.write_refusal()
-                        .unwrap_or("Cancel the batches that have not started; a running batch finishes")
-                }
-                disabled=move || cancel.pending().get() || live.write_refusal().is_some()
-                on:click=move |_| {
-                    cancel.dispatch(());
-                }
-            >
-                "Cancel"
-            </button>
+            <Show when=confirming fallback=ask>
+                <span class="confirm" role="group" data-testid="cancel-question">
+                    {question.clone()}
+                    <button
+                        type="button"
+                        class="cancel"
+                        data-testid="cancel-confirm"
+                        disabled=move || live.write_refusal().is_some()
+                        on:click=move |_| {
+                            live.confirm_cancel.set(None);
+                            cancel.dispatch(());
+                        }
+                    >
+                        "Yes, cancel"
+                    </button>
+                    <button
+                        type="button"
+                        data-testid="cancel-keep"
+                        on:click=move |_| live.confirm_cancel.set(None)
+                    >
+                        "Keep"
+                    </button>
+                </span>
+            </Show>
             {cancel_error}
         }
     });

@@ -71,6 +71,8 @@ pub struct Live {
     /// What this session's token may do with writes, as the server answered once the page
     /// was live (a page render carries no token).
     pub write_access: RwSignal<WriteAccess>,
+    /// The ingestion whose Cancel button is asking for confirmation, if any.
+    pub confirm_cancel: RwSignal<Option<uuid::Uuid>>,
     /// The rate interval was set at run time (from the latest queue snapshot).
     pub rate_overridden: RwSignal<bool>,
     refresh_pending: RwSignal<bool>,
@@ -91,6 +93,7 @@ impl Live {
             writes_refused: RwSignal::new(false),
             write_access: RwSignal::new(WriteAccess::Allowed),
             rate_overridden: RwSignal::new(false),
+            confirm_cancel: RwSignal::new(None),
             refresh_pending: RwSignal::new(false),
         }
     }
