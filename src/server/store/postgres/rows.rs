@@ -467,16 +467,17 @@ pub(super) async fn waiting_moved<C: GenericClient>(
         .execute(ADD_BLOCKS, &[&priorities, &blocks, &vec![delta]])
         .await
         .map_err(pg)?;
-    client
-        .execute(DROP_EMPTY_BLOCKS, &[&priorities, &blocks])
-        .await
-        .map_err(pg)?;
     let tenants = vec![tenant];
     client
         .execute(ADD_TENANT_DEPTH, &[&priorities, &tenants, &vec![delta]])
         .await
         .map_err(pg)?;
+    // Only fewer waiting batches can empty a row.
     if delta < 0 {
+        client
+            .execute(DROP_EMPTY_BLOCKS, &[&priorities, &blocks])
+            .await
+            .map_err(pg)?;
         client
             .execute(DROP_EMPTY_TENANTS, &[&priorities, &tenants])
             .await

@@ -92,18 +92,20 @@ pub(super) fn waiting_moved(
     )
     .and_then(|mut st| st.execute([priority, block, delta]))
     .map_err(unavailable)?;
-    conn.prepare_cached(
-        "DELETE FROM queue_blocks WHERE priority = ?1 AND block = ?2 AND waiting = 0",
-    )
-    .and_then(|mut st| st.execute([priority, block]))
-    .map_err(unavailable)?;
+
     conn.prepare_cached(
         "INSERT INTO tenant_depth (priority, tenant, waiting) VALUES (?1, ?2, ?3)
          ON CONFLICT (priority, tenant) DO UPDATE SET waiting = waiting + excluded.waiting",
     )
     .and_then(|mut st| st.execute(params![priority, tenant, delta]))
     .map_err(unavailable)?;
+    // Only fewer waiting batches can empty a row.
     if delta < 0 {
+        conn.prepare_cached(
+            "DELETE FROM queue_blocks WHERE priority = ?1 AND block = ?2 AND waiting = 0",
+        )
+        .and_then(|mut st| st.execute([priority, block]))
+        .map_err(unavailable)?;
         conn.prepare_cached(
             "DELETE FROM tenant_depth WHERE priority = ?1 AND tenant = ?2 AND waiting = 0",
         )
