@@ -287,7 +287,9 @@ fn sf_rate() {}
 #[utoipa::path(post, path = "/api/access", tag = "dashboard", summary = "session_write_access",
     request_body = NoArgs,
     responses((status = 200, description = "What the token sent may do with writes",
-               body = WriteAccess)),
+               body = WriteAccess),
+              (status = "4XX", description = "Arguments that are not a JSON object \
+               (`invalid_arguments`)", body = ErrorDetail)),
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_access() {}
