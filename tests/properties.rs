@@ -1,7 +1,7 @@
 //! Property tests of the request validator, the one gate every submission passes (JSON routes,
 //! server functions and the dashboard's form): whatever bytes arrive, it never panics, accepts
-//! exactly what the rules allow (IDs, priority, tenant), and splits accepted IDs into batches without losing,
-//! reordering or inventing one.
+//! exactly what the rules allow (IDs, priority, tenant), and splits accepted IDs into batches
+//! without losing, reordering or inventing one.
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};

@@ -232,8 +232,9 @@ impl Service {
 
     /// Parse a raw JSON body and ingest it (as `token_tenant`'s if it names no tenant), at
     /// most once per `Idempotency-Key` if one is given (the key is checked before the body, so
-    /// a bad key never stores anything). A large body is parsed (and fingerprinted) on a blocking thread: parsing a 4 MiB body takes
-    /// milliseconds, which on an async worker would stall every request sharing it.
+    /// a bad key never stores anything). A large body is parsed (and fingerprinted) on a
+    /// blocking thread: parsing a 4 MiB body takes milliseconds, which on an async worker
+    /// would stall every request sharing it.
     pub async fn ingest_json(
         &self,
         body: bytes::Bytes,
@@ -468,7 +469,7 @@ impl Service {
     /// An ingestion as the dashboard lists it, with predictions made at `now`.
     fn summary_of(&self, s: &SummaryRecord, now: Timestamp) -> IngestionSummary {
         let mut batches: Vec<BatchView> = s.batches.iter().map(batch_view).collect();
-        let place = s.place.clone().filter(|p| !p.paused);
+        let place = s.place.as_ref().filter(|p| !p.paused).cloned();
         let predicted_completion = place.and_then(|place| {
             let pace = self.pace_with(place.rate_interval);
             predict(

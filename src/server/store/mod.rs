@@ -470,9 +470,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete what `keep` no longer keeps at `now`: events older than the newest
     /// `keep.events`, keys first seen more than `keep.keys` ago, the turns of tenants with no
-    /// waiting work at their priority whose last start there is more than `keep.turns` ago. Runs on a timer
-    /// (`server::housekeeping`), whatever else happens: a downstream that never succeeds must
-    /// not grow the log without bound. Idempotent; safe from several replicas at once.
+    /// waiting work at their priority whose last start there is more than `keep.turns` ago.
+    /// Runs on a timer (`server::housekeeping`), whatever else happens: a downstream that never
+    /// succeeds must not grow the log without bound. Idempotent; safe from several replicas at
+    /// once.
     async fn housekeep(&self, now: Timestamp, keep: Retention) -> Result<Housekept, StoreError>;
 }
 
