@@ -49,16 +49,12 @@ pub async fn set_dispatch_paused(paused: bool) -> Result<bool, ErrorDetail> {
 }
 
 /// Set the run-time rate interval (`POST /api/rate`, JSON `{"rate_interval": "2s"}`), or with
-/// null go back to the configured one, as `PUT /admin/rate` does; answers the interval in
-/// force, in milliseconds.
+/// null go back to the configured one, as `PUT /admin/rate` does (same rules, same answers);
+/// answers the interval in force, in milliseconds.
 #[server(prefix = "/api", endpoint = "rate", input = Json, client = TokenClient)]
-pub async fn set_rate_interval(rate_interval: Option<String>) -> Result<u64, ErrorDetail> {
+pub async fn set_rate_interval(rate_interval: serde_json::Value) -> Result<u64, ErrorDetail> {
     let service = ssr::service(ssr::Access::Write)?;
-    let interval = rate_interval
-        .as_deref()
-        .map(crate::server::http::rate_interval)
-        .transpose()
-        .map_err(ssr::refused)?;
+    let interval = crate::server::http::rate_setting(Some(&rate_interval)).map_err(ssr::refused)?;
     let effective = service
         .set_rate_interval(interval)
         .await

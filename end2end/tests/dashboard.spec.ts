@@ -33,15 +33,25 @@ test.describe("the dashboard", () => {
     // 20 batches at 500 ms: plenty still waiting when the button is pressed.
     const ingestion = await submit(page, "1-60", "LOW");
     await expect(ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]').first()).toBeVisible();
-    // It asks first; "Keep" keeps everything.
-    await ingestion.getByTestId("cancel").click();
-    await expect(ingestion.getByTestId("cancel-question")).toContainText("waiting batches?");
-    await ingestion.getByTestId("cancel-keep").click();
-    await expect(ingestion.getByTestId("cancel-question")).toHaveCount(0);
-    await expect(ingestion).not.toHaveAttribute("data-status", "cancelled");
-    await ingestion.getByTestId("cancel").click();
-    await ingestion.getByTestId("cancel-confirm").click();
-    await expect(ingestion).toHaveAttribute("data-status", "cancelled");
+    // It asks first; "Keep" keeps everything. (Dispatch is held meanwhile, so the card is not
+    // redrawn under the clicks; the batch in flight finishes.)
+    const waiting = ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]');
+    await page.request.post("/admin/pause");
+    try {
+      await ingestion.getByTestId("cancel").click();
+      await expect(ingestion.getByTestId("cancel-question")).toContainText("waiting batches?");
+      await ingestion.getByTestId("cancel-keep").click();
+      await expect(ingestion.getByTestId("cancel-question")).toHaveCount(0);
+      const id = await ingestion.getAttribute("data-ingestion-id");
+      const kept = await (await page.request.get(`/status/${id}`)).json();
+      expect(kept.batches.filter((b: { status: string }) => b.status === "cancelled")).toEqual([]);
+      await expect(waiting.first()).toBeVisible();
+      await ingestion.getByTestId("cancel").click();
+      await ingestion.getByTestId("cancel-confirm").click();
+      await expect(ingestion).toHaveAttribute("data-status", "cancelled");
+    } finally {
+      await page.request.post("/admin/resume");
+    }
     await expect(ingestion.locator('[data-testid="batch"][data-status="cancelled"]').first()).toBeVisible();
     await expect(ingestion.locator('[data-testid="batch"][data-status="yet_to_start"]')).toHaveCount(0);
     await expect(ingestion.getByTestId("eta")).toContainText("Cancelled at");
@@ -154,8 +164,13 @@ test.describe("the dashboard", () => {
     await expect(theirs).toBeVisible();
     await page.getByTestId("tenant-filter").fill("");
     await expect(unnamed).toBeVisible();
-    await theirs.getByTestId("cancel").click();
-    await theirs.getByTestId("cancel-confirm").click();
-    await expect(theirs).toHaveAttribute("data-status", "cancelled");
+    await page.request.post("/admin/pause");
+    try {
+      await theirs.getByTestId("cancel").click();
+      await theirs.getByTestId("cancel-confirm").click();
+      await expect(theirs).toHaveAttribute("data-status", "cancelled");
+    } finally {
+      await page.request.post("/admin/resume");
+    }
   });
 });

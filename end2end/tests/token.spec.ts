@@ -22,7 +22,7 @@ test.describe("a server with API tokens", () => {
     const notice = page.getByTestId("read-only");
     await expect(notice).toContainText("may only read");
     await page.getByTestId("ids-input").fill("1-4");
-    for (const button of ["submit", "pause-toggle"]) {
+    for (const button of ["submit", "pause-toggle", "rate-set"]) {
       await expect(page.getByTestId(button)).toBeDisabled();
       await expect(page.getByTestId(button)).toHaveAttribute("title", /may only read/);
     }

@@ -123,6 +123,10 @@ fn IngestionCard(
     let cancel_error = write_error(cancel);
     // Cancelling discards work: the button asks first (the question survives redraws).
     let confirming = move || live.confirm_cancel.get() == Some(id);
+    // Nothing left to cancel: a question left open would come back with a retried batch.
+    if waiting == 0 && live.confirm_cancel.get_untracked() == Some(id) {
+        live.confirm_cancel.set(None);
+    }
     let question = format!(
         "Cancel {waiting} waiting batch{}?",
         if waiting == 1 { "" } else { "es" }

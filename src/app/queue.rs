@@ -36,9 +36,9 @@ fn RateControl() -> impl IntoView {
     let text = RwSignal::new(String::new());
     let set = live.write_action(move || {
         let entered = text.get_untracked().trim().to_owned();
-        crate::api::set_rate_interval((!entered.is_empty()).then_some(entered))
+        crate::api::set_rate_interval(serde_json::Value::String(entered))
     });
-    let clear = live.write_action(|| crate::api::set_rate_interval(None));
+    let clear = live.write_action(|| crate::api::set_rate_interval(serde_json::Value::Null));
     Effect::new(move |_| {
         if let Some(Ok(_)) = set.value().get() {
             text.set(String::new());

@@ -156,6 +156,17 @@ async fn an_operator_can_change_the_rate_at_run_time() {
         json!({"rate_interval_ms": 50, "overridden": false})
     );
     assert_eq!(app.get_json("/queue").await["rate_overridden"], false);
+    // Set and cleared through the server function alone; nothing (or a typo) clears nothing.
+    call(json!({"rate_interval": "4s"})).await.unwrap();
+    for (args, status) in [
+        (json!({}), 400),
+        (json!({"interval": null}), 400),
+        (json!({"rate_interval": 5}), 422),
+    ] {
+        assert_eq!(call(args.clone()).await.unwrap().status(), status, "{args}");
+    }
+    assert_eq!(app.get_json("/queue").await["rate_interval_ms"], 4000);
     let res = call(json!({"rate_interval": null})).await.unwrap();
     assert_eq!(res.json::<Value>().await.unwrap(), 50);
+    assert_eq!(app.get_json("/queue").await["rate_overridden"], false);
 }

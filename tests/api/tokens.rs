@@ -229,6 +229,20 @@ async fn the_dashboard_can_ask_what_its_token_may_do_with_writes() {
     );
     assert_eq!(access(Some(READER)).await, "read_only");
     assert_eq!(access(Some(WRITER)).await, "allowed");
+    // The dashboard's writes are guarded like the routes: the rate, for one.
+    let rate = |token: Option<&'static str>| {
+        let mut call = app
+            .client
+            .post(format!("{}/api/rate", app.base))
+            .json(&json!({"rate_interval": "2s"}));
+        if let Some(token) = token {
+            call = call.bearer_auth(token);
+        }
+        async move { call.send().await.unwrap().status() }
+    };
+    assert_eq!(rate(None).await, 401);
+    assert_eq!(rate(Some(READER)).await, 403);
+    assert_eq!(rate(Some(WRITER)).await, 200);
     let open = spawn_app(&[]).await;
     let res = open
         .client

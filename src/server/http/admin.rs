@@ -117,15 +117,7 @@ pub(super) async fn rate(
 ) -> Result<Json<RateState>, ApiError> {
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?;
-    let interval = match body.get("rate_interval") {
-        Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(rate_interval(s)?),
-        _ => {
-            return Err(ApiError::InvalidRate(
-                "send {\"rate_interval\": \"5s\"}, or null for the configured interval".into(),
-            ))
-        }
-    };
+    let interval = rate_setting(body.get("rate_interval"))?;
     let effective = state.service.set_rate_interval(interval).await?;
     Ok(Json(RateState {
         rate_interval_ms: u64::try_from(effective.as_millis()).unwrap_or(u64::MAX),
@@ -133,15 +125,22 @@ pub(super) async fn rate(
     }))
 }
 
-/// A run-time rate interval as an operator writes it (`250ms`, `5s`, `1m`), for the route and
-/// the dashboard's server function alike; the service checks its range.
-pub fn rate_interval(text: &str) -> Result<std::time::Duration, ApiError> {
-    text.trim()
-        .parse::<humantime::Duration>()
-        .map(Into::into)
-        .map_err(|e| {
-            ApiError::InvalidRate(format!(
-                "rate_interval {text:?}: {e} (examples: 250ms, 5s, 1m)"
-            ))
-        })
+/// The `rate_interval` an operator sent (to the route or the dashboard's server function): a
+/// duration as written (`250ms`, `5s`, `1m`), or null for the configured interval; anything
+/// else, or nothing, is refused. The service checks the range.
+pub fn rate_setting(value: Option<&Value>) -> Result<Option<std::time::Duration>, ApiError> {
+    match value {
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => text
+            .parse::<humantime::Duration>()
+            .map(|d| Some(d.into()))
+            .map_err(|e| {
+                ApiError::InvalidRate(format!(
+                    "rate_interval {text:?}: {e} (examples: 250ms, 5s, 1m)"
+                ))
+            }),
+        _ => Err(ApiError::InvalidRate(
+            "send {\"rate_interval\": \"5s\"}, or null for the configured interval".into(),
+        )),
+    }
 }

@@ -19,7 +19,7 @@ mod status;
 mod streams;
 mod timeout;
 
-pub use admin::rate_interval;
+pub use admin::rate_setting;
 pub use auth::bearer;
 pub use buffers::BufferBudget;
 pub use cors::cors;

@@ -201,6 +201,7 @@ pub struct LimitArg {
 /// `set_rate_interval`'s argument: a duration (`250ms`, `5s`), or null for the configured one.
 #[derive(Serialize, ToSchema)]
 pub struct RateArg {
+    #[schema(required)]
     pub rate_interval: Option<String>,
 }
 
