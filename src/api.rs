@@ -155,7 +155,7 @@ mod ssr {
     use crate::domain::{ErrorDetail, WriteAccess};
     pub use crate::server::auth::Access;
     use crate::server::{
-        auth::{Denied, Grant, Tokens},
+        auth::{Grant, Tokens},
         http::bearer,
         http::ApiError,
         service::Service,
@@ -170,26 +170,29 @@ mod ssr {
 
     /// The service and what the request's token was granted, if it allows `access`.
     pub fn granted(access: Access) -> Result<(Service, Grant), ErrorDetail> {
-        let grant = checked(access)?.map_err(|denied| refused(ApiError::Denied(denied)))?;
+        let (tokens, token) = presented()?;
+        let grant = tokens
+            .check(access, token.as_deref())
+            .map_err(|denied| refused(ApiError::Denied(denied)))?;
         let service = use_context::<Service>().ok_or_else(|| missing("the service"))?;
         Ok((service, grant))
     }
 
     /// What the request's token may do with writes.
     pub fn write_access() -> Result<WriteAccess, ErrorDetail> {
-        Ok(match checked(Access::Write)? {
-            Ok(_) => WriteAccess::Allowed,
-            Err(Denied::ReadOnly) => WriteAccess::ReadOnly,
-            Err(Denied::Missing | Denied::Invalid) => WriteAccess::NeedsToken,
-        })
+        let (tokens, token) = presented()?;
+        Ok(tokens.write_access(token.as_deref()))
     }
 
-    /// The request's bearer token checked for `access` (the JSON routes' rule).
-    fn checked(access: Access) -> Result<Result<Grant, Denied>, ErrorDetail> {
+    /// The configured tokens and the request's bearer token, if it sent one.
+    fn presented() -> Result<(Tokens, Option<String>), ErrorDetail> {
         let tokens = use_context::<Tokens>().ok_or_else(|| missing("the tokens"))?;
         let parts = use_context::<axum::http::request::Parts>();
-        let token = parts.as_ref().and_then(|p| bearer(&p.headers));
-        Ok(tokens.check(access, token))
+        let token = parts
+            .as_ref()
+            .and_then(|p| bearer(&p.headers))
+            .map(str::to_owned);
+        Ok((tokens, token))
     }
 
     fn missing(what: &str) -> ErrorDetail {

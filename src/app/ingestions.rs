@@ -138,12 +138,10 @@ fn IngestionCard(
                     type="button"
                     class="cancel"
                     data-testid="cancel"
-                    title=move || {
-                        live.write_refusal().unwrap_or(
-                            "Cancel the batches that have not started; a running batch finishes",
-                        )
-                    }
-                    disabled=move || cancel.pending().get() || live.write_refusal().is_some()
+                    title=live.write_title(
+                        "Cancel the batches that have not started; a running batch finishes",
+                    )
+                    disabled=live.write_disabled(move || cancel.pending().get())
                     on:click=move |_| live.confirm_cancel.set(Some(id))
                 >
                     "Cancel"
@@ -158,7 +156,7 @@ fn IngestionCard(
                         type="button"
                         class="cancel"
                         data-testid="cancel-confirm"
-                        disabled=move || live.write_refusal().is_some()
+                        disabled=live.write_disabled(|| false)
                         on:click=move |_| {
                             live.confirm_cancel.set(None);
                             cancel.dispatch(());
@@ -342,12 +340,10 @@ fn BatchCard(batch: BatchView, position: u32, now: Timestamp) -> impl IntoView {
                 <button
                     type="button"
                     data-testid="retry"
-                    title=move || {
-                        live.write_refusal().unwrap_or(
-                            "Put the batch back in the queue, at its place; its attempts keep counting",
-                        )
-                    }
-                    disabled=move || action.pending().get() || live.write_refusal().is_some()
+                    title=live.write_title(
+                        "Put the batch back in the queue, at its place; its attempts keep counting",
+                    )
+                    disabled=live.write_disabled(move || action.pending().get())
                     on:click=move |_| {
                         action.dispatch(());
                     }

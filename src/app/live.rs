@@ -137,6 +137,16 @@ impl Live {
         self.write_access.get().refusal()
     }
 
+    /// A write button's title: what it does, or why it is disabled.
+    pub fn write_title(self, what: &'static str) -> impl Fn() -> &'static str + Copy {
+        move || self.write_refusal().unwrap_or(what)
+    }
+
+    /// Whether a write button whose action is `pending` is disabled.
+    pub fn write_disabled(self, pending: impl Fn() -> bool + Copy) -> impl Fn() -> bool + Copy {
+        move || pending() || self.write_refusal().is_some()
+    }
+
     /// A token is needed for what the person is doing.
     pub fn token_needed(self) -> bool {
         self.reads_refused.get() || self.writes_refused.get()

@@ -44,8 +44,6 @@ fn RateControl() -> impl IntoView {
             text.set(String::new());
         }
     });
-    let blocked = move || live.write_refusal().is_some();
-    let title = move |what: &'static str| move || live.write_refusal().unwrap_or(what);
     view! {
         <form
             class="rate"
@@ -69,8 +67,10 @@ fn RateControl() -> impl IntoView {
             <button
                 type="submit"
                 data-testid="rate-set"
-                title=title("Dispatch one batch per this interval, on every replica, until cleared")
-                disabled=move || set.pending().get() || blocked()
+                title=live.write_title(
+                    "Dispatch one batch per this interval, on every replica, until cleared",
+                )
+                disabled=live.write_disabled(move || set.pending().get())
             >
                 "Set"
             </button>
@@ -78,8 +78,8 @@ fn RateControl() -> impl IntoView {
                 <button
                     type="button"
                     data-testid="rate-clear"
-                    title=title("Go back to the interval the server was started with")
-                    disabled=move || clear.pending().get() || blocked()
+                    title=live.write_title("Go back to the interval the server was started with")
+                    disabled=live.write_disabled(move || clear.pending().get())
                     on:click=move |_| {
                         clear.dispatch(());
                     }
@@ -180,14 +180,12 @@ fn QueueBody(queue: QueueView) -> impl IntoView {
                 type="button"
                 data-testid="pause-toggle"
                 data-paused=paused.to_string()
-                title=move || {
-                    live.write_refusal().unwrap_or(if paused {
-                        "Start dispatching again, under the rate limit"
-                    } else {
-                        "Start nothing new until resumed; the batch in flight finishes"
-                    })
-                }
-                disabled=move || toggle.pending().get() || live.write_refusal().is_some()
+                title=live.write_title(if paused {
+                    "Start dispatching again, under the rate limit"
+                } else {
+                    "Start nothing new until resumed; the batch in flight finishes"
+                })
+                disabled=live.write_disabled(move || toggle.pending().get())
                 on:click=move |_| {
                     toggle.dispatch(());
                 }

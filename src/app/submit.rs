@@ -167,8 +167,8 @@ pub fn SubmitForm() -> impl IntoView {
                     <button
                         type="submit"
                         data-testid="submit"
-                        title=move || live.write_refusal().unwrap_or("Store the IDs and queue their batches")
-                        disabled=move || submit.pending().get() || live.write_refusal().is_some()
+                        title=live.write_title("Store the IDs and queue their batches")
+                        disabled=live.write_disabled(move || submit.pending().get())
                     >
                         {move || if submit.pending().get() { "Sending…" } else { "Submit" }}
                     </button>

@@ -9,7 +9,7 @@
 //! and `token` a whole token: work sent with it that names no tenant is that tenant's. Names
 //! are not secret (they may be logged); the token after the colon is what is sent.
 
-use crate::domain::Tenant;
+use crate::domain::{Tenant, WriteAccess};
 use sha2::{Digest, Sha256};
 use std::{path::Path, sync::Arc};
 
@@ -225,6 +225,16 @@ impl Tokens {
     /// Reads need a token.
     pub fn reads_guarded(&self) -> bool {
         !self.inner.read.is_empty()
+    }
+
+    /// What a request presenting `token` (if any) may do with writes (`check`'s answer, as
+    /// the dashboard is told it).
+    pub fn write_access(&self, token: Option<&str>) -> WriteAccess {
+        match self.check(Access::Write, token) {
+            Ok(_) => WriteAccess::Allowed,
+            Err(Denied::ReadOnly) => WriteAccess::ReadOnly,
+            Err(Denied::Missing | Denied::Invalid) => WriteAccess::NeedsToken,
+        }
     }
 
     /// May a request presenting `token` (if any) do `access`? Answers the token's name.
