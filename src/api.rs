@@ -5,8 +5,8 @@
 //! [`TokenClient`]).
 
 use crate::domain::{
-    BatchAttempts, CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView,
-    QueueView, RecentIngestions, WriteAccess,
+    BatchAttempts, CancelResponse, ErrorDetail, Found, IngestRequest, IngestResponse,
+    IngestionPage, IngestionView, QueueView, RecentIngestions, WriteAccess,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -82,11 +82,45 @@ pub async fn batch_attempt_history(batch_id: String) -> Result<BatchAttempts, Er
     service.attempts(&batch_id).await.map_err(ssr::rejected)
 }
 
-/// The newest ingestions, newest first (`POST /api/ingestions`, JSON `{"limit": n}`).
+/// The newest ingestions, newest first (`POST /api/ingestions`, JSON `{"limit": n}`, and
+/// optionally `"before"`, `"priority"`, `"status"`, as `GET /ingestions` takes them).
 #[server(prefix = "/api", endpoint = "ingestions", input = Json, client = TokenClient)]
-pub async fn list_ingestions(limit: u32) -> Result<RecentIngestions, ErrorDetail> {
+pub async fn list_ingestions(
+    limit: u32,
+    #[server(default)] before: Option<String>,
+    #[server(default)] priority: Option<String>,
+    #[server(default)] status: Option<String>,
+) -> Result<RecentIngestions, ErrorDetail> {
     let service = ssr::service(ssr::Access::Read)?;
-    service.recent(limit as usize).await.map_err(ssr::rejected)
+    let listing = crate::server::service::Listing {
+        limit: limit as usize,
+        before: before.as_deref(),
+        priority: priority.as_deref(),
+        status: status.as_deref(),
+    };
+    service.list(listing).await.map_err(ssr::rejected)
+}
+
+/// One ingestion with a page of its batches from position `from` (`POST /api/ingestion`,
+/// JSON `{"ingestion_id": "...", "from": n}`): what its page at `/ingestions/{id}` shows.
+#[server(prefix = "/api", endpoint = "ingestion", input = Json, client = TokenClient)]
+pub async fn read_ingestion_page(
+    ingestion_id: String,
+    from: u32,
+) -> Result<IngestionPage, ErrorDetail> {
+    let service = ssr::service(ssr::Access::Read)?;
+    service
+        .ingestion_page(&ingestion_id, from)
+        .await
+        .map_err(ssr::rejected)
+}
+
+/// The ingestions a search names (`POST /api/find`, JSON `{"query": "..."}`): a whole
+/// ingestion or batch id, or the last 4 to 12 hex digits of an ingestion's id.
+#[server(prefix = "/api", endpoint = "find", input = Json, client = TokenClient)]
+pub async fn find_ingestions(query: String) -> Result<Found, ErrorDetail> {
+    let service = ssr::service(ssr::Access::Read)?;
+    service.find(&query).await.map_err(ssr::rejected)
 }
 
 /// The queue snapshot (`POST /api/queue`).

@@ -16,8 +16,8 @@ use sluice::server::{
     shutdown::{self, ShutdownTrigger},
     store::{
         Admission, AttemptsRecord, Claim, ClaimedBatch, Completion, DynStore, IdPage,
-        IngestionRecord, Inserted, NewIngestionRecord, QueuePlace, QueueRecord, SqliteStore, Store,
-        StoreError, SummaryRecord,
+        IngestionRecord, Inserted, Lookup, NewIngestionRecord, QueuePlace, QueueRecord, Selection,
+        SqliteStore, Store, StoreError, SummaryRecord,
     },
 };
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
@@ -648,15 +648,22 @@ impl Store for Faulty {
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError> {
         self.inner.recent_ingestions(limit).await
     }
-    async fn recent_summaries(
+    async fn summaries(
         &self,
-        limit: usize,
+        selection: &Selection,
         window: u32,
         fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
         self.summary_reads
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.recent_summaries(limit, window, fairness).await
+        self.inner.summaries(selection, window, fairness).await
+    }
+    async fn find_ingestions(
+        &self,
+        lookup: &Lookup,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.find_ingestions(lookup, limit).await
     }
     async fn attempts(&self, batch_id: Uuid) -> Result<Option<AttemptsRecord>, StoreError> {
         self.inner.attempts(batch_id).await

@@ -6,11 +6,13 @@
 mod postgres;
 
 use sluice::domain::{
-    BatchStatus, EventBody, Fairness, IdResult, Priority, StatusCounts, Tenant, Timestamp,
+    BatchStatus, EventBody, Fairness, IdResult, IngestionStatus, Priority, StatusCounts, Tenant,
+    Timestamp,
 };
 use sluice::server::store::{
     Admission, Claim, ClaimedBatch, Completion, DynStore, Housekept, IdempotencyKey, Inserted,
-    NewBatchRecord, NewIngestionRecord, PostgresStore, Retention, SlotClock, SqliteStore,
+    Lookup, NewBatchRecord, NewIngestionRecord, PostgresStore, Retention, Selection, SlotClock,
+    SqliteStore,
 };
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use uuid::Uuid;
@@ -403,7 +405,7 @@ mod cases {
         store: DynStore,
     ) {
         assert!(store
-            .recent_summaries(10, 16, Fairness::Fifo)
+            .summaries(&Selection::newest(10), 16, Fairness::Fifo)
             .await
             .unwrap()
             .is_empty());
@@ -426,7 +428,7 @@ mod cases {
         }
         let running = claimed(&store, at(t)).await;
         let summaries = store
-            .recent_summaries(10, 16, Fairness::Fifo)
+            .summaries(&Selection::newest(10), 16, Fairness::Fifo)
             .await
             .unwrap();
         let order: Vec<Uuid> = summaries.iter().map(|s| s.id).collect();
@@ -462,7 +464,7 @@ mod cases {
         assert_eq!(store.cancel(big, at(t + 1)).await.unwrap(), Some(49));
         finish(&store, &running, at(t + 2)).await;
         let s = store
-            .recent_summaries(10, 16, Fairness::Fifo)
+            .summaries(&Selection::newest(10), 16, Fairness::Fifo)
             .await
             .unwrap()
             .remove(1);
@@ -479,7 +481,7 @@ mod cases {
             finish(&store, &batch, at(t + 11 + 5 * k)).await;
         }
         let s = store
-            .recent_summaries(1, 16, Fairness::Fifo)
+            .summaries(&Selection::newest(1), 16, Fairness::Fifo)
             .await
             .unwrap()
             .remove(0);
@@ -487,6 +489,133 @@ mod cases {
         assert_eq!(s.counts.completed, 2);
         assert_eq!(s.last_completed_at, Some(at(t + 16)));
         assert_eq!((s.first_shown, s.batches.len(), s.place), (0, 2, None));
+    }
+
+    pub async fn a_selection_filters_by_priority_and_status_and_pages_to_older_ingestions(
+        store: DynStore,
+    ) {
+        // Oldest first: a LOW, a HIGH that will run, a MEDIUM cancelled,
+        // a LOW and a HIGH waiting.
+        let oldest = ingest(&store, Priority::Low, at(0), &[&[1]]).await;
+        let running = ingest(&store, Priority::High, at(1), &[&[2], &[3]]).await;
+        let cancelled = ingest(&store, Priority::Medium, at(2), &[&[4]]).await;
+        let low = ingest(&store, Priority::Low, at(3), &[&[5]]).await;
+        let high = ingest(&store, Priority::High, at(4), &[&[6]]).await;
+        assert_eq!(store.cancel(cancelled, at(5)).await.unwrap(), Some(1));
+        // HIGH first: `running`'s first batch completes, its second is in flight...
+        let first = claimed(&store, at(10)).await;
+        finish(&store, &first, at(11)).await;
+        claimed(&store, at(15)).await;
+        let read = |selection: Selection| {
+            let store = store.clone();
+            async move {
+                let listed = store
+                    .summaries(&selection, 16, Fairness::Fifo)
+                    .await
+                    .unwrap();
+                listed.iter().map(|s| s.id).collect::<Vec<Uuid>>()
+            }
+        };
+        assert_eq!(
+            read(Selection::newest(10)).await,
+            [high, low, cancelled, running, oldest]
+        );
+        let of = |status| Selection {
+            status: Some(status),
+            ..Selection::newest(10)
+        };
+        assert_eq!(
+            read(of(IngestionStatus::YetToStart)).await,
+            [high, low, oldest]
+        );
+        assert_eq!(read(of(IngestionStatus::Triggered)).await, [running]);
+        assert_eq!(read(of(IngestionStatus::Cancelled)).await, [cancelled]);
+        assert!(read(of(IngestionStatus::Completed)).await.is_empty());
+        let at_low = Selection {
+            priority: Some(Priority::Low),
+            ..Selection::newest(10)
+        };
+        assert_eq!(read(at_low.clone()).await, [low, oldest]);
+        // Paging: two at a time, each page older than the last one shown.
+        let page = |before| Selection {
+            before,
+            ..Selection::newest(2)
+        };
+        assert_eq!(read(page(None)).await, [high, low]);
+        assert_eq!(read(page(Some(low))).await, [cancelled, running]);
+        assert_eq!(read(page(Some(running))).await, [oldest]);
+        assert!(read(page(Some(oldest))).await.is_empty());
+        assert!(
+            read(page(Some(Uuid::new_v4()))).await.is_empty(),
+            "older than an unknown ingestion: nothing"
+        );
+        // Conditions combine.
+        let both = Selection {
+            before: Some(low),
+            status: Some(IngestionStatus::YetToStart),
+            ..at_low
+        };
+        assert_eq!(read(both).await, [oldest]);
+    }
+
+    pub async fn one_ingestion_is_summarized_with_the_page_of_batches_asked_for(store: DynStore) {
+        let shapes: Vec<Vec<u64>> = (0..250u64).map(|b| vec![2 * b, 2 * b + 1]).collect();
+        let shapes: Vec<&[u64]> = shapes.iter().map(|v| v.as_slice()).collect();
+        let big = ingest(&store, Priority::Medium, at(0), &shapes).await;
+        ingest(&store, Priority::Medium, at(1), &[&[9]]).await;
+        let one = |from| {
+            let store = store.clone();
+            async move {
+                let mut listed = store
+                    .summaries(&Selection::one(big, from), 100, Fairness::Fifo)
+                    .await
+                    .unwrap();
+                assert_eq!(listed.len(), 1);
+                listed.remove(0)
+            }
+        };
+        let s = one(100).await;
+        assert_eq!(s.id, big);
+        assert_eq!(s.counts.waiting, 250);
+        assert_eq!(s.first_shown, 100);
+        let positions: Vec<u32> = s.batches.iter().map(|b| b.position).collect();
+        assert_eq!(positions, (100..200).collect::<Vec<u32>>());
+        assert_eq!(s.batches[0].ids, [200, 201]);
+        assert_eq!(
+            s.waiting_before_shown, 100,
+            "its predictions count from there"
+        );
+        assert_eq!(s.place.expect("it waits").ahead.before(0), 0);
+        // The last page is short; past the end shows the last batch.
+        assert_eq!(one(200).await.batches.len(), 50);
+        let past = one(10_000).await;
+        assert_eq!((past.first_shown, past.batches.len()), (249, 1));
+        assert!(store
+            .summaries(&Selection::one(Uuid::new_v4(), 0), 100, Fairness::Fifo)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub async fn an_ingestion_is_found_by_its_id_a_batch_id_or_the_end_of_its_id(store: DynStore) {
+        let first = ingest(&store, Priority::Medium, at(0), &[&[1], &[2]]).await;
+        let second = ingest(&store, Priority::High, at(1), &[&[3]]).await;
+        let found = |lookup: Lookup| {
+            let store = store.clone();
+            async move { store.find_ingestions(&lookup, 10).await.unwrap() }
+        };
+        assert_eq!(found(Lookup::Id(first)).await, [first]);
+        let batch = store.ingestion(second).await.unwrap().unwrap().batches[0].id;
+        assert_eq!(found(Lookup::Id(batch)).await, [second], "by a batch's id");
+        assert!(found(Lookup::Id(Uuid::new_v4())).await.is_empty());
+        let short = |id: Uuid| {
+            let text = id.simple().to_string();
+            text[text.len() - 8..].to_owned()
+        };
+        assert_eq!(found(Lookup::Suffix(short(second))).await, [second]);
+        let whole_group = first.simple().to_string()[20..].to_owned();
+        assert_eq!(found(Lookup::Suffix(whole_group)).await, [first]);
+        assert!(found(Lookup::Suffix("zzzzzzzz".into())).await.is_empty());
     }
 
     pub async fn a_batch_keeps_the_record_of_its_attempts(store: DynStore) {
@@ -1276,7 +1405,10 @@ mod cases {
         };
         assert_eq!(tenant(named).await, "acme.eu-1");
         assert_eq!(tenant(unnamed).await, "default");
-        let listed = store.recent_summaries(10, 4, Fairness::Fifo).await.unwrap();
+        let listed = store
+            .summaries(&Selection::newest(10), 4, Fairness::Fifo)
+            .await
+            .unwrap();
         let tenants: Vec<&str> = listed.iter().map(|s| s.tenant.as_str()).collect();
         assert_eq!(tenants, ["default", "acme.eu-1"]);
     }
@@ -1481,6 +1613,9 @@ macro_rules! conformance {
                 recent_ingestions_come_newest_first_with_their_batches,
                 a_summary_reads_the_counts_and_a_window_of_batches_around_the_work_in_progress,
                 a_page_of_ids_reads_only_the_batches_that_hold_it,
+                a_selection_filters_by_priority_and_status_and_pages_to_older_ingestions,
+                one_ingestion_is_summarized_with_the_page_of_batches_asked_for,
+                an_ingestion_is_found_by_its_id_a_batch_id_or_the_end_of_its_id,
                 a_batch_keeps_the_record_of_its_attempts,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,
                 an_ingestions_place_counts_the_waiting_batches_dispatched_before_it,
@@ -1836,7 +1971,7 @@ async fn a_postgres_database_of_schema_3_keeps_its_queue_places_endings_and_summ
     let store = open_postgres(&db.url).await;
     // Its summary's ID count and last completion were taken at the upgrade (schema 5).
     let summary = store
-        .recent_summaries(1, 16, Fairness::Fifo)
+        .summaries(&Selection::newest(1), 16, Fairness::Fifo)
         .await
         .unwrap()
         .remove(0);

@@ -28,8 +28,8 @@ pub use request::{
     Tenant, DEFAULT_TENANT, MAX_ID, MIN_ID,
 };
 pub use status::{
-    summary_window, AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, IdResult,
-    IdResultView, IngestionStatus, IngestionSummary, IngestionView, RecentIngestions, ResultsPage,
-    StatusCounts, WriteAccess,
+    page_window, summary_window, AttemptView, BatchAttempts, BatchStatus, BatchView,
+    CancelResponse, Found, IdResult, IdResultView, IngestionPage, IngestionStatus,
+    IngestionSummary, IngestionView, RecentIngestions, ResultsPage, StatusCounts, WriteAccess,
 };
 pub use time::Timestamp;

@@ -54,6 +54,19 @@ impl BatchStatus {
 }
 
 impl IngestionStatus {
+    pub const ALL: [IngestionStatus; 5] = [
+        IngestionStatus::YetToStart,
+        IngestionStatus::Triggered,
+        IngestionStatus::Completed,
+        IngestionStatus::Cancelled,
+        IngestionStatus::Failed,
+    ];
+
+    /// The status named as `as_str` writes it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             IngestionStatus::YetToStart => "yet_to_start",
@@ -247,6 +260,13 @@ pub fn summary_window(frontier: u32, total: u32, window: u32) -> std::ops::Range
     first..total.min(first.saturating_add(window))
 }
 
+/// The batches a page of an ingestion shows, by position, out of `total`: at most `window`
+/// from `first` (a `first` past the end shows the last batch).
+pub fn page_window(first: u32, total: u32, window: u32) -> std::ops::Range<u32> {
+    let first = first.min(total.saturating_sub(1));
+    first..total.min(first.saturating_add(window.max(1)))
+}
+
 /// One ID's result, as `GET /status/{id}/results` lists them (in split order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
@@ -323,6 +343,28 @@ pub struct RecentIngestions {
     pub ingestions: Vec<IngestionSummary>,
     /// The newest event reflected here: stream `/events` after it to stay current.
     pub last_event_id: u64,
+}
+
+/// One ingestion with a page of its batches, as its page at `/ingestions/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct IngestionPage {
+    /// The server's time when it was read (countdowns start from it).
+    pub now: Timestamp,
+    /// The ingestion; `batches` are the page's, from `first_shown`.
+    pub ingestion: IngestionSummary,
+    /// Batches per page.
+    pub page_size: u32,
+    /// The newest event reflected here: stream `/events` after it to stay current.
+    pub last_event_id: u64,
+}
+
+/// What a search found: the ingestions whose id, or one of whose batches' ids, is the one
+/// searched for, or whose id ends with the digits searched for; newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
+pub struct Found {
+    pub ingestions: Vec<Uuid>,
 }
 
 /// What the caller's token may do with writes (`POST /api/access`): the dashboard disables

@@ -4,9 +4,10 @@
 
 use crate::domain::{
     AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event,
-    Fairness, IdResultView, IngestRequest, IngestionStatus, IngestionSummary, IngestionView,
-    Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError, ResultsPage,
-    Tenant, TenantDepth, Timestamp, DEFAULT_TENANT, MAX_RATE_INTERVAL, MIN_RATE_INTERVAL,
+    Fairness, Found, IdResultView, IngestRequest, IngestionPage, IngestionStatus, IngestionSummary,
+    IngestionView, Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError,
+    ResultsPage, Tenant, TenantDepth, Timestamp, DEFAULT_TENANT, MAX_RATE_INTERVAL,
+    MIN_RATE_INTERVAL,
 };
 use crate::server::{
     clock::Clock,
@@ -16,7 +17,8 @@ use crate::server::{
     scheduler::Wake,
     store::{
         Admission, BatchRecord, DispatchRecord, DynStore, IdempotencyKey, IngestionRecord,
-        Inserted, NewBatchRecord, NewIngestionRecord, QueuePlace, StoreError, SummaryRecord,
+        Inserted, Lookup, NewBatchRecord, NewIngestionRecord, QueuePlace, Selection, StoreError,
+        SummaryRecord,
     },
 };
 use std::{sync::Arc, time::Duration};
@@ -43,6 +45,9 @@ pub enum ServiceError {
     BatchNotFound(String),
     #[error("batch {0} has not failed: only a failed batch can be retried")]
     BatchNotFailed(Uuid),
+    /// A list's condition or a search that names nothing it could match.
+    #[error("{0}")]
+    InvalidFilter(String),
 }
 
 /// What an ingest did.
@@ -176,6 +181,22 @@ pub const MAX_RESULTS_PAGE: u64 = 1_000;
 pub const MAX_RECENT: usize = 100;
 /// Batches each listed ingestion shows (around its work in progress).
 const LISTED_BATCHES: u32 = 24;
+/// Batches on one page of an ingestion (`Service::ingestion_page`).
+pub const PAGE_BATCHES: u32 = 100;
+/// Most ingestions a search answers.
+pub const MAX_FOUND: usize = 10;
+
+/// Which ingestions a list shows, as a request names them (checked by `Service::list`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Listing<'a> {
+    pub limit: usize,
+    /// Only those accepted before this ingestion (paging to older ones).
+    pub before: Option<&'a str>,
+    /// A priority's wire name.
+    pub priority: Option<&'a str>,
+    /// An ingestion status's wire name.
+    pub status: Option<&'a str>,
+}
 /// Dispatches the queue view lists.
 const RECENT_DISPATCHES: usize = 10;
 
@@ -438,6 +459,95 @@ impl Service {
         })
     }
 
+    /// The ingestions `listing` asks for, newest first, as [`Service::recent`] answers them.
+    /// Without conditions it is `recent` (one shared read per event); with them each call
+    /// reads the store.
+    pub async fn list(&self, listing: Listing<'_>) -> Result<RecentIngestions, ServiceError> {
+        let filter = |what: &str, value: &str| {
+            ServiceError::InvalidFilter(format!("{what} {value:?} is not one to filter by"))
+        };
+        let selection = Selection {
+            limit: listing.limit.min(MAX_RECENT),
+            before: listing
+                .before
+                .map(|id| Uuid::parse_str(id).map_err(|_| filter("ingestion id", id)))
+                .transpose()?,
+            priority: listing
+                .priority
+                .map(|p| Priority::from_wire(p).ok_or_else(|| filter("priority", p)))
+                .transpose()?,
+            status: listing
+                .status
+                .map(|s| IngestionStatus::from_name(s).ok_or_else(|| filter("status", s)))
+                .transpose()?,
+            ..Selection::default()
+        };
+        if selection == Selection::newest(selection.limit) {
+            return self.recent(selection.limit).await;
+        }
+        let last_event_id = self.feed_now();
+        let summaries = self
+            .inner
+            .store
+            .summaries(&selection, LISTED_BATCHES, self.inner.fairness)
+            .await?;
+        let now = self.inner.clock.now();
+        Ok(RecentIngestions {
+            now,
+            ingestions: summaries.iter().map(|s| self.summary_of(s, now)).collect(),
+            last_event_id,
+        })
+    }
+
+    /// One ingestion with the page of [`PAGE_BATCHES`] batches from position `from` (a page
+    /// past the end shows the last batch), read in O(page) whatever the ingestion's size.
+    pub async fn ingestion_page(
+        &self,
+        ingestion_id: &str,
+        from: u32,
+    ) -> Result<IngestionPage, ServiceError> {
+        let id = ingestion_uuid(ingestion_id)?;
+        let last_event_id = self.feed_now();
+        let summary = self
+            .inner
+            .store
+            .summaries(&Selection::one(id, from), PAGE_BATCHES, self.inner.fairness)
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::NotFound(ingestion_id.to_owned()))?;
+        let now = self.inner.clock.now();
+        Ok(IngestionPage {
+            now,
+            ingestion: self.summary_of(&summary, now),
+            page_size: PAGE_BATCHES,
+            last_event_id,
+        })
+    }
+
+    /// The ingestions a search names: a whole ingestion or batch id (as `GET /status` takes
+    /// it), or the last 4 to 12 hex digits of an ingestion's id (the dashboard's cards show
+    /// the last 8); newest first, at most [`MAX_FOUND`].
+    pub async fn find(&self, text: &str) -> Result<Found, ServiceError> {
+        let text = text.trim();
+        let lookup = match Uuid::parse_str(text) {
+            Ok(id) => Lookup::Id(id),
+            Err(_) => {
+                let end = text.to_ascii_lowercase();
+                match (4..=12).contains(&end.len()) && end.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    true => Lookup::Suffix(end),
+                    false => {
+                        return Err(ServiceError::InvalidFilter(format!(
+                            "{text:?} is neither an id nor the last 4 to 12 hex digits of one"
+                        )))
+                    }
+                }
+            }
+        };
+        Ok(Found {
+            ingestions: self.inner.store.find_ingestions(&lookup, MAX_FOUND).await?,
+        })
+    }
+
     /// The store's summaries of the newest ingestions, read once per event: every open
     /// dashboard asks for the same list after the same events, so one read serves them all
     /// (callers that ask while it is being read wait for it). A read at feed value `seen` holds
@@ -455,7 +565,11 @@ impl Service {
         let summaries = Arc::new(
             self.inner
                 .store
-                .recent_summaries(limit, LISTED_BATCHES, self.inner.fairness)
+                .summaries(
+                    &Selection::newest(limit),
+                    LISTED_BATCHES,
+                    self.inner.fairness,
+                )
                 .await?,
         );
         *memo = Some(RecentMemo {
@@ -474,6 +588,7 @@ impl Service {
             let pace = self.pace_with(place.rate_interval);
             predict(
                 &mut batches,
+                s.waiting_before_shown,
                 s.counts.waiting,
                 s.running_since,
                 place,
@@ -712,8 +827,15 @@ impl Service {
                 .filter_map(|b| b.started_at)
                 .max();
             let now = self.inner.clock.now();
-            view.predicted_completion =
-                predict(&mut view.batches, waiting, running_since, place, pace, now);
+            view.predicted_completion = predict(
+                &mut view.batches,
+                0,
+                waiting,
+                running_since,
+                place,
+                pace,
+                now,
+            );
         }
         Ok(view)
     }
@@ -766,11 +888,13 @@ impl Service {
 }
 
 /// Fill in when each waiting batch of `batches` (some or all of an ingestion's, in split
-/// order, starting at or before its first waiting one) should start, and answer when the
-/// whole ingestion should finish: its `waiting` batches start one after another from `place`,
-/// in split order, and its running ones (the latest started at `running_since`) finish.
+/// order, with `waiting_before` of its waiting ones before the first) should start, and
+/// answer when the whole ingestion should finish: its `waiting` batches start one after
+/// another from `place`, in split order, and its running ones (the latest started at
+/// `running_since`) finish.
 fn predict(
     batches: &mut [BatchView],
+    waiting_before: u64,
     waiting: u64,
     running_since: Option<Timestamp>,
     place: QueuePlace,
@@ -781,7 +905,7 @@ fn predict(
     let last = waiting.checked_sub(1).map(|k| place.ahead.before(k));
     let last_finish = last.map(|ahead| pace.finish_of(pace.start_after(next, ahead)));
     let running_finish = running_since.map(|s| pace.finish_of(s).max(now));
-    let mut k = 0;
+    let mut k = waiting_before;
     for batch in batches {
         if batch.status == BatchStatus::YetToStart {
             batch.predicted_start = Some(pace.start_after(next, place.ahead.before(k)));

@@ -270,7 +270,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
         );
         server_fns += 1;
     }
-    assert_eq!(server_fns, 10);
+    assert_eq!(server_fns, 12);
 
     // Every documented route exists and answers as documented (no route-level 404 or 405).
     let mut operations = 0;
@@ -289,6 +289,8 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
                 "/api/ingest" => json!({"request": {"ids": [4], "priority": "LOW"}}),
                 "/api/status" | "/api/cancel" => json!({"ingestion_id": id}),
                 "/api/ingestions" => json!({"limit": 5}),
+                "/api/ingestion" => json!({"ingestion_id": id, "from": 0}),
+                "/api/find" => json!({"query": id}),
                 "/api/attempts" => json!({"batch_id": batch_id}),
                 "/api/pause" => json!({"paused": false}),
                 "/api/retry" => json!({"batch_id": batch_id}),

@@ -291,3 +291,188 @@ async fn under_tenant_fairness_the_status_predicts_the_round_robin_and_the_queue
                "tenants": [{"tenant": "big", "batches": 3}, {"tenant": "small", "batches": 2}]})
     );
 }
+
+#[tokio::test]
+async fn the_list_filters_by_priority_and_status_and_pages_to_older_ingestions() {
+    // A long interval: the first HIGH starts, everything else waits.
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let high = app.ingest(r#"{"ids": [1], "priority": "HIGH"}"#).await;
+    let low = app.ingest(r#"{"ids": [2], "priority": "LOW"}"#).await;
+    let medium = app.ingest(r#"{"ids": [3], "priority": "MEDIUM"}"#).await;
+    let newest = app.ingest(r#"{"ids": [4], "priority": "LOW"}"#).await;
+    app.wait_for_status(&high, Duration::from_secs(10), |s| {
+        s["batches"][0]["status"] != "yet_to_start"
+    })
+    .await;
+    let listed = |query: String| {
+        let app = &app;
+        async move {
+            let body = app.get_json(&format!("/ingestions{query}")).await;
+            body["ingestions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["ingestion_id"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        listed("?priority=LOW".into()).await,
+        [newest.as_str(), low.as_str()]
+    );
+    assert_eq!(
+        listed("?status=yet_to_start".into()).await,
+        [newest.as_str(), medium.as_str(), low.as_str()]
+    );
+    // The HIGH one has started: it is not waiting, whatever it is now.
+    assert!(listed("?status=yet_to_start&priority=HIGH".into())
+        .await
+        .is_empty());
+    // "Older": each page starts after the last one shown.
+    assert_eq!(
+        listed("?limit=2".into()).await,
+        [newest.as_str(), medium.as_str()]
+    );
+    assert_eq!(
+        listed(format!("?limit=2&before={medium}")).await,
+        [low.as_str(), high.as_str()]
+    );
+    assert!(listed(format!("?limit=2&before={high}")).await.is_empty());
+    // The server function takes the same conditions.
+    let res = app
+        .post_json("/api/ingestions", r#"{"limit": 5, "priority": "MEDIUM"}"#)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["ingestions"][0]["ingestion_id"], medium.as_str());
+    assert_eq!(body["ingestions"].as_array().unwrap().len(), 1);
+    // A condition that names nothing is refused, never ignored.
+    for query in ["?priority=URGENT", "?status=done", "?before=yesterday"] {
+        let res = app.get(&format!("/ingestions{query}")).await;
+        assert_eq!(res.status(), 400, "{query}");
+        assert_error(&res.json().await.unwrap(), "invalid_query");
+    }
+    let res = app
+        .post_json("/api/ingestions", r#"{"limit": 5, "status": "finished"}"#)
+        .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "invalid_query");
+}
+
+#[tokio::test]
+async fn a_search_finds_an_ingestion_by_its_short_id_its_whole_id_or_a_batch_id() {
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let first = app
+        .ingest(r#"{"ids": [1, 2, 3, 4], "priority": "LOW"}"#)
+        .await;
+    let second = app.ingest(r#"{"ids": [5], "priority": "LOW"}"#).await;
+    let find = |query: String| {
+        let app = &app;
+        async move {
+            app.post_json("/api/find", &json!({ "query": query }).to_string())
+                .await
+        }
+    };
+    let found = |query: String| {
+        let find = &find;
+        async move {
+            let res = find(query.clone()).await;
+            assert_eq!(res.status(), 200, "{query}");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(keys(&body), vec!["ingestions"]);
+            body["ingestions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    // The 8 characters a card shows are the id's last 8, in any case, with spaces around.
+    let short = &second[second.len() - 8..];
+    assert_eq!(
+        found(format!(" {} ", short.to_uppercase())).await,
+        [second.as_str()]
+    );
+    assert_eq!(found(first.clone()).await, [first.as_str()]);
+    let status: Value = app.get_status(&first).await.json().await.unwrap();
+    let batch = status["batches"][1]["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        found(batch).await,
+        [first.as_str()],
+        "a batch's id finds its ingestion"
+    );
+    assert!(found(uuid::Uuid::new_v4().to_string()).await.is_empty());
+    for bad in ["", "abc", "not an id", "0123456789abcdef0"] {
+        let res = find(bad.to_owned()).await;
+        assert_eq!(res.status(), 400, "{bad:?}");
+        // A server function answers the error itself, `{code, message}`.
+        assert_eq!(res.json::<Value>().await.unwrap()["code"], "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn an_ingestion_page_shows_a_page_of_its_batches_with_the_predictions_of_its_status() {
+    let app = spawn_app(&["--rate-interval", "1h"]).await;
+    let ids: Vec<u64> = (1..=900).collect();
+    let id = app
+        .ingest(&json!({"ids": ids, "priority": "MEDIUM"}).to_string())
+        .await;
+    let page = |from: u32| {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let res = app
+                .post_json(
+                    "/api/ingestion",
+                    &json!({"ingestion_id": id, "from": from}).to_string(),
+                )
+                .await;
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let body = page(200).await;
+    assert_eq!(
+        keys(&body),
+        vec!["ingestion", "last_event_id", "now", "page_size"]
+    );
+    assert_eq!(body["page_size"], 100);
+    let ingestion = &body["ingestion"];
+    assert_eq!(ingestion["ingestion_id"], id.as_str());
+    assert_eq!(ingestion["batch_count"], 300);
+    assert_eq!(ingestion["first_shown"], 200);
+    let batches = ingestion["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 100);
+    assert_eq!(batches[0]["ids"], json!([601, 602, 603]));
+    // Each waiting batch's predicted start is the one its status gives.
+    let status: Value = app.get_status(&id).await.json().await.unwrap();
+    for (i, batch) in batches.iter().enumerate() {
+        assert_eq!(
+            batch["predicted_start"],
+            status["batches"][200 + i]["predicted_start"],
+            "batch {}",
+            200 + i
+        );
+    }
+    // The last page is short, and one past the end shows the last batch.
+    assert_eq!(
+        page(250).await["ingestion"]["batches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
+    assert_eq!(page(5000).await["ingestion"]["first_shown"], 299);
+    let res = app
+        .post_json(
+            "/api/ingestion",
+            &json!({"ingestion_id": uuid::Uuid::new_v4(), "from": 0}).to_string(),
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "not_found");
+}

@@ -74,6 +74,7 @@ impl From<ServiceError> for ApiError {
             e @ ServiceError::InvalidRate => ApiError::InvalidRate(e.to_string()),
             ServiceError::BatchNotFound(id) => ApiError::BatchNotFound(id),
             e @ ServiceError::BatchNotFailed(_) => ApiError::BatchNotFailed(e.to_string()),
+            ServiceError::InvalidFilter(why) => ApiError::InvalidQuery(why),
         }
     }
 }

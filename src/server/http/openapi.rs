@@ -7,8 +7,8 @@
 //! document itself: no CDN, no bundled assets.
 
 use crate::domain::{
-    BatchAttempts, CancelResponse, ErrorDetail, IngestRequest, IngestResponse, IngestionView,
-    QueueView, RecentIngestions, WriteAccess,
+    BatchAttempts, CancelResponse, ErrorDetail, Found, IngestRequest, IngestResponse,
+    IngestionPage, IngestionView, QueueView, RecentIngestions, WriteAccess,
 };
 use axum::{
     http::header,
@@ -39,6 +39,8 @@ use utoipa::{
         sf_status,
         sf_cancel,
         sf_ingestions,
+        sf_ingestion,
+        sf_find,
         sf_queue,
         sf_attempts,
         sf_pause,
@@ -191,11 +193,33 @@ pub struct BatchIdArg {
     pub batch_id: String,
 }
 
-/// `list_ingestions`' argument.
+/// `list_ingestions`' arguments (as `GET /ingestions` takes them).
 #[derive(Serialize, ToSchema)]
-pub struct LimitArg {
+pub struct ListArgs {
     #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     pub limit: u32,
+    /// Only ingestions accepted before this one (the next page of older ones).
+    pub before: Option<String>,
+    /// `HIGH`, `MEDIUM` or `LOW`.
+    pub priority: Option<String>,
+    /// `yet_to_start`, `triggered`, `completed`, `cancelled` or `failed`.
+    pub status: Option<String>,
+}
+
+/// `read_ingestion_page`'s arguments.
+#[derive(Serialize, ToSchema)]
+pub struct PageArgs {
+    pub ingestion_id: String,
+    /// The position of the page's first batch (0 for the first).
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
+    pub from: u32,
+}
+
+/// `find_ingestions`' argument.
+#[derive(Serialize, ToSchema)]
+pub struct FindArg {
+    /// A whole ingestion or batch id, or the last 4 to 12 hex digits of an ingestion's id.
+    pub query: String,
 }
 
 /// `set_rate_interval`'s argument: a duration (`250ms`, `5s`), or null for the configured one.
@@ -235,12 +259,28 @@ fn sf_status() {}
 fn sf_cancel() {}
 
 #[utoipa::path(post, path = "/api/ingestions", tag = "dashboard", summary = "list_ingestions",
-    request_body = LimitArg,
+    request_body = ListArgs,
     responses((status = 200, body = RecentIngestions),
               (status = "4XX", description = "As `GET /ingestions`", body = ErrorDetail)),
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_ingestions() {}
+
+#[utoipa::path(post, path = "/api/ingestion", tag = "dashboard", summary = "read_ingestion_page",
+    request_body = PageArgs,
+    responses((status = 200, body = IngestionPage),
+              (status = "4XX", description = "As `GET /status/{ingestion_id}`: 404 `not_found` for an unknown id", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_ingestion() {}
+
+#[utoipa::path(post, path = "/api/find", tag = "dashboard", summary = "find_ingestions",
+    request_body = FindArg,
+    responses((status = 200, body = Found),
+              (status = "4XX", description = "400 `invalid_query`: neither an id nor 4 to 12 hex digits; 401 without a read token where one is needed", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_find() {}
 
 #[utoipa::path(post, path = "/api/queue", tag = "dashboard", summary = "queue_snapshot",
     request_body = NoArgs,

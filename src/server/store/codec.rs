@@ -1,8 +1,11 @@
 //! What both backends store as small integers: a batch's status and a priority's rank. One
 //! copy of the codes and of their decoding; each backend only picks its integer width.
 
-use super::StoreError;
-use crate::domain::{BatchStatus, Priority, QueueKey, TenantHead, TenantQueue, Timestamp};
+use super::{Selection, StoreError};
+use crate::domain::{
+    BatchStatus, IngestionStatus, Priority, QueueKey, TenantHead, TenantQueue, Timestamp,
+};
+use uuid::Uuid;
 
 pub const WAITING: i64 = 0;
 pub const TRIGGERED: i64 = 1;
@@ -77,4 +80,128 @@ pub fn batch_status(code: i64) -> Result<BatchStatus, StoreError> {
 /// A stored priority rank as a priority; an unknown rank is corrupt data.
 pub fn priority_of(rank: i64) -> Result<Priority, StoreError> {
     Priority::from_rank(rank).ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))
+}
+
+/// An ingestion's status (`IngestionStatus::of_counts`) as a condition on its counts in
+/// `ingestions` (the same columns in both backends).
+pub fn status_condition(status: IngestionStatus) -> &'static str {
+    match status {
+        IngestionStatus::YetToStart => {
+            "(running = 0 AND completed = 0 AND cancelled = 0 AND failed = 0)"
+        }
+        IngestionStatus::Triggered => {
+            "(running > 0 OR (waiting > 0 AND (completed > 0 OR cancelled > 0 OR failed > 0)))"
+        }
+        IngestionStatus::Completed => {
+            "(waiting = 0 AND running = 0 AND cancelled = 0 AND failed = 0 AND completed > 0)"
+        }
+        IngestionStatus::Cancelled => {
+            "(waiting = 0 AND running = 0 AND failed = 0 AND cancelled > 0)"
+        }
+        IngestionStatus::Failed => "(waiting = 0 AND running = 0 AND failed > 0)",
+    }
+}
+
+/// A value a `Selection`'s query binds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bound {
+    Id(Uuid),
+    Rank(i64),
+    Count(i64),
+}
+
+/// The query of the ingestions a `Selection` picks (its columns after `SELECT`), newest first,
+/// with placeholders numbered by `place` from 1, and the values they bind, in order.
+pub fn selection_query(
+    columns: &str,
+    selection: &Selection,
+    place: impl Fn(usize) -> String,
+) -> (String, Vec<Bound>) {
+    let mut bound = Vec::new();
+    let mut conditions: Vec<String> = Vec::new();
+    let bind = |value: Bound, bound: &mut Vec<Bound>| {
+        bound.push(value);
+        place(bound.len())
+    };
+    if let Some(id) = selection.only {
+        conditions.push(format!("id = {}", bind(Bound::Id(id), &mut bound)));
+    }
+    if let Some(before) = selection.before {
+        let p = bind(Bound::Id(before), &mut bound);
+        conditions.push(format!(
+            "seq < (SELECT b.seq FROM ingestions b WHERE b.id = {p})"
+        ));
+    }
+    if let Some(priority) = selection.priority {
+        conditions.push(format!(
+            "priority = {}",
+            bind(Bound::Rank(priority.rank()), &mut bound)
+        ));
+    }
+    if let Some(status) = selection.status {
+        conditions.push(status_condition(status).to_owned());
+    }
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conditions.join(" AND ")),
+    };
+    let limit = bind(
+        Bound::Count(i64::try_from(selection.limit).unwrap_or(i64::MAX)),
+        &mut bound,
+    );
+    (
+        format!("SELECT {columns} FROM ingestions{filter} ORDER BY seq DESC LIMIT {limit}"),
+        bound,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::StatusCounts;
+
+    /// Every combination of empty and non-empty counts: the SQL condition of each status
+    /// holds exactly where `IngestionStatus::of_counts` answers that status.
+    #[test]
+    fn each_status_condition_picks_exactly_the_ingestions_of_that_status() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for bits in 0u32..32 {
+            let n = |i: u32| u64::from(bits >> i & 1);
+            let counts = StatusCounts {
+                waiting: n(0),
+                running: n(1),
+                completed: n(2),
+                cancelled: n(3),
+                failed: n(4),
+            };
+            if counts.total() == 0 {
+                continue;
+            }
+            for status in [
+                IngestionStatus::YetToStart,
+                IngestionStatus::Triggered,
+                IngestionStatus::Completed,
+                IngestionStatus::Cancelled,
+                IngestionStatus::Failed,
+            ] {
+                let sql = format!(
+                    "SELECT {} FROM (SELECT ?1 AS waiting, ?2 AS running, ?3 AS completed,
+                                            ?4 AS cancelled, ?5 AS failed)",
+                    status_condition(status)
+                );
+                let holds: bool = conn
+                    .query_row(
+                        &sql,
+                        [n(0), n(1), n(2), n(3), n(4)].map(|v| v as i64),
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(
+                    holds,
+                    IngestionStatus::of_counts(counts) == status,
+                    "{status:?} for {counts:?}"
+                );
+            }
+        }
+    }
 }

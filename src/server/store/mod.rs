@@ -179,8 +179,57 @@ pub struct SummaryRecord {
     /// `first_shown`.
     pub first_shown: u32,
     pub batches: Vec<BatchRecord>,
+    /// Its waiting batches before `first_shown` (only a page from `Selection::from` has any).
+    pub waiting_before_shown: u64,
     /// Its place, read in the same snapshot, if it has waiting or running batches.
     pub place: Option<QueuePlace>,
+}
+
+/// Which ingestions `Store::summaries` reads: the newest first, at most `limit`, of those
+/// that meet every condition given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub limit: usize,
+    /// Only ingestions accepted before this one (the next page of older ones); none if it is
+    /// unknown.
+    pub before: Option<Uuid>,
+    pub priority: Option<Priority>,
+    pub status: Option<IngestionStatus>,
+    /// Only this ingestion.
+    pub only: Option<Uuid>,
+    /// Show the batches from this position (`domain::page_window`) rather than those around
+    /// the work in progress.
+    pub from: Option<u32>,
+}
+
+impl Selection {
+    /// The newest `limit` ingestions, whatever they are.
+    pub fn newest(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// One ingestion, its batches shown from position `from`.
+    pub fn one(id: Uuid, from: u32) -> Self {
+        Self {
+            limit: 1,
+            only: Some(id),
+            from: Some(from),
+            ..Self::default()
+        }
+    }
+}
+
+/// What `Store::find_ingestions` looks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// An ingestion's id, or one of its batches'.
+    Id(Uuid),
+    /// The last hex digits of an ingestion's id (lowercase, at most 12: the id's last group,
+    /// so the same in the hyphenated form).
+    Suffix(String),
 }
 
 /// The batches holding a page of an ingestion's IDs (see `Store::id_page`).
@@ -397,18 +446,25 @@ pub trait Store: Send + Sync + 'static {
     async fn last_start(&self) -> Result<Option<Timestamp>, StoreError>;
 
     /// The newest ingestions, newest first, at most `limit`, with all their batches (for
-    /// tools and tests: the dashboard reads `recent_summaries`).
+    /// tools and tests: the dashboard reads `summaries`).
     async fn recent_ingestions(&self, limit: usize) -> Result<Vec<IngestionRecord>, StoreError>;
 
-    /// The newest ingestions, newest first, at most `limit`, each summarized with at most
-    /// `window` batches (`domain::summary_window`), in one snapshot. Costs O(limit × (window +
-    /// a queue place)), whatever the ingestions' sizes and the backlog.
-    async fn recent_summaries(
+    /// The ingestions `selection` picks, newest first, each summarized with at most `window`
+    /// batches (`domain::summary_window`, or `domain::page_window` from `selection.from`), in
+    /// one snapshot. Costs O(limit × (window + a queue place)), whatever the ingestions' sizes
+    /// and the backlog; a status filter walks past the newer ingestions that do not match.
+    async fn summaries(
         &self,
-        limit: usize,
+        selection: &Selection,
         window: u32,
         fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError>;
+
+    /// The ingestions `lookup` finds, newest first, at most `limit`. A whole id is looked up
+    /// by index (as an ingestion's, then as a batch's); an id's end is compared with every
+    /// ingestion's, O(ingestions).
+    async fn find_ingestions(&self, lookup: &Lookup, limit: usize)
+        -> Result<Vec<Uuid>, StoreError>;
 
     /// The batches holding the ingestion's IDs from `offset` (in split order), for up to
     /// `limit` of them, or `None` if it is unknown. O(limit), whatever the ingestion's size:

@@ -19,12 +19,14 @@
 use super::{
     ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
     AttemptsRecord, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept,
-    IdPage, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, PlaceContext,
-    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
+    IdPage, IdempotencyKey, IngestionRecord, Inserted, Lookup, NewIngestionRecord, PlaceContext,
+    QueuePlace, QueueRecord, Retention, Selection, Store, StoreError, SummaryRecord,
+    IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    candidate, decide, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness, IdResult,
-    Priority, QueueKey, StatusCounts, TenantHead, TenantQueue, Timestamp, Turns, TOP_TENANTS,
+    candidate, decide, page_window, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness,
+    IdResult, Priority, QueueKey, StatusCounts, TenantHead, TenantQueue, Timestamp, Turns,
+    TOP_TENANTS,
 };
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
@@ -535,15 +537,48 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
-    async fn recent_summaries(
+    async fn summaries(
         &self,
-        limit: usize,
+        selection: &Selection,
         window: u32,
         fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await?;
-        summaries(&tx, limit, window, fairness).await
+        summaries(&tx, selection, window, fairness).await
+    }
+
+    async fn find_ingestions(
+        &self,
+        lookup: &Lookup,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = match lookup {
+            Lookup::Id(id) => {
+                client
+                    .query(
+                        "(SELECT id FROM ingestions WHERE id = $1)
+                         UNION ALL
+                         (SELECT i.id FROM batches b JOIN ingestions i ON i.seq = b.ingestion_seq
+                          WHERE b.id = $1)
+                         LIMIT $2",
+                        &[id, &limit],
+                    )
+                    .await
+            }
+            // `uuid::text` is lowercase and hyphenated; its last group has 12 digits.
+            Lookup::Suffix(end) => client
+                .query(
+                    "SELECT id FROM ingestions WHERE right(id::text, length($1::text)) = $1::text
+                         ORDER BY seq DESC LIMIT $2",
+                    &[end, &limit],
+                )
+                .await,
+        }
+        .map_err(pg)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn id_page(

@@ -155,25 +155,36 @@ pub(super) async fn batches_of<C: GenericClient>(
         .collect()
 }
 
-/// The newest ingestions, summarized (see `Store::recent_summaries`): the counts and the last
-/// completion from the ingestion's row, its first batch not completed from three index
+/// The ingestions `selection` picks, summarized (see `Store::summaries`): the counts and the
+/// last completion from the ingestion's row, its first batch not completed from three index
 /// probes, the window of batches by primary key, and its place.
 pub(super) async fn summaries<C: GenericClient>(
     client: &C,
-    limit: usize,
+    selection: &Selection,
     window: u32,
     fairness: Fairness,
 ) -> Result<Vec<SummaryRecord>, StoreError> {
-    let heads = client
-        .query(
-            "SELECT seq, id, priority, created_at, cancelled_at,
-                    waiting, running, completed, cancelled, failed, id_count, last_completed_at,
-                    tenant
-             FROM ingestions ORDER BY seq DESC LIMIT $1",
-            &[&(limit as i64)],
-        )
-        .await
-        .map_err(pg)?;
+    let (sql, bound) = codec::selection_query(
+        "seq, id, priority, created_at, cancelled_at,
+         waiting, running, completed, cancelled, failed, id_count, last_completed_at, tenant",
+        selection,
+        |n| format!("${n}"),
+    );
+    let values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = bound
+        .into_iter()
+        .map(|b| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match b {
+                codec::Bound::Id(id) => Box::new(id),
+                codec::Bound::Rank(n) => Box::new(n as i16),
+                codec::Bound::Count(n) => Box::new(n),
+            }
+        })
+        .collect();
+    let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+        .iter()
+        .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let heads = client.query(&sql, &params).await.map_err(pg)?;
     let (mut shared, mut queues) = (None, codec::TenantQueues::default());
     let mut out = Vec::with_capacity(heads.len());
     for head in &heads {
@@ -218,8 +229,26 @@ pub(super) async fn summaries<C: GenericClient>(
             frontier = frontier.min(first.map_or(total, |p| p as u32));
             running_since = running_since.or(started.map(Timestamp::from_micros));
         }
-        let shown = summary_window(frontier, total, window);
+        let shown = match selection.from {
+            Some(first) => page_window(first, total, window),
+            None => summary_window(frontier, total, window),
+        };
         let first_shown = shown.start;
+        // Where a page begins past its first waiting batch, how many wait before it (by
+        // index; what its predictions count from).
+        let waiting_before_shown = match counts.waiting > 0 && first_shown > frontier {
+            false => 0,
+            true => client
+                .query_one(
+                    "SELECT COUNT(*) FROM batches
+                     WHERE priority = $1 AND ingestion_seq = $2 AND status = 0 AND position < $3",
+                    &[&priority, &seq, &(first_shown as i32)],
+                )
+                .await
+                .map_err(pg)?
+                .get::<_, i64>(0)
+                .max(0) as u64,
+        };
         let batches = batches_of(client, seq, shown).await?;
         let place = match counts.waiting + counts.running {
             0 => None,
@@ -245,6 +274,7 @@ pub(super) async fn summaries<C: GenericClient>(
             running_since,
             first_shown,
             batches,
+            waiting_before_shown,
             place,
         });
     }

@@ -23,12 +23,13 @@
 use super::{
     ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
     AttemptsRecord, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept,
-    IdPage, IdempotencyKey, IngestionRecord, Inserted, NewIngestionRecord, PlaceContext,
-    QueuePlace, QueueRecord, Retention, Store, StoreError, SummaryRecord, IDEMPOTENCY_RETENTION,
+    IdPage, IdempotencyKey, IngestionRecord, Inserted, Lookup, NewIngestionRecord, PlaceContext,
+    QueuePlace, QueueRecord, Retention, Selection, Store, StoreError, SummaryRecord,
+    IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
-    candidate, decide, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness, IdResult,
-    QueueKey, StatusCounts, TenantHead, TenantQueue, Timestamp, Turns, TOP_TENANTS,
+    candidate, decide, page_window, summary_window, Ahead, ClaimFacts, Event, EventBody, Fairness,
+    IdResult, QueueKey, StatusCounts, TenantHead, TenantQueue, Timestamp, Turns, TOP_TENANTS,
 };
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -606,15 +607,50 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn recent_summaries(
+    async fn summaries(
         &self,
-        limit: usize,
+        selection: &Selection,
         window: u32,
         fairness: Fairness,
     ) -> Result<Vec<SummaryRecord>, StoreError> {
+        let selection = selection.clone();
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
-            summaries(&tx, limit, window, fairness)
+            summaries(&tx, &selection, window, fairness)
+        })
+        .await
+    }
+
+    async fn find_ingestions(
+        &self,
+        lookup: &Lookup,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let (sql, text) = match lookup {
+            Lookup::Id(id) => (
+                "SELECT id FROM ingestions WHERE id = ?1
+                 UNION ALL
+                 SELECT i.id FROM batches b JOIN ingestions i ON i.seq = b.ingestion_seq
+                 WHERE b.id = ?1
+                 LIMIT ?2",
+                id.to_string(),
+            ),
+            // Stored ids are lowercase and hyphenated; their last group has 12 digits.
+            Lookup::Suffix(end) => (
+                "SELECT id FROM ingestions WHERE substr(id, -length(?1)) = ?1
+                 ORDER BY seq DESC LIMIT ?2",
+                end.clone(),
+            ),
+        };
+        self.read(move |conn| {
+            let ids: Vec<String> = conn
+                .prepare_cached(sql)
+                .and_then(|mut st| {
+                    st.query_map(params![text, limit as i64], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(unavailable)?;
+            ids.iter().map(|id| uuid_of(id)).collect()
         })
         .await
     }
@@ -1051,7 +1087,7 @@ mod tests {
         assert_eq!(record.batches[1].ids, [7, 8]);
         // So were its IDs and its last completion, for its summary.
         let summary = store
-            .recent_summaries(1, 16, Fairness::Fifo)
+            .summaries(&Selection::newest(1), 16, Fairness::Fifo)
             .await
             .unwrap()
             .remove(0);

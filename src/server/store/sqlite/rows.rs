@@ -1,6 +1,7 @@
 //! Rows and codecs: how records, batches, events and keys are read and written.
 
 use super::*;
+use crate::server::store::codec;
 
 pub(super) use crate::server::store::codec::{
     batch_status, priority_of, queue_block, queue_block_bounds, tenant_queue, waiting_change,
@@ -304,12 +305,12 @@ pub(super) fn batches_of(
         .collect()
 }
 
-/// The newest ingestions, summarized (see `Store::recent_summaries`): the counts and the last
-/// completion from the ingestion's row, its first batch not completed from three index
+/// The ingestions `selection` picks, summarized (see `Store::summaries`): the counts and the
+/// last completion from the ingestion's row, its first batch not completed from three index
 /// probes, the window of batches by primary key, and its place.
 pub(super) fn summaries(
     conn: &Connection,
-    limit: usize,
+    selection: &Selection,
     window: u32,
     fairness: Fairness,
 ) -> Result<Vec<SummaryRecord>, StoreError> {
@@ -324,15 +325,23 @@ pub(super) fn summaries(
         Option<i64>,
         String,
     );
+    let (sql, bound) = codec::selection_query(
+        "seq, id, priority, created_at, cancelled_at,
+         waiting, running, completed, cancelled, failed, id_count, last_completed_at, tenant",
+        selection,
+        |n| format!("?{n}"),
+    );
+    let values: Vec<rusqlite::types::Value> = bound
+        .into_iter()
+        .map(|b| match b {
+            codec::Bound::Id(id) => id.to_string().into(),
+            codec::Bound::Rank(n) | codec::Bound::Count(n) => n.into(),
+        })
+        .collect();
     let rows: Vec<Row> = conn
-        .prepare_cached(
-            "SELECT seq, id, priority, created_at, cancelled_at,
-                    waiting, running, completed, cancelled, failed, id_count, last_completed_at,
-                    tenant
-             FROM ingestions ORDER BY seq DESC LIMIT ?1",
-        )
+        .prepare_cached(&sql)
         .and_then(|mut st| {
-            st.query_map([limit as i64], |r| {
+            st.query_map(rusqlite::params_from_iter(values), |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -403,8 +412,26 @@ pub(super) fn summaries(
             frontier = frontier.min(first.map_or(total, |p| p as u32));
             running_since = running_since.or(started.map(Timestamp::from_micros));
         }
-        let shown = summary_window(frontier, total, window);
+        let shown = match selection.from {
+            Some(first) => page_window(first, total, window),
+            None => summary_window(frontier, total, window),
+        };
         let first_shown = shown.start;
+        // Where a page begins past its first waiting batch, how many wait before it (by
+        // index; what its predictions count from).
+        let waiting_before_shown = match waiting > 0 && first_shown > frontier {
+            false => 0,
+            true => conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM batches INDEXED BY batches_waiting
+                     WHERE priority = ?1 AND ingestion_seq = ?2 AND status = 0 AND position < ?3",
+                )
+                .and_then(|mut st| {
+                    st.query_row(params![priority, seq, first_shown], |r| r.get::<_, i64>(0))
+                })
+                .map_err(unavailable)?
+                .max(0) as u64,
+        };
         let batches = batches_of(conn, seq, shown)?;
         let place = match waiting + running {
             0 => None,
@@ -429,6 +456,7 @@ pub(super) fn summaries(
             running_since,
             first_shown,
             batches,
+            waiting_before_shown,
             place,
         });
     }
