@@ -6,7 +6,7 @@
 
 use crate::domain::{
     BatchAttempts, CancelResponse, ErrorDetail, Found, IngestRequest, IngestResponse,
-    IngestionPage, IngestionView, QueueView, RecentIngestions, WriteAccess,
+    IngestionPage, IngestionView, PaceView, QueueView, RecentIngestions, WriteAccess,
 };
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -121,6 +121,14 @@ pub async fn read_ingestion_page(
 pub async fn find_ingestions(query: String) -> Result<Found, ErrorDetail> {
     let service = ssr::service(ssr::Access::Read)?;
     service.find(&query).await.map_err(ssr::rejected)
+}
+
+/// The pace over the last minutes (`POST /api/pace`): every start in the window, the waiting
+/// depth over it, and the interval, for the dashboard's timeline.
+#[server(prefix = "/api", endpoint = "pace", input = Json, client = TokenClient)]
+pub async fn pace_timeline() -> Result<PaceView, ErrorDetail> {
+    let service = ssr::service(ssr::Access::Read)?;
+    service.pace().await.map_err(ssr::rejected)
 }
 
 /// The queue snapshot (`POST /api/queue`).

@@ -16,8 +16,8 @@ use sluice::server::{
     shutdown::{self, ShutdownTrigger},
     store::{
         Admission, AttemptsRecord, Claim, ClaimedBatch, Completion, DynStore, IdPage,
-        IngestionRecord, Inserted, Lookup, NewIngestionRecord, QueuePlace, QueueRecord, Selection,
-        SqliteStore, Store, StoreError, SummaryRecord,
+        IngestionRecord, Inserted, Lookup, NewIngestionRecord, PaceRecord, QueuePlace, QueueRecord,
+        Selection, SqliteStore, Store, StoreError, SummaryRecord,
     },
 };
 use std::{collections::HashMap, path::Path, sync::Arc, time::Duration};
@@ -678,6 +678,9 @@ impl Store for Faulty {
     }
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         self.inner.queue(recent).await
+    }
+    async fn pace(&self, since: Timestamp, limit: usize) -> Result<PaceRecord, StoreError> {
+        self.inner.pace(since, limit).await
     }
     async fn queue_place(
         &self,

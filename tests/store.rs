@@ -558,6 +558,43 @@ mod cases {
         assert_eq!(read(both).await, [oldest]);
     }
 
+    pub async fn the_pace_lists_the_starts_since_a_time_newest_first_with_the_waiting_counts(
+        store: DynStore,
+    ) {
+        let empty = store.pace(at(0), 10).await.unwrap();
+        assert_eq!(empty.waiting, [0, 0, 0]);
+        assert!(empty.starts.is_empty());
+        ingest(&store, Priority::Low, at(0), &[&[1], &[2], &[3]]).await;
+        ingest(&store, Priority::High, at(1), &[&[4]]).await;
+        let mut started = Vec::new();
+        for (i, secs) in [10, 15, 20].into_iter().enumerate() {
+            let batch = claimed(&store, at(secs)).await;
+            finish(&store, &batch, at(secs)).await;
+            started.push((batch.started_at, batch.priority, batch.batch_id));
+            assert_eq!(batch.started_at, at(secs), "start {i}");
+        }
+        assert_eq!(started[0].1, Priority::High, "HIGH first");
+        let pace = store.pace(at(0), 10).await.unwrap();
+        assert_eq!(pace.waiting, [0, 0, 1], "one LOW batch still waits");
+        assert_eq!(
+            pace.starts,
+            started.iter().rev().copied().collect::<Vec<_>>()
+        );
+        assert!(!pace.paused);
+        assert_eq!(pace.rate_interval, None);
+        // Since a time: only the starts at or after it; at most `limit`, the newest.
+        let since = store.pace(at(15), 10).await.unwrap();
+        assert_eq!(since.starts, [started[2], started[1]]);
+        let newest = store.pace(at(0), 1).await.unwrap();
+        assert_eq!(newest.starts, [started[2]]);
+        // Counts only.
+        let counts = store.pace(at(0), 0).await.unwrap();
+        assert!(counts.starts.is_empty());
+        assert_eq!(counts.waiting, [0, 0, 1]);
+        store.set_paused(true, at(21)).await.unwrap();
+        assert!(store.pace(at(0), 0).await.unwrap().paused);
+    }
+
     pub async fn one_ingestion_is_summarized_with_the_page_of_batches_asked_for(store: DynStore) {
         let shapes: Vec<Vec<u64>> = (0..250u64).map(|b| vec![2 * b, 2 * b + 1]).collect();
         let shapes: Vec<&[u64]> = shapes.iter().map(|v| v.as_slice()).collect();
@@ -1615,6 +1652,7 @@ macro_rules! conformance {
                 a_page_of_ids_reads_only_the_batches_that_hold_it,
                 a_selection_filters_by_priority_and_status_and_pages_to_older_ingestions,
                 one_ingestion_is_summarized_with_the_page_of_batches_asked_for,
+                the_pace_lists_the_starts_since_a_time_newest_first_with_the_waiting_counts,
                 an_ingestion_is_found_by_its_id_a_batch_id_or_the_end_of_its_id,
                 a_batch_keeps_the_record_of_its_attempts,
                 the_queue_shows_depth_in_flight_and_recent_dispatches,

@@ -1,13 +1,16 @@
-//! The page at `/`: submit form, recent ingestions with live batch cards, queue panel.
+//! The page at `/`: submit form, the pace timeline, recent ingestions with live batch cards,
+//! queue panel.
 
 use super::{
-    ingestions::IngestionList,
+    ingestions::{IngestionList, Listing},
     live::{Connection, Live},
     queue::QueuePanel,
+    search::SearchBox,
     submit::SubmitForm,
+    timeline::{PaceResource, Timeline},
     token::{session_token, TokenPrompt},
 };
-use crate::api::{list_ingestions, queue_snapshot, session_write_access};
+use crate::api::{pace_timeline, queue_snapshot};
 use crate::domain::{ErrorDetail, Limits, QueueView, RecentIngestions, Timestamp};
 use leptos::prelude::*;
 
@@ -21,9 +24,13 @@ pub type QueueResource = Resource<Result<QueueView, ErrorDetail>>;
 pub fn Dashboard() -> impl IntoView {
     let live = Live::new();
     provide_context(live);
-    let recent: RecentResource =
-        Resource::new(move || live.version.get(), |_| list_ingestions(LISTED));
+    let listing = RwSignal::new(Listing::default());
+    let recent: RecentResource = Resource::new(
+        move || (live.version.get(), listing.get()),
+        |(_, listing)| listing.read(LISTED),
+    );
     let queue: QueueResource = Resource::new(move || live.version.get(), |_| queue_snapshot());
+    let pace: PaceResource = Resource::new(move || live.version.get(), |_| pace_timeline());
 
     // Every snapshot corrects the clock; the first one also starts the live parts.
     let started = StoredValue::new(false);
@@ -48,16 +55,8 @@ pub fn Dashboard() -> impl IntoView {
         let Some(listed) = recent.get() else { return };
         if first {
             started.set_value(true);
-            if listed.is_err() && rendered_without_token {
-                live.refresh_soon();
-            }
-            live.start(listed.ok().map(|r| r.last_event_id));
-            // Asked from the browser, with the session's token (the page render had none).
-            leptos::task::spawn_local(async move {
-                if let Ok(access) = session_write_access().await {
-                    live.write_access.set(access);
-                }
-            });
+            let after = listed.as_ref().ok().map(|r| r.last_event_id);
+            live.begin(listed.as_ref().map(|_| ()), after);
         }
     });
 
@@ -67,6 +66,7 @@ pub fn Dashboard() -> impl IntoView {
                 <h1>"sluice"</h1>
                 <p class="tagline">"Priority, rate-limited batch ingestion"</p>
             </div>
+            <SearchBox/>
             <ConnectionBadge live/>
         </header>
         <TokenPrompt/>
@@ -74,7 +74,8 @@ pub fn Dashboard() -> impl IntoView {
         <div class="layout">
             <div class="column">
                 <SubmitForm/>
-                <IngestionList recent/>
+                <Timeline pace/>
+                <IngestionList recent listing/>
             </div>
             <QueuePanel queue/>
         </div>
@@ -102,7 +103,7 @@ fn ReadOnlyNotice(live: Live) -> impl IntoView {
 }
 
 #[component]
-fn ConnectionBadge(live: Live) -> impl IntoView {
+pub fn ConnectionBadge(live: Live) -> impl IntoView {
     let connection = live.connection;
     let label = move || match connection.get() {
         Connection::Connecting => "connecting…".to_owned(),

@@ -1,23 +1,90 @@
 //! The recent ingestions, newest first, each with its progress, prediction and batch cards.
 
 use super::{
-    dashboard::{now_or, LoadError, RecentResource},
+    dashboard::{now_or, LoadError, RecentResource, LISTED},
     format,
     live::{write_error, Live},
+    search::page_of,
 };
-use crate::api::cancel_ingestion;
-use crate::domain::{BatchStatus, BatchView, IngestionStatus, IngestionSummary, Timestamp};
+use crate::api::{cancel_ingestion, list_ingestions};
+use crate::domain::{
+    BatchStatus, BatchView, ErrorDetail, IngestionStatus, IngestionSummary, Priority,
+    RecentIngestions, Timestamp,
+};
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
+use uuid::Uuid;
+
+/// Which ingestions the list asks the server for: a status and a priority (blank: any), and
+/// `before`: the last one of the page before, to page to older ones (`None`: the newest).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listing {
+    pub status: String,
+    pub priority: String,
+    pub before: Option<Uuid>,
+}
+
+impl Listing {
+    /// The list the server answers for it, at most `limit` long.
+    pub async fn read(self, limit: u32) -> Result<RecentIngestions, ErrorDetail> {
+        let given = |s: String| (!s.is_empty()).then_some(s);
+        list_ingestions(
+            limit,
+            self.before.map(|id| id.to_string()),
+            given(self.priority),
+            given(self.status),
+        )
+        .await
+    }
+}
 
 #[component]
-pub fn IngestionList(recent: RecentResource) -> impl IntoView {
+pub fn IngestionList(recent: RecentResource, listing: RwSignal<Listing>) -> impl IntoView {
     // Shows only the listed ingestions whose tenant starts with it (blank: all).
     let filter = RwSignal::new(String::new());
+    let choose = move |set: fn(&mut Listing, String)| {
+        move |ev: leptos::ev::Event| {
+            let value = event_target_value(&ev);
+            listing.update(|l| {
+                set(l, value);
+                // A new condition lists from the newest again.
+                l.before = None;
+            });
+        }
+    };
+    let statuses =
+        IngestionStatus::ALL.map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> });
+    let priorities =
+        Priority::ALL.map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> });
     view! {
         <section class="card recent-card" aria-labelledby="recent-title">
-            <h2 id="recent-title">"Recent ingestions"</h2>
+            <h2 id="recent-title">
+                {move || match listing.with(|l| l.before.is_some()) {
+                    true => "Older ingestions",
+                    false => "Recent ingestions",
+                }}
+            </h2>
             <p class="tenant-filter">
+                <label for="status-filter">"Status"</label>
+                <select
+                    id="status-filter"
+                    data-testid="status-filter"
+                    prop:value=move || listing.with(|l| l.status.clone())
+                    on:change=choose(|l, v| l.status = v)
+                >
+                    <option value="">"any"</option>
+                    {statuses}
+                </select>
+                <label for="priority-filter">"Priority"</label>
+                <select
+                    id="priority-filter"
+                    data-testid="priority-filter"
+                    prop:value=move || listing.with(|l| l.priority.clone())
+                    on:change=choose(|l, v| l.priority = v)
+                >
+                    <option value="">"any"</option>
+                    {priorities}
+                </select>
                 <label for="tenant-filter">"Tenant"</label>
                 <input
                     id="tenant-filter"
@@ -34,7 +101,10 @@ pub fn IngestionList(recent: RecentResource) -> impl IntoView {
                         Ok(list) if list.ingestions.is_empty() => {
                             EitherOf3::A(view! {
                                 <p class="muted" data-testid="no-ingestions">
-                                    "Nothing submitted yet."
+                                    {match listing.get_untracked() == Listing::default() {
+                                        true => "Nothing submitted yet.",
+                                        false => "No ingestion matches.",
+                                    }}
                                 </p>
                             })
                         }
@@ -53,21 +123,26 @@ pub fn IngestionList(recent: RecentResource) -> impl IntoView {
                     }
                 })}
             </Transition>
+            <Pager recent listing/>
         </section>
     }
 }
 
+/// One ingestion: its progress, prediction, Cancel, and its batches (`paged`: a page of them
+/// on the ingestion's own page, which says itself which ones; otherwise the window around its
+/// work in progress). `filter` hides it unless its tenant starts with the text.
 #[component]
-fn IngestionCard(
+pub fn IngestionCard(
     ingestion: IngestionSummary,
     now: Timestamp,
-    filter: RwSignal<String>,
+    #[prop(optional)] filter: Option<RwSignal<String>>,
+    #[prop(optional)] paged: bool,
 ) -> impl IntoView {
     let live = expect_context::<Live>();
     let tenant = ingestion.tenant.clone();
     let hidden = {
         let tenant = tenant.clone();
-        move || !tenant.starts_with(filter.get().trim())
+        move || filter.is_some_and(|f| !tenant.starts_with(f.get().trim()))
     };
     let status = ingestion.status.as_str();
     let priority = ingestion.priority.as_str();
@@ -178,7 +253,7 @@ fn IngestionCard(
     });
     let first = ingestion.first_shown;
     let shown = ingestion.batches.len() as u32;
-    let window_note = (shown < ingestion.batch_count).then(|| {
+    let window_note = (!paged && shown < ingestion.batch_count).then(|| {
         format!(
             "Showing batches {}–{} of {}",
             first + 1,
@@ -205,9 +280,14 @@ fn IngestionCard(
         >
             <header class="ingestion-head">
                 <span class=format!("badge priority-{}", priority.to_ascii_lowercase())>{priority}</span>
-                <code title=ingestion.ingestion_id.to_string()>
-                    {format::short(ingestion.ingestion_id)}
-                </code>
+                <a
+                    href=page_of(ingestion.ingestion_id)
+                    rel="external"
+                    data-testid="ingestion-link"
+                    title=format!("{}: open its page", ingestion.ingestion_id)
+                >
+                    <code>{format::short(ingestion.ingestion_id)}</code>
+                </a>
                 <span class="tenant" title="tenant" data-testid="ingestion-tenant">{tenant.clone()}</span>
                 <span class=format!("status status-{status}") data-testid="ingestion-status">
                     {status}
@@ -240,6 +320,44 @@ fn IngestionCard(
             <ol class="batches">{batches}</ol>
             {window_note.map(|n| view! { <p class="muted">{n}</p> })}
         </li>
+    }
+}
+
+/// "Older" pages past the listed ingestions; "Newest" goes back to the first page.
+#[component]
+fn Pager(recent: RecentResource, listing: RwSignal<Listing>) -> impl IntoView {
+    // The last one listed, if the page is full (there may be older ones).
+    let last = move || {
+        recent.with(|r| match r {
+            Some(Ok(list)) if list.ingestions.len() >= LISTED as usize => {
+                list.ingestions.last().map(|i| i.ingestion_id)
+            }
+            _ => None,
+        })
+    };
+    view! {
+        <p class="pager">
+            <button
+                type="button"
+                data-testid="list-newest"
+                disabled=move || listing.with(|l| l.before.is_none())
+                on:click=move |_| listing.update(|l| l.before = None)
+            >
+                "« Newest"
+            </button>
+            <button
+                type="button"
+                data-testid="list-older"
+                disabled=move || last().is_none()
+                on:click=move |_| {
+                    if let Some(id) = last() {
+                        listing.update(|l| l.before = Some(id));
+                    }
+                }
+            >
+                "Older ›"
+            </button>
+        </p>
     }
 }
 

@@ -180,8 +180,26 @@ impl Live {
         let _ = server_now;
     }
 
+    /// Start a page's live parts from its first snapshot (`read` is how reading it went,
+    /// `after` the event it reflects): the clock, the event stream, and asking what this
+    /// session's token may write. A page rendered on the server was read without the
+    /// session's token (a page load carries none), so a refused first read is read again
+    /// with it.
+    pub fn begin(self, read: Result<(), &ErrorDetail>, after: Option<u64>) {
+        if read.is_err() && crate::app::token::session_token().is_some() {
+            self.refresh_soon();
+        }
+        self.start(after);
+        // Asked from the browser, with the session's token (the page render had none).
+        leptos::task::spawn_local(async move {
+            if let Ok(access) = crate::api::session_write_access().await {
+                self.write_access.set(access);
+            }
+        });
+    }
+
     /// Start the clock and the event stream (browser only; the page lives as long as they do).
-    pub fn start(self, after: Option<u64>) {
+    fn start(self, after: Option<u64>) {
         #[cfg(feature = "browser")]
         {
             let tick = move || {

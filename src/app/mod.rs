@@ -1,14 +1,18 @@
-//! The Leptos application: the HTML shell and the dashboard at `/`.
+//! The Leptos application: the HTML shell, the dashboard at `/` and each ingestion's page
+//! at `/ingestions/{id}`.
 //!
 //! The UI knows no SQL and no HTTP routes beyond the server functions in [`crate::api`] and
 //! the event stream; every rule it applies (ID parsing, limits) is the shared domain code.
 
 mod dashboard;
 mod format;
+mod ingestion_page;
 mod ingestions;
 mod live;
 mod queue;
+mod search;
 mod submit;
+mod timeline;
 pub(crate) mod token;
 
 use leptos::prelude::*;
@@ -53,6 +57,7 @@ pub fn App() -> impl IntoView {
             <main data-testid="app" data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=|| view! { <p>"Not found."</p> }>
                     <Route path=path!("/") view=dashboard::Dashboard/>
+                    <Route path=path!("/ingestions/:id") view=ingestion_page::IngestionPageView/>
                 </Routes>
             </main>
         </Router>

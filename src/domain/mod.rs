@@ -12,6 +12,7 @@ mod queue;
 mod request;
 mod status;
 mod time;
+mod timeline;
 
 pub use dispatch::{
     candidate, decide, slot_after, ClaimFacts, ClaimedBatch, Decision, Fairness, QueueKey,
@@ -33,3 +34,4 @@ pub use status::{
     IngestionSummary, IngestionView, RecentIngestions, ResultsPage, StatusCounts, WriteAccess,
 };
 pub use time::Timestamp;
+pub use timeline::{window_for, Axis, DepthSample, PaceView, StartMark, MAX_STARTS, MAX_WINDOW};

@@ -117,6 +117,16 @@ impl Core {
             )
             .instrument(span.clone()),
         );
+        tokio::spawn(
+            crate::server::timeline::run(
+                Arc::downgrade(&store),
+                service.depth_history(),
+                clock,
+                crate::server::timeline::SAMPLE_PERIOD,
+                shutdown.clone(),
+            )
+            .instrument(span.clone()),
+        );
         let scheduler = Scheduler::new(store, processor, clock, wake, config.scheduler, metrics)
             .with_replica(&config.replica);
         let scheduler = tokio::spawn(

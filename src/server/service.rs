@@ -3,12 +3,14 @@
 //! and builds the views clients read.
 
 use crate::domain::{
-    AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth, DispatchView, Event,
-    Fairness, Found, IdResultView, IngestRequest, IngestionPage, IngestionStatus, IngestionSummary,
-    IngestionView, Limits, NewIngestion, Pace, Priority, QueueView, RecentIngestions, RequestError,
-    ResultsPage, Tenant, TenantDepth, Timestamp, DEFAULT_TENANT, MAX_RATE_INTERVAL,
+    window_for, AttemptView, BatchAttempts, BatchStatus, BatchView, CancelResponse, Depth,
+    DispatchView, Event, Fairness, Found, IdResultView, IngestRequest, IngestionPage,
+    IngestionStatus, IngestionSummary, IngestionView, Limits, NewIngestion, Pace, PaceView,
+    Priority, QueueView, RecentIngestions, RequestError, ResultsPage, StartMark, Tenant,
+    TenantDepth, Timestamp, DEFAULT_TENANT, MAX_RATE_INTERVAL, MAX_STARTS, MAX_WINDOW,
     MIN_RATE_INTERVAL,
 };
+use crate::server::timeline::DepthHistory;
 use crate::server::{
     clock::Clock,
     memo::Memo,
@@ -129,6 +131,8 @@ struct Inner {
     /// The newest ingestions' summaries as last read (see `summaries`); held while one is
     /// read, so that callers asking at once share the one read.
     recent: tokio::sync::Mutex<Option<RecentMemo>>,
+    /// The waiting depth over the last minutes (sampled by `timeline::run`).
+    depth: Arc<DepthHistory>,
 }
 
 /// Summaries read from the store, valid while the event feed stands at `seen`.
@@ -233,9 +237,57 @@ impl Service {
                 places: Memo::new(PLACES_CACHED),
                 records: Memo::new(RECORD_IDS_CACHED),
                 recent: tokio::sync::Mutex::new(None),
+                depth: Arc::default(),
             }),
         };
         (service, SchedulerAlive(alive))
+    }
+
+    /// Where the depth sampler (`timeline::run`) keeps its samples.
+    pub fn depth_history(&self) -> std::sync::Weak<DepthHistory> {
+        Arc::downgrade(&self.inner.depth)
+    }
+
+    /// The pace over the last minutes, for the dashboard's timeline: every start in the window
+    /// (`domain::window_for` the interval in force; the newest [`MAX_STARTS`]), the waiting
+    /// depth this replica sampled over it, and the interval to draw the grid by.
+    pub async fn pace(&self) -> Result<PaceView, ServiceError> {
+        let last_event_id = self.feed_now();
+        // The window depends on the interval, which the same read says: read the interval's
+        // window for the configured one, or the longest one when a run-time rate may be set.
+        let now = self.inner.clock.now();
+        let longest = Timestamp::from_micros(
+            now.as_micros() - i64::try_from(MAX_WINDOW.as_micros()).unwrap_or(i64::MAX),
+        );
+        let read = self.inner.store.pace(longest, MAX_STARTS + 1).await?;
+        let interval = self.pace_with(read.rate_interval).interval;
+        let window = window_for(interval);
+        let from = Timestamp::from_micros(
+            now.as_micros() - i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
+        );
+        let mut starts: Vec<StartMark> = read
+            .starts
+            .iter()
+            .filter(|(at, _, _)| *at >= from)
+            .map(|&(at, priority, batch_id)| StartMark {
+                at,
+                priority,
+                batch_id,
+            })
+            .collect();
+        let truncated = starts.len() > MAX_STARTS;
+        starts.truncate(MAX_STARTS);
+        starts.reverse();
+        Ok(PaceView {
+            now,
+            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+            rate_interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+            paused: read.paused,
+            starts,
+            truncated,
+            depth: self.inner.depth.since(from, now, read.waiting),
+            last_event_id,
+        })
     }
 
     /// Whether the service can do its work: the store answers with the expected schema and

@@ -270,7 +270,7 @@ async fn the_openapi_document_lists_every_route_and_each_answers_as_documented()
         );
         server_fns += 1;
     }
-    assert_eq!(server_fns, 12);
+    assert_eq!(server_fns, 13);
 
     // Every documented route exists and answers as documented (no route-level 404 or 405).
     let mut operations = 0;

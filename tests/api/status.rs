@@ -421,6 +421,11 @@ async fn an_ingestion_page_shows_a_page_of_its_batches_with_the_predictions_of_i
     let id = app
         .ingest(&json!({"ids": ids, "priority": "MEDIUM"}).to_string())
         .await;
+    // The first batch done, nothing runs: both reads below see the same queue.
+    app.wait_for_status(&id, Duration::from_secs(10), |s| {
+        s["batches"][0]["status"] == "completed"
+    })
+    .await;
     let page = |from: u32| {
         let app = &app;
         let id = id.clone();
@@ -475,4 +480,65 @@ async fn an_ingestion_page_shows_a_page_of_its_batches_with_the_predictions_of_i
         .await;
     assert_eq!(res.status(), 404);
     assert_eq!(res.json::<Value>().await.unwrap()["code"], "not_found");
+}
+
+#[tokio::test]
+async fn the_pace_shows_every_start_in_the_window_and_the_waiting_depth_now() {
+    // 50 ms: the window is its shortest, 10 s.
+    let app = spawn_app(&[]).await;
+    let id = app
+        .ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7, 8, 9], "priority": "MEDIUM"}"#)
+        .await;
+    let status = app
+        .wait_for_status(&id, Duration::from_secs(10), |s| s["status"] == "completed")
+        .await;
+    let res = app.post_json("/api/pace", "{}").await;
+    assert_eq!(res.status(), 200);
+    let pace: Value = res.json().await.unwrap();
+    assert_eq!(
+        keys(&pace),
+        vec![
+            "depth",
+            "last_event_id",
+            "now",
+            "paused",
+            "rate_interval_ms",
+            "starts",
+            "truncated",
+            "window_ms"
+        ]
+    );
+    assert_eq!(pace["window_ms"], 10_000);
+    assert_eq!(pace["rate_interval_ms"], 50);
+    assert_eq!(pace["truncated"], false);
+    // Every batch's start, oldest first, as its status gives it.
+    let marks: Vec<(Value, Value)> = pace["starts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["batch_id"].clone(), m["at"].clone()))
+        .collect();
+    let batches: Vec<(Value, Value)> = status["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["batch_id"].clone(), b["started_at"].clone()))
+        .collect();
+    assert_eq!(marks, batches);
+    assert!(pace["starts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["priority"] == "MEDIUM"));
+    // The depth ends with the depth now: nothing waits.
+    let last = pace["depth"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["at"], pace["now"]);
+    assert_eq!(
+        (
+            last["high"].clone(),
+            last["medium"].clone(),
+            last["low"].clone()
+        ),
+        (json!(0), json!(0), json!(0))
+    );
 }

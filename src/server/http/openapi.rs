@@ -8,7 +8,7 @@
 
 use crate::domain::{
     BatchAttempts, CancelResponse, ErrorDetail, Found, IngestRequest, IngestResponse,
-    IngestionPage, IngestionView, QueueView, RecentIngestions, WriteAccess,
+    IngestionPage, IngestionView, PaceView, QueueView, RecentIngestions, WriteAccess,
 };
 use axum::{
     http::header,
@@ -41,6 +41,7 @@ use utoipa::{
         sf_ingestions,
         sf_ingestion,
         sf_find,
+        sf_pace,
         sf_queue,
         sf_attempts,
         sf_pause,
@@ -281,6 +282,14 @@ fn sf_ingestion() {}
     security((), ("bearer" = [])))]
 #[allow(dead_code)]
 fn sf_find() {}
+
+#[utoipa::path(post, path = "/api/pace", tag = "dashboard", summary = "pace_timeline",
+    request_body = NoArgs,
+    responses((status = 200, body = PaceView),
+              (status = "4XX", description = "401 without a read token where one is needed", body = ErrorDetail)),
+    security((), ("bearer" = [])))]
+#[allow(dead_code)]
+fn sf_pace() {}
 
 #[utoipa::path(post, path = "/api/queue", tag = "dashboard", summary = "queue_snapshot",
     request_body = NoArgs,

@@ -301,6 +301,19 @@ pub struct QueueRecord {
     pub oldest_waiting: Option<Timestamp>,
 }
 
+/// What `Store::pace` reads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PaceRecord {
+    /// Waiting batches per priority, indexed by `Priority::rank()`.
+    pub waiting: [u64; 3],
+    /// Starts, newest first: when, at which priority, which batch.
+    pub starts: Vec<(Timestamp, Priority, Uuid)>,
+    /// Dispatch is paused by an operator.
+    pub paused: bool,
+    /// The rate interval set at run time, if any.
+    pub rate_interval: Option<Duration>,
+}
+
 /// Where one ingestion's waiting work stands in the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuePlace {
@@ -482,6 +495,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The queue: depth per priority, what is in flight, the last `recent` dispatches.
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError>;
+
+    /// The pace: waiting batches per priority now, and the newest `limit` starts at or after
+    /// `since` (each batch's latest), newest first, in one snapshot. O(limit) by the start
+    /// index; `limit` 0 reads only the counts.
+    async fn pace(&self, since: Timestamp, limit: usize) -> Result<PaceRecord, StoreError>;
 
     /// Where an ingestion's waiting batches stand in the queue under `fairness`, or `None` if
     /// it is unknown.

@@ -19,8 +19,8 @@
 use super::{
     ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
     AttemptsRecord, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept,
-    IdPage, IdempotencyKey, IngestionRecord, Inserted, Lookup, NewIngestionRecord, PlaceContext,
-    QueuePlace, QueueRecord, Retention, Selection, Store, StoreError, SummaryRecord,
+    IdPage, IdempotencyKey, IngestionRecord, Inserted, Lookup, NewIngestionRecord, PaceRecord,
+    PlaceContext, QueuePlace, QueueRecord, Retention, Selection, Store, StoreError, SummaryRecord,
     IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
@@ -205,6 +205,23 @@ impl PostgresStore {
             }
         }
     }
+}
+
+/// Waiting batches per priority, indexed by rank.
+async fn waiting_counts<C: GenericClient>(client: &C) -> Result<[u64; 3], StoreError> {
+    let mut waiting = [0u64; 3];
+    for row in client
+        .query("SELECT priority, waiting FROM queue_depth", &[])
+        .await
+        .map_err(pg)?
+    {
+        let rank: i16 = row.get(0);
+        let slot = waiting
+            .get_mut(rank as usize)
+            .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
+        *slot = row.get::<_, i64>(1) as u64;
+    }
+    Ok(waiting)
 }
 
 #[async_trait]
@@ -616,18 +633,7 @@ impl Store for PostgresStore {
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         let mut client = self.client().await?;
         let tx = snapshot(&mut client).await?;
-        let mut waiting = [0u64; 3];
-        for row in tx
-            .query("SELECT priority, waiting FROM queue_depth", &[])
-            .await
-            .map_err(pg)?
-        {
-            let rank: i16 = row.get(0);
-            let slot = waiting
-                .get_mut(rank as usize)
-                .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
-            *slot = row.get::<_, i64>(1) as u64;
-        }
+        let waiting = waiting_counts(&tx).await?;
         let mut tenants: [Vec<(String, u64)>; 3] = Default::default();
         for (rank, top) in tenants.iter_mut().enumerate() {
             *top = tx
@@ -679,6 +685,40 @@ impl Store for PostgresStore {
             paused: slot.paused,
             rate_interval: slot.rate_interval,
             oldest_waiting: oldest.map(Timestamp::from_micros),
+        })
+    }
+
+    async fn pace(&self, since: Timestamp, limit: usize) -> Result<PaceRecord, StoreError> {
+        let mut client = self.client().await?;
+        let tx = snapshot(&mut client).await?;
+        let waiting = waiting_counts(&tx).await?;
+        let rows = match limit {
+            0 => Vec::new(),
+            _ => tx
+                .query(
+                    "SELECT started_at, priority, id FROM batches
+                     WHERE started_at >= $1 ORDER BY started_at DESC LIMIT $2",
+                    &[
+                        &since.as_micros(),
+                        &i64::try_from(limit).unwrap_or(i64::MAX),
+                    ],
+                )
+                .await
+                .map_err(pg)?,
+        };
+        let starts = rows
+            .iter()
+            .map(|r| {
+                let priority = super::codec::priority_of(i64::from(r.get::<_, i16>(1)))?;
+                Ok((Timestamp::from_micros(r.get(0)), priority, r.get(2)))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let slot = slot(&tx, false).await?;
+        Ok(PaceRecord {
+            waiting,
+            starts,
+            paused: slot.paused,
+            rate_interval: slot.rate_interval,
         })
     }
 

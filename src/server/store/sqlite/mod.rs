@@ -23,8 +23,8 @@
 use super::{
     ending_event, failure_event, failure_outcome, page_positions, Admission, AttemptRecord,
     AttemptsRecord, BatchRecord, Claim, ClaimedBatch, Completion, DispatchRecord, Housekept,
-    IdPage, IdempotencyKey, IngestionRecord, Inserted, Lookup, NewIngestionRecord, PlaceContext,
-    QueuePlace, QueueRecord, Retention, Selection, Store, StoreError, SummaryRecord,
+    IdPage, IdempotencyKey, IngestionRecord, Inserted, Lookup, NewIngestionRecord, PaceRecord,
+    PlaceContext, QueuePlace, QueueRecord, Retention, Selection, Store, StoreError, SummaryRecord,
     IDEMPOTENCY_RETENTION,
 };
 use crate::domain::{
@@ -198,6 +198,26 @@ impl SqliteStore {
         let conn = self.readers[i].clone();
         blocking(move || f(&lock(&conn))).await
     }
+}
+
+/// Waiting batches per priority, indexed by rank.
+fn waiting_counts(conn: &Connection) -> Result<[u64; 3], StoreError> {
+    let mut waiting = [0u64; 3];
+    let counts = conn
+        .prepare_cached("SELECT priority, waiting FROM queue_depth")
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(unavailable)?;
+    for (rank, count) in counts {
+        let slot = usize::try_from(rank)
+            .ok()
+            .and_then(|rank| waiting.get_mut(rank))
+            .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
+        *slot = count as u64;
+    }
+    Ok(waiting)
 }
 
 #[async_trait]
@@ -694,21 +714,7 @@ impl Store for SqliteStore {
     async fn queue(&self, recent: usize) -> Result<QueueRecord, StoreError> {
         self.read(move |conn| {
             let tx = conn.unchecked_transaction().map_err(unavailable)?;
-            let mut waiting = [0u64; 3];
-            let counts = tx
-                .prepare_cached("SELECT priority, waiting FROM queue_depth")
-                .and_then(|mut st| {
-                    st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(unavailable)?;
-            for (rank, count) in counts {
-                let slot = usize::try_from(rank)
-                    .ok()
-                    .and_then(|rank| waiting.get_mut(rank))
-                    .ok_or_else(|| StoreError::Corrupt(format!("priority {rank}")))?;
-                *slot = count as u64;
-            }
+            let waiting = waiting_counts(&tx)?;
             let mut tenants: [Vec<(String, u64)>; 3] = Default::default();
             for (rank, top) in tenants.iter_mut().enumerate() {
                 *top = tx
@@ -758,6 +764,51 @@ impl Store for SqliteStore {
                 paused: slot.paused,
                 rate_interval: slot.rate_interval,
                 oldest_waiting: oldest_waiting.map(Timestamp::from_micros),
+            })
+        })
+        .await
+    }
+
+    async fn pace(&self, since: Timestamp, limit: usize) -> Result<PaceRecord, StoreError> {
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction().map_err(unavailable)?;
+            let waiting = waiting_counts(&tx)?;
+            let rows = tx
+                .prepare_cached(
+                    "SELECT started_at, priority, id FROM batches INDEXED BY batches_by_start
+                     WHERE started_at IS NOT NULL AND started_at >= ?1
+                     ORDER BY started_at DESC LIMIT ?2",
+                )
+                .and_then(|mut st| {
+                    st.query_map(
+                        params![since.as_micros(), i64::try_from(limit).unwrap_or(i64::MAX)],
+                        |r| {
+                            Ok((
+                                r.get::<_, i64>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, String>(2)?,
+                            ))
+                        },
+                    )?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .map_err(unavailable)?;
+            let starts = rows
+                .into_iter()
+                .map(|(at, rank, id)| {
+                    Ok((
+                        Timestamp::from_micros(at),
+                        super::codec::priority_of(rank)?,
+                        uuid_of(&id)?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            let slot = slot(&tx)?;
+            Ok(PaceRecord {
+                waiting,
+                starts,
+                paused: slot.paused,
+                rate_interval: slot.rate_interval,
             })
         })
         .await
