@@ -34,6 +34,18 @@ test.describe("the dashboard's main states", () => {
     }
   });
 
+  test("an ingestion's page, a page of its batches", async ({ page, request }, info) => {
+    const res = await request.post("/ingest", {
+      data: { ids: Array.from({ length: 60 }, (_, i) => 5001 + i), priority: "MEDIUM" },
+    });
+    const id = (await res.json()).ingestion_id as string;
+    await page.goto(`/ingestions/${id}?from=0`);
+    await expect(page.getByTestId("app")).toHaveAttribute("data-hydrated", "true");
+    await expect(page.getByTestId("batch").first()).toBeVisible();
+    await shoot(page, info, "ingestion-page");
+    await request.post(`/ingest/${id}/cancel`);
+  });
+
   test("an invalid entry", async ({ page }, info) => {
     await openDashboard(page);
     await page.getByTestId("ids-input").fill("1, 2, 3x, 4");

@@ -104,6 +104,6 @@ mod tests {
             t(299),
             "the sample before the window starts its line"
         );
-        assert_eq!(window.len(), 1 + (KEPT as usize + 5 - 300) + 1);
+        assert_eq!(window.len(), 1 + (KEPT + 5 - 300) + 1);
     }
 }
