@@ -4,6 +4,9 @@ import { openDashboard } from "./helpers";
 // Seeing the pace: the timeline marks every start, and the page reads only when events come.
 
 test.afterEach(async ({ request }) => {
+  // What a test left waiting is cancelled, so no backlog is left for the specs after it.
+  const listed = (await (await request.get("/ingestions?status=yet_to_start&limit=100")).json()).ingestions;
+  for (const i of listed) await request.post(`/ingest/${i.ingestion_id}/cancel`);
   await request.post("/admin/resume");
 });
 
@@ -52,18 +55,16 @@ test("the dashboard reads nothing while nothing happens, and once per burst of e
   await expect.poll(() => reads.counts["/api/queue"] ?? 0).toBe(1);
   await page.waitForTimeout(1_000);
   expect(reads.counts).toEqual({ "/api/queue": 1, "/api/pace": 1, "/api/ingestions": 1 });
-  // A burst: three submissions at once; their events are read together (once, or twice if
-  // they straddle the 30 ms coalescing window), never once per event.
+  // A burst: twelve submissions at once, twelve events; they are read together (a read per
+  // 30 ms window they arrive in, not one per event), each snapshot as often as the others.
   for (const key of Object.keys(reads.counts)) delete reads.counts[key];
   await Promise.all(
-    [1, 2, 3].map((n) => request.post("/ingest", { data: { ids: [n], priority: "LOW" } })),
+    Array.from({ length: 12 }, (_, n) => request.post("/ingest", { data: { ids: [n + 1], priority: "LOW" } })),
   );
   await expect.poll(() => reads.counts["/api/queue"] ?? 0).toBeGreaterThan(0);
   await page.waitForTimeout(1_000);
-  expect(reads.counts["/api/queue"]).toBeLessThanOrEqual(2);
+  console.log(`reads after a burst of 12 events: ${JSON.stringify(reads.counts)}`);
+  expect(reads.counts["/api/queue"]).toBeLessThanOrEqual(4);
   expect(reads.counts["/api/pace"]).toBe(reads.counts["/api/queue"]);
   expect(reads.counts["/api/ingestions"]).toBe(reads.counts["/api/queue"]);
-  for (const listed of await (await request.get("/ingestions?limit=4")).json().then((b) => b.ingestions)) {
-    await request.post(`/ingest/${listed.ingestion_id}/cancel`);
-  }
 });

@@ -1,14 +1,14 @@
 //! The page of one ingestion at `/ingestions/{id}`: its card with a page of its batches
 //! (`?from=` the position of the first), each with its IDs, results, attempts and errors,
-//! kept live by the event stream like the dashboard. A page is read in O(page), so an
-//! ingestion of any size opens as fast as a small one.
+//! kept live by the event stream like the dashboard. A page reads only its own batches (and
+//! counts, by index, the waiting ones before it), so a big ingestion opens fast.
 
 use super::{
     dashboard::{ConnectionBadge, LoadError},
     ingestions::IngestionCard,
     live::Live,
     search::{page_of, SearchBox},
-    token::TokenPrompt,
+    token::{session_token, TokenPrompt},
 };
 use crate::api::read_ingestion_page;
 use crate::domain::{ErrorDetail, IngestionPage};
@@ -38,10 +38,18 @@ pub fn IngestionPageView() -> impl IntoView {
     let started = StoredValue::new(false);
     Effect::new(move |_| {
         let Some(read) = page.get() else { return };
-        if let Ok(p) = &read {
-            live.observe_server_time(p.now);
+        let first = !started.get_value();
+        match &read {
+            Ok(p) => {
+                live.note_outcome(false, None);
+                live.observe_server_time(p.now);
+            }
+            // The server rendered the page without the session's token: its refusal is not
+            // this browser's (the first read is repeated with the token).
+            Err(_) if first && session_token().is_some() => {}
+            Err(e) => live.note_outcome(false, Some(e)),
         }
-        if !started.get_value() {
+        if first {
             started.set_value(true);
             let after = read.as_ref().ok().map(|p| p.last_event_id);
             live.begin(read.as_ref().map(|_| ()), after);

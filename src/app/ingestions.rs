@@ -106,9 +106,14 @@ pub fn IngestionList(recent: RecentResource, listing: RwSignal<Listing>) -> impl
                                         false => "No ingestion matches.",
                                     }}
                                 </p>
+                                <Pager last=None listing/>
                             })
                         }
                         Ok(list) => {
+                            // The last one listed, if the page is full (older ones may exist).
+                            let last = (list.ingestions.len() >= LISTED as usize)
+                                .then(|| list.ingestions.last().map(|i| i.ingestion_id))
+                                .flatten();
                             EitherOf3::B(view! {
                                 <ol class="ingestions" data-testid="ingestions">
                                     {list
@@ -117,13 +122,13 @@ pub fn IngestionList(recent: RecentResource, listing: RwSignal<Listing>) -> impl
                                         .map(|i| view! { <IngestionCard ingestion=i now=list.now filter/> })
                                         .collect_view()}
                                 </ol>
+                                <Pager last listing/>
                             })
                         }
                         Err(error) => EitherOf3::C(view! { <LoadError error/> }),
                     }
                 })}
             </Transition>
-            <Pager recent listing/>
         </section>
     }
 }
@@ -323,18 +328,10 @@ pub fn IngestionCard(
     }
 }
 
-/// "Older" pages past the listed ingestions; "Newest" goes back to the first page.
+/// "Older" pages past `last`, the last ingestion listed (if the page was full); "Newest"
+/// goes back to the first page.
 #[component]
-fn Pager(recent: RecentResource, listing: RwSignal<Listing>) -> impl IntoView {
-    // The last one listed, if the page is full (there may be older ones).
-    let last = move || {
-        recent.with(|r| match r {
-            Some(Ok(list)) if list.ingestions.len() >= LISTED as usize => {
-                list.ingestions.last().map(|i| i.ingestion_id)
-            }
-            _ => None,
-        })
-    };
+fn Pager(last: Option<Uuid>, listing: RwSignal<Listing>) -> impl IntoView {
     view! {
         <p class="pager">
             <button
@@ -348,9 +345,9 @@ fn Pager(recent: RecentResource, listing: RwSignal<Listing>) -> impl IntoView {
             <button
                 type="button"
                 data-testid="list-older"
-                disabled=move || last().is_none()
+                disabled=last.is_none()
                 on:click=move |_| {
-                    if let Some(id) = last() {
+                    if let Some(id) = last {
                         listing.update(|l| l.before = Some(id));
                     }
                 }

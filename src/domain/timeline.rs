@@ -12,6 +12,8 @@ use uuid::Uuid;
 pub const SLOTS_SHOWN: u32 = 120;
 pub const MIN_WINDOW: Duration = Duration::from_secs(10);
 pub const MAX_WINDOW: Duration = Duration::from_secs(300);
+/// Most grid lines drawn; a window with more slots gets none.
+pub const MAX_GRID_LINES: i64 = 4 * SLOTS_SHOWN as i64;
 /// Most starts one view carries (the newest; `truncated` says when older ones were left out).
 pub const MAX_STARTS: usize = 600;
 
@@ -107,28 +109,32 @@ impl Axis {
         })
     }
 
-    /// The interval grid: a line at every slot from the newest start backwards (and the
-    /// next slot, once it has come), within the window. Nothing when nothing started.
+    /// The interval grid: a line at every slot of the newest start's rhythm within the
+    /// window (before it, and after it up to the window's end: slots that came without a
+    /// start), in order. Nothing when nothing started, or when the window holds more than
+    /// [`MAX_GRID_LINES`] slots (lines closer than a few pixels tell nothing).
     pub fn grid(&self, view: &PaceView) -> Vec<f64> {
         let Some(last) = view.starts.last() else {
             return Vec::new();
         };
         let step = i64::try_from(view.rate_interval_ms.max(1) * 1000).unwrap_or(i64::MAX);
-        let (from, end) = (self.start().as_micros(), self.end.as_micros());
-        let mut lines = Vec::new();
-        // Forward to the window's end (slots that came without a start), then backwards.
-        let mut t = last.at.as_micros();
-        while t <= end && lines.len() <= 2 * SLOTS_SHOWN as usize {
-            lines.extend(self.x(Timestamp::from_micros(t)));
-            t = t.saturating_add(step);
+        let (from, end, last) = (
+            self.start().as_micros(),
+            self.end.as_micros(),
+            last.at.as_micros(),
+        );
+        // The slots last + k·step inside [from, end]: k from ⌈(from − last) / step⌉ to
+        // ⌊(end − last) / step⌋, however long the page has been idle.
+        let (first, final_) = (
+            (from - last).div_euclid(step) + i64::from((from - last).rem_euclid(step) != 0),
+            (end - last).div_euclid(step),
+        );
+        if final_ < first || final_ - first >= MAX_GRID_LINES {
+            return Vec::new();
         }
-        let mut t = last.at.as_micros() - step;
-        while t >= from && lines.len() <= 2 * SLOTS_SHOWN as usize {
-            lines.extend(self.x(Timestamp::from_micros(t)));
-            t -= step;
-        }
-        lines.sort_by(f64::total_cmp);
-        lines
+        (first..=final_)
+            .filter_map(|k| self.x(Timestamp::from_micros(last + k * step)))
+            .collect()
     }
 
     /// One priority's depth as a step line: `(x, waiting)` points, held flat from each sample
@@ -260,6 +266,16 @@ mod tests {
             [50.0, 150.0, 250.0, 350.0, 450.0, 550.0, 650.0, 750.0, 850.0, 950.0]
         );
         assert!(axis.grid(&view(&[], &[])).is_empty());
+        // A page left open for a day without a start: no slot of it is in the window any
+        // more than before, and finding that takes no walk through the day.
+        let idle = Axis::new(&v, t(100_000 + 86_400_000), 1000.0);
+        assert_eq!(idle.grid(&v).len(), 10);
+        // At 1 ms the 10 s window holds 10 000 slots: too dense to draw.
+        let dense = PaceView {
+            rate_interval_ms: 1,
+            ..v.clone()
+        };
+        assert!(axis.grid(&dense).is_empty());
     }
 
     #[test]

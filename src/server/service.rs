@@ -552,7 +552,8 @@ impl Service {
     }
 
     /// One ingestion with the page of [`PAGE_BATCHES`] batches from position `from` (a page
-    /// past the end shows the last batch), read in O(page) whatever the ingestion's size.
+    /// past the end shows the last batch): its batches by primary key, plus one index count of
+    /// its waiting batches before the page (for the predictions), whatever the ingestion's size.
     pub async fn ingestion_page(
         &self,
         ingestion_id: &str,

@@ -347,7 +347,12 @@ async fn the_list_filters_by_priority_and_status_and_pages_to_older_ingestions()
     assert_eq!(body["ingestions"][0]["ingestion_id"], medium.as_str());
     assert_eq!(body["ingestions"].as_array().unwrap().len(), 1);
     // A condition that names nothing is refused, never ignored.
-    for query in ["?priority=URGENT", "?status=done", "?before=yesterday"] {
+    for query in [
+        "?priority=URGENT",
+        "?status=done",
+        "?before=yesterday",
+        "?status=%FF",
+    ] {
         let res = app.get(&format!("/ingestions{query}")).await;
         assert_eq!(res.status(), 400, "{query}");
         assert_error(&res.json().await.unwrap(), "invalid_query");

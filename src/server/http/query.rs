@@ -13,7 +13,23 @@ fn raw<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
 
 /// The value of `name`, percent-decoded (`+` is a space), if present and valid UTF-8.
 pub(super) fn text(query: Option<&str>, name: &str) -> Option<String> {
-    let raw = raw(query, name)?.as_bytes();
+    decode(raw(query, name)?)
+}
+
+/// The value of `name`, percent-decoded, if present; a value that is not UTF-8 once decoded
+/// is refused (a condition that cannot be read is never ignored).
+pub(super) fn condition(query: Option<&str>, name: &str) -> Result<Option<String>, ApiError> {
+    raw(query, name)
+        .map(|value| {
+            decode(value).ok_or_else(|| {
+                ApiError::InvalidQuery(format!("{name} is not UTF-8 once percent-decoded"))
+            })
+        })
+        .transpose()
+}
+
+fn decode(raw: &str) -> Option<String> {
+    let raw = raw.as_bytes();
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {

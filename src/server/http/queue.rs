@@ -35,9 +35,9 @@ pub(super) async fn recent(
     let limit = query::number(raw, "limit")?
         .map_or(DEFAULT_LIMIT, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let (before, priority, status) = (
-        query::text(raw, "before"),
-        query::text(raw, "priority"),
-        query::text(raw, "status"),
+        query::condition(raw, "before")?,
+        query::condition(raw, "priority")?,
+        query::condition(raw, "status")?,
     );
     let listing = Listing {
         limit,
