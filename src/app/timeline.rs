@@ -65,9 +65,13 @@ fn Drawing(view: PaceView) -> impl IntoView {
     let deepest = view.deepest();
     let snapshot_now = view.now;
     let view = StoredValue::new(view);
-    // Redrawn as the clock ticks: the window slides with it.
+    // Laid out on a sliding axis, again at most twice a window; as the clock ticks only the
+    // shift changes, so the window slides with it at the cost of one attribute.
+    let clock = move || now_or(live, snapshot_now);
+    let axis = Memo::new(move |_| view.with_value(|v| Axis::sliding(v, clock(), WIDTH as f64)));
+    let shift = move || format!("translate({},0)", -at(axis.get().shift(clock())));
     let drawing = move || {
-        let axis = view.with_value(|v| Axis::new(v, now_or(live, snapshot_now), WIDTH as f64));
+        let axis = axis.get();
         view.with_value(|v| {
             let grid = axis
                 .grid(v)
@@ -125,10 +129,8 @@ fn Drawing(view: PaceView) -> impl IntoView {
                 })
                 .collect_view();
             view! {
-                <rect class="lane" x="0" y=MARKS_TOP width=WIDTH height=MARKS_BOTTOM - MARKS_TOP></rect>
                 {grid}
                 {marks}
-                <line class="axis" x1="0" x2=WIDTH y1=DEPTH_BOTTOM y2=DEPTH_BOTTOM></line>
                 {depth}
             }
         })
@@ -142,7 +144,9 @@ fn Drawing(view: PaceView) -> impl IntoView {
             role="img"
             aria-label="Starts over time on the interval grid, and the waiting batches per priority"
         >
-            {drawing}
+            <rect class="lane" x="0" y=MARKS_TOP width=WIDTH height=MARKS_BOTTOM - MARKS_TOP></rect>
+            <line class="axis" x1="0" x2=WIDTH y1=DEPTH_BOTTOM y2=DEPTH_BOTTOM></line>
+            <g transform=shift>{drawing}</g>
             <text class="scale" x="4" y=DEPTH_TOP + 16>{format!("{deepest} waiting")}</text>
             <text class="scale" x="4" y=HEIGHT - 4>{format!("−{window_s} s")}</text>
             <text class="scale end" x=WIDTH - 4 y=HEIGHT - 4>"now"</text>

@@ -94,6 +94,34 @@ impl Axis {
         }
     }
 
+    /// The axis a sliding drawing is laid out on: its window ends at `anchor`, the latest
+    /// half-window step of the page's clock past the view's time (so the layout changes at
+    /// most twice a window, however often the clock ticks), and it extends one window past
+    /// it with the same scale, so that shifting it left by [`Axis::shift`] shows the window
+    /// ending at the clock.
+    pub fn sliding(view: &PaceView, clock: Timestamp, width: f64) -> Self {
+        let window = Duration::from_millis(view.window_ms.max(1));
+        let half = i64::try_from(window.as_micros() / 2)
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let steps = clock.since(view.now).as_micros() as i64 / half;
+        let anchor = Timestamp::from_micros(view.now.as_micros() + steps * half);
+        Self {
+            end: anchor.plus(window),
+            window: window * 2,
+            width: width * 2.0,
+        }
+    }
+
+    /// How far left a drawing laid out on this (sliding) axis is moved for the window to end
+    /// at `clock`.
+    pub fn shift(&self, clock: Timestamp) -> f64 {
+        let anchor = Timestamp::from_micros(
+            self.end.as_micros() - i64::try_from(self.window.as_micros() / 2).unwrap_or(0),
+        );
+        clock.since(anchor).as_micros() as f64 / self.window.as_micros().max(1) as f64 * self.width
+    }
+
     pub fn start(&self) -> Timestamp {
         Timestamp::from_micros(
             self.end.as_micros() - i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX),
@@ -253,6 +281,25 @@ mod tests {
         // The page's clock moved on: the same start slides left.
         let later = Axis::new(&v, t(101_000), 1000.0);
         assert_eq!(later.x(t(95_000)), Some(400.0));
+    }
+
+    #[test]
+    fn a_sliding_drawing_moves_left_with_the_clock_and_is_laid_out_again_each_half_window() {
+        let v = view(&[95_000], &[(99_000, 3)]);
+        // Laid out at the view's time: the same places as a plain axis, one window wider.
+        let plain = Axis::new(&v, t(100_000), 1000.0);
+        let sliding = Axis::sliding(&v, t(100_000), 1000.0);
+        assert_eq!(sliding.x(t(95_000)), plain.x(t(95_000)));
+        assert_eq!(sliding.shift(t(100_000)), 0.0);
+        assert_eq!(sliding.steps(&v, Priority::High).last(), Some(&(2000.0, 3)));
+        // 2 s later: the same layout, moved 200 left (a tenth of the 10 s window is 100).
+        let later = Axis::sliding(&v, t(102_000), 1000.0);
+        assert_eq!(later, sliding);
+        assert_eq!(later.shift(t(102_000)), 200.0);
+        // Half a window later it is laid out again, ending 5 s on.
+        let next = Axis::sliding(&v, t(105_500), 1000.0);
+        assert_eq!(next.x(t(95_000)), Some(0.0));
+        assert_eq!(next.shift(t(105_500)), 50.0);
     }
 
     #[test]
