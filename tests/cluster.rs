@@ -469,10 +469,12 @@ async fn reference_downstream(work: &str) -> (tokio::process::Child, String, tem
     panic!("the downstream example never listened");
 }
 
-/// The record's lines (`{"event", "key", "attempt"}`).
+/// The record's complete lines (`{"event", "key", "attempt"}`): the downstream may be writing
+/// the last one while it is read.
 fn record_of(dir: &tempfile::TempDir) -> Vec<Value> {
-    std::fs::read_to_string(dir.path().join("record.jsonl"))
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(dir.path().join("record.jsonl")).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

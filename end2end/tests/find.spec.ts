@@ -54,6 +54,7 @@ test("the page of a 10 000-batch ingestion opens within a second and pages throu
   const batches = page.getByTestId("batch");
   await expect(batches).toHaveCount(100);
   const opened = Date.now() - started;
+  console.log(`the page of a 10 000-batch ingestion opened in ${opened} ms`);
   expect(opened, `opened in ${opened} ms`).toBeLessThan(1_000);
   await expect(page.getByTestId("page-range")).toHaveText("Batches 1–100 of 10000");
   await expect(page.getByTestId("app")).toHaveAttribute("data-hydrated", "true");

@@ -42,20 +42,6 @@ impl Listing {
 pub fn IngestionList(recent: RecentResource, listing: RwSignal<Listing>) -> impl IntoView {
     // Shows only the listed ingestions whose tenant starts with it (blank: all).
     let filter = RwSignal::new(String::new());
-    let choose = move |set: fn(&mut Listing, String)| {
-        move |ev: leptos::ev::Event| {
-            let value = event_target_value(&ev);
-            listing.update(|l| {
-                set(l, value);
-                // A new condition lists from the newest again.
-                l.before = None;
-            });
-        }
-    };
-    let statuses =
-        IngestionStatus::ALL.map(|s| view! { <option value=s.as_str()>{s.as_str()}</option> });
-    let priorities =
-        Priority::ALL.map(|p| view! { <option value=p.as_str()>{p.as_str()}</option> });
     view! {
         <section class="card recent-card" aria-labelledby="recent-title">
             <h2 id="recent-title">
@@ -65,26 +51,20 @@ pub fn IngestionList(recent: RecentResource, listing: RwSignal<Listing>) -> impl
                 }}
             </h2>
             <p class="tenant-filter">
-                <label for="status-filter">"Status"</label>
-                <select
+                <Condition
+                    label="Status"
                     id="status-filter"
-                    data-testid="status-filter"
-                    prop:value=move || listing.with(|l| l.status.clone())
-                    on:change=choose(|l, v| l.status = v)
-                >
-                    <option value="">"any"</option>
-                    {statuses}
-                </select>
-                <label for="priority-filter">"Priority"</label>
-                <select
+                    options=IngestionStatus::ALL.map(IngestionStatus::as_str).to_vec()
+                    field=|l| &mut l.status
+                    listing
+                />
+                <Condition
+                    label="Priority"
                     id="priority-filter"
-                    data-testid="priority-filter"
-                    prop:value=move || listing.with(|l| l.priority.clone())
-                    on:change=choose(|l, v| l.priority = v)
-                >
-                    <option value="">"any"</option>
-                    {priorities}
-                </select>
+                    options=Priority::ALL.map(Priority::as_str).to_vec()
+                    field=|l| &mut l.priority
+                    listing
+                />
                 <label for="tenant-filter">"Tenant"</label>
                 <input
                     id="tenant-filter"
@@ -325,6 +305,40 @@ pub fn IngestionCard(
             <ol class="batches">{batches}</ol>
             {window_note.map(|n| view! { <p class="muted">{n}</p> })}
         </li>
+    }
+}
+
+/// One of the list's conditions, asked of the server: "any", or one of `options`, held in
+/// the `field` of `listing` (a new choice lists from the newest again).
+#[component]
+fn Condition(
+    label: &'static str,
+    id: &'static str,
+    options: Vec<&'static str>,
+    field: fn(&mut Listing) -> &mut String,
+    listing: RwSignal<Listing>,
+) -> impl IntoView {
+    let options = options
+        .into_iter()
+        .map(|o| view! { <option value=o>{o}</option> })
+        .collect_view();
+    view! {
+        <label for=id>{label}</label>
+        <select
+            id=id
+            data-testid=id
+            prop:value=move || listing.with(|l| field(&mut l.clone()).clone())
+            on:change=move |ev| {
+                let value = event_target_value(&ev);
+                listing.update(|l| {
+                    *field(l) = value;
+                    l.before = None;
+                });
+            }
+        >
+            <option value="">"any"</option>
+            {options}
+        </select>
     }
 }
 
