@@ -8,8 +8,8 @@ use super::{
 };
 use crate::api::{cancel_ingestion, list_ingestions};
 use crate::domain::{
-    BatchStatus, BatchView, ErrorDetail, IngestionStatus, IngestionSummary, Priority,
-    RecentIngestions, Timestamp,
+    BatchAttempts, BatchStatus, BatchView, ErrorDetail, IngestionStatus, IngestionSummary,
+    Priority, RecentIngestions, Timestamp,
 };
 use leptos::either::{Either, EitherOf3};
 use leptos::prelude::*;
@@ -509,17 +509,24 @@ fn attempt_history(batch_id: uuid::Uuid, count: u32) -> impl IntoView {
     let live = expect_context::<Live>();
     let open_set = live.open_attempts;
     let shown = RwSignal::new(open_set.with_untracked(|o| o.contains(&batch_id)));
-    let attempts = LocalResource::new(move || {
-        let open = shown.get();
-        async move {
-            match open {
-                true => Some(crate::api::batch_attempt_history(batch_id.to_string()).await),
-                false => None,
-            }
+    // A signal, not a resource: nothing here may hold up the list's `Transition` (a local
+    // resource never resolves on the server, so the page was rendered without the list).
+    let attempts: RwSignal<Option<Result<BatchAttempts, ErrorDetail>>> = RwSignal::new(None);
+    let load = move || {
+        #[cfg(feature = "browser")]
+        leptos::task::spawn_local(async move {
+            let read = crate::api::batch_attempt_history(batch_id.to_string()).await;
+            attempts.try_set(Some(read));
+        });
+    };
+    // Opened before this redraw: read afresh.
+    Effect::new(move |_| {
+        if shown.get_untracked() {
+            load();
         }
     });
     let list = move || {
-        match attempts.get().flatten() {
+        match attempts.get() {
         None => EitherOf3::A(view! { <li class="muted">"…"</li> }),
         Some(Err(e)) => EitherOf3::B(view! { <li class="result error">{e.message}</li> }),
         Some(Ok(history)) => EitherOf3::C(
@@ -554,9 +561,10 @@ fn attempt_history(batch_id: uuid::Uuid, count: u32) -> impl IntoView {
                 #[cfg(feature = "browser")]
                 {
                     let now_open = remember_open(open_set, batch_id, &_ev);
-                    if shown.get_untracked() != now_open {
-                        shown.set(now_open);
+                    if now_open && !shown.get_untracked() {
+                        load();
                     }
+                    shown.set(now_open);
                 }
             }
         >

@@ -19,7 +19,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document around the application, rendered on the server.
@@ -56,8 +56,17 @@ pub fn App() -> impl IntoView {
         <Router>
             <main data-testid="app" data-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=|| view! { <p>"Not found."</p> }>
-                    <Route path=path!("/") view=dashboard::Dashboard/>
-                    <Route path=path!("/ingestions/:id") view=ingestion_page::IngestionPageView/>
+                    // Rendered whole once every read has resolved (`Async`), so the first
+                    // paint has all of it and hydration finds exactly what the server sent:
+                    // out-of-order streaming sent a section empty now and then (while a local
+                    // resource held the list's Transition) and hydration stopped on it. A
+                    // page's reads take milliseconds, so waiting for them costs nothing seen.
+                    <Route path=path!("/") view=dashboard::Dashboard ssr=SsrMode::Async/>
+                    <Route
+                        path=path!("/ingestions/:id")
+                        view=ingestion_page::IngestionPageView
+                        ssr=SsrMode::Async
+                    />
                 </Routes>
             </main>
         </Router>

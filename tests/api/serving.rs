@@ -33,6 +33,49 @@ async fn the_dashboard_page_is_served_at_the_root_with_the_stored_ingestions_ren
     assert!(html.contains("data-testid=\"depth-HIGH\""), "{html}");
 }
 
+/// The page's reads (list, queue, pace) resolve in any order: every render must carry all of
+/// them, or the browser's hydration finds the list missing and the page stops (seen in CI: a
+/// render streamed the list's section empty).
+#[tokio::test]
+async fn every_render_of_the_dashboard_and_of_an_ingestion_page_carries_its_data() {
+    let app = spawn_app(&["--rate-interval", "20ms", "--simulated-work", "5ms"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(
+            app.ingest(r#"{"ids": [1, 2, 3, 4, 5, 6, 7], "priority": "LOW"}"#)
+                .await,
+        );
+    }
+    let newest = ids.last().unwrap().clone();
+    for round in 0..40 {
+        let html = app.get("/").await.text().await.unwrap();
+        assert!(
+            html.contains(&format!("data-ingestion-id=\"{newest}\"")),
+            "render {round} lacks the newest ingestion: {html}"
+        );
+        assert!(
+            html.contains("data-testid=\"depth-LOW\""),
+            "render {round}: {html}"
+        );
+        assert!(
+            html.contains("data-testid=\"timeline-summary\""),
+            "render {round}: {html}"
+        );
+        assert!(
+            !html.contains("Loading…"),
+            "render {round} sent a fallback: {html}"
+        );
+    }
+    let html = app
+        .get(&format!("/ingestions/{newest}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-testid=\"page-range\""), "{html}");
+    assert!(!html.contains("Loading…"), "{html}");
+}
+
 #[tokio::test]
 async fn only_configured_origins_may_call_the_api_from_another_site() {
     let app = spawn_app(&["--cors-origins", "http://ui.example:8080"]).await;
