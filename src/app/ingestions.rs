@@ -512,12 +512,21 @@ fn attempt_history(batch_id: uuid::Uuid, count: u32) -> impl IntoView {
     // A signal, not a resource: nothing here may hold up the list's `Transition` (a local
     // resource never resolves on the server, so the page was rendered without the list).
     let attempts: RwSignal<Option<Result<BatchAttempts, ErrorDetail>>> = RwSignal::new(None);
+    // Each read is numbered: only the latest one's answer is shown ("…" until it comes).
+    let reads = StoredValue::new(0u32);
     let load = move || {
+        attempts.set(None);
+        reads.update_value(|n| *n = n.wrapping_add(1));
         #[cfg(feature = "browser")]
-        leptos::task::spawn_local(async move {
-            let read = crate::api::batch_attempt_history(batch_id.to_string()).await;
-            attempts.try_set(Some(read));
-        });
+        {
+            let this = reads.get_value();
+            leptos::task::spawn_local(async move {
+                let read = crate::api::batch_attempt_history(batch_id.to_string()).await;
+                if reads.try_get_value() == Some(this) {
+                    attempts.try_set(Some(read));
+                }
+            });
+        }
     };
     // Opened before this redraw: read afresh.
     Effect::new(move |_| {

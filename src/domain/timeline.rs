@@ -157,7 +157,11 @@ impl Axis {
             (from - last).div_euclid(step) + i64::from((from - last).rem_euclid(step) != 0),
             (end - last).div_euclid(step),
         );
-        if final_ < first || final_ - first >= MAX_GRID_LINES {
+        // The limit is for the window the view shows; a sliding layout spans more of them.
+        let shown = u128::from(view.window_ms.max(1)) * 1000;
+        let limit =
+            MAX_GRID_LINES * i64::try_from((self.window.as_micros() / shown).max(1)).unwrap_or(1);
+        if final_ < first || final_ - first >= limit {
             return Vec::new();
         }
         (first..=final_)
@@ -296,6 +300,17 @@ mod tests {
         let later = Axis::sliding(&v, t(102_000), 1000.0);
         assert_eq!(later, sliding);
         assert_eq!(later.shift(t(102_000)), 200.0);
+        // Shifted, the drawing shows exactly the window that ends at the clock.
+        let shift = later.shift(t(102_000));
+        assert_eq!(later.x(t(102_000)).unwrap() - shift, 1000.0);
+        assert_eq!(later.x(t(92_000)).unwrap() - shift, 0.0);
+        // A sliding layout keeps the grid wherever a plain one would draw it.
+        let fine = PaceView {
+            rate_interval_ms: 30,
+            ..v.clone()
+        };
+        assert!(!Axis::new(&fine, t(100_000), 1000.0).grid(&fine).is_empty());
+        assert!(!sliding.grid(&fine).is_empty());
         // Half a window later it is laid out again, ending 5 s on.
         let next = Axis::sliding(&v, t(105_500), 1000.0);
         assert_eq!(next.x(t(95_000)), Some(0.0));
