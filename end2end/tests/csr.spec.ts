@@ -15,5 +15,8 @@ test("the client-side dashboard on another origin submits and follows work live"
   const ingestion = await submit(page, "7001-7004", "HIGH");
   await expect(ingestion).toHaveAttribute("data-status", "completed");
   await expect(ingestion.locator('[data-testid="batch"][data-status="completed"]')).toHaveCount(2);
+  // Its page is the server's (the static host has none).
+  const id = await ingestion.getAttribute("data-ingestion-id");
+  await expect(ingestion.getByTestId("ingestion-link")).toHaveAttribute("href", `${baseURL}/ingestions/${id}`);
   expect(errors).toEqual([]);
 });

@@ -8,9 +8,14 @@ use leptos::either::EitherOf4;
 use leptos::prelude::*;
 use uuid::Uuid;
 
-/// Where an ingestion's page is.
+/// Where an ingestion's page is: on this server, or for the client-side build (whose static
+/// host has no such page) on the server it talks to.
 pub fn page_of(id: Uuid) -> String {
-    format!("/ingestions/{id}")
+    #[cfg(feature = "csr")]
+    let root = leptos::server_fn::client::get_server_url();
+    #[cfg(not(feature = "csr"))]
+    let root = "";
+    format!("{root}/ingestions/{id}")
 }
 
 #[component]
