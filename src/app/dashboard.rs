@@ -8,7 +8,7 @@ use super::{
     search::SearchBox,
     submit::SubmitForm,
     timeline::{PaceResource, Timeline},
-    token::{session_token, TokenPrompt},
+    token::TokenPrompt,
 };
 use crate::api::{pace_timeline, queue_snapshot};
 use crate::domain::{ErrorDetail, Limits, QueueView, RecentIngestions, Timestamp};
@@ -36,21 +36,15 @@ pub fn Dashboard() -> impl IntoView {
     let started = StoredValue::new(false);
     Effect::new(move |_| {
         let first = !started.get_value();
-        // The server rendered the page without the session's token (a page load carries
-        // none): its refusal is not this browser's; read again with the token.
-        let rendered_without_token = first && session_token().is_some();
-        match queue.get() {
-            Some(Ok(q)) => {
-                live.note_outcome(false, None);
-                live.observe_server_time(q.now);
+        if let Some(read) = queue.get() {
+            live.note_read(first, read.as_ref().map(|q| q.now));
+            if let Ok(q) = read {
                 live.limits.set(Limits {
                     max_ids: q.max_ids as usize,
                 });
                 live.batch_size.set(q.batch_size.max(1));
                 live.rate_overridden.set(q.rate_overridden);
             }
-            Some(Err(e)) if !rendered_without_token => live.note_outcome(false, Some(&e)),
-            _ => {}
         }
         let Some(listed) = recent.get() else { return };
         if first {

@@ -8,7 +8,7 @@ use super::{
     ingestions::IngestionCard,
     live::Live,
     search::{page_of, SearchBox},
-    token::{session_token, TokenPrompt},
+    token::TokenPrompt,
 };
 use crate::api::read_ingestion_page;
 use crate::domain::{ErrorDetail, IngestionPage};
@@ -39,16 +39,7 @@ pub fn IngestionPageView() -> impl IntoView {
     Effect::new(move |_| {
         let Some(read) = page.get() else { return };
         let first = !started.get_value();
-        match &read {
-            Ok(p) => {
-                live.note_outcome(false, None);
-                live.observe_server_time(p.now);
-            }
-            // The server rendered the page without the session's token: its refusal is not
-            // this browser's (the first read is repeated with the token).
-            Err(_) if first && session_token().is_some() => {}
-            Err(e) => live.note_outcome(false, Some(e)),
-        }
+        live.note_read(first, read.as_ref().map(|p| p.now));
         if first {
             started.set_value(true);
             let after = read.as_ref().ok().map(|p| p.last_event_id);

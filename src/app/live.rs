@@ -113,6 +113,22 @@ impl Live {
         }
     }
 
+    /// Take note of how reading a page's snapshot went (`first`: its first read, which the
+    /// server made while rendering): a success corrects the clock by the server's time; a
+    /// refusal asks for a token, unless the server rendered the page without the session's
+    /// token (a page load carries none), whose refusal is not this browser's: `begin` reads
+    /// again with it.
+    pub fn note_read(self, first: bool, read: Result<Timestamp, &ErrorDetail>) {
+        match read {
+            Ok(server_now) => {
+                self.note_outcome(false, None);
+                self.observe_server_time(server_now);
+            }
+            Err(_) if first && crate::app::token::session_token().is_some() => {}
+            Err(e) => self.note_outcome(false, Some(e)),
+        }
+    }
+
     /// An operator's write from the dashboard (cancel, retry, pause): `call` runs the server
     /// function, and its outcome is noted (a refusal asks for a token). Every open dashboard
     /// redraws from the next snapshot, which the write's event brings.
