@@ -61,11 +61,31 @@ pub fn IngestionPageView() -> impl IntoView {
             {move || Suspend::new(async move {
                 match page.await {
                     Ok(p) => Either::Left(view! { <Paged page=p/> }),
-                    Err(error) => Either::Right(view! { <LoadError error/> }),
+                    Err(error) => {
+                        page_status(&error);
+                        Either::Right(view! { <LoadError error/> })
+                    }
                 }
             })}
         </Transition>
     }
+}
+
+/// The server's render of the page of an unknown ingestion answers 404 (and a refused read its
+/// own status), not 200: the page is rendered whole before it is sent (`SsrMode::Async`).
+fn page_status(error: &ErrorDetail) {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        let status = match error.code.as_str() {
+            "not_found" => axum::http::StatusCode::NOT_FOUND,
+            "unauthorized" => axum::http::StatusCode::UNAUTHORIZED,
+            "forbidden" => axum::http::StatusCode::FORBIDDEN,
+            _ => return,
+        };
+        response.set_status(status);
+    }
+    #[cfg(not(feature = "ssr"))]
+    let _ = error;
 }
 
 /// The ingestion's card and the links to the other pages of its batches.

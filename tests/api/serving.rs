@@ -74,6 +74,16 @@ async fn every_render_of_the_dashboard_and_of_an_ingestion_page_carries_its_data
         .unwrap();
     assert!(html.contains("data-testid=\"page-range\""), "{html}");
     assert!(!html.contains("Loading…"), "{html}");
+    // The page of an ingestion that does not exist says so, and answers 404.
+    for unknown in [uuid::Uuid::new_v4().to_string(), "not-an-id".to_owned()] {
+        let res = app.get(&format!("/ingestions/{unknown}")).await;
+        assert_eq!(res.status(), 404, "{unknown}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("Could not load: ") && html.contains("no ingestion with id"),
+            "{html}"
+        );
+    }
 }
 
 #[tokio::test]
