@@ -32,12 +32,10 @@ pub fn Dashboard() -> impl IntoView {
     let queue: QueueResource = Resource::new(move || live.version.get(), |_| queue_snapshot());
     let pace: PaceResource = Resource::new(move || live.version.get(), |_| pace_timeline());
 
-    // Every snapshot corrects the clock; the first one also starts the live parts.
-    let started = StoredValue::new(false);
+    // Every snapshot corrects the clock; the first list also starts the live parts.
     Effect::new(move |_| {
-        let first = !started.get_value();
         if let Some(read) = queue.get() {
-            live.note_read(first, read.as_ref().map(|q| q.now));
+            live.note_read(read.as_ref().map(|q| q.now));
             if let Ok(q) = read {
                 live.limits.set(Limits {
                     max_ids: q.max_ids as usize,
@@ -46,9 +44,7 @@ pub fn Dashboard() -> impl IntoView {
                 live.rate_overridden.set(q.rate_overridden);
             }
         }
-        let Some(listed) = recent.get() else { return };
-        if first {
-            started.set_value(true);
+        if let Some(listed) = recent.get() {
             let after = listed.as_ref().ok().map(|r| r.last_event_id);
             live.begin(listed.as_ref().map(|_| ()), after);
         }

@@ -35,16 +35,11 @@ pub fn IngestionPageView() -> impl IntoView {
         |(_, id, from)| read_ingestion_page(id, from),
     );
     // Every read corrects the clock; the first one also starts the live parts.
-    let started = StoredValue::new(false);
     Effect::new(move |_| {
         let Some(read) = page.get() else { return };
-        let first = !started.get_value();
-        live.note_read(first, read.as_ref().map(|p| p.now));
-        if first {
-            started.set_value(true);
-            let after = read.as_ref().ok().map(|p| p.last_event_id);
-            live.begin(read.as_ref().map(|_| ()), after);
-        }
+        live.note_read(read.as_ref().map(|p| p.now));
+        let after = read.as_ref().ok().map(|p| p.last_event_id);
+        live.begin(read.as_ref().map(|_| ()), after);
     });
 
     view! {

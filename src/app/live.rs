@@ -76,6 +76,8 @@ pub struct Live {
     /// The rate interval was set at run time (from the latest queue snapshot).
     pub rate_overridden: RwSignal<bool>,
     refresh_pending: RwSignal<bool>,
+    /// The live parts have started (`begin`).
+    started: StoredValue<bool>,
 }
 
 impl Live {
@@ -95,6 +97,7 @@ impl Live {
             rate_overridden: RwSignal::new(false),
             confirm_cancel: RwSignal::new(None),
             refresh_pending: RwSignal::new(false),
+            started: StoredValue::new(false),
         }
     }
 
@@ -113,18 +116,18 @@ impl Live {
         }
     }
 
-    /// Take note of how reading a page's snapshot went (`first`: its first read, which the
-    /// server made while rendering): a success corrects the clock by the server's time; a
-    /// refusal asks for a token, unless the server rendered the page without the session's
-    /// token (a page load carries none), whose refusal is not this browser's: `begin` reads
-    /// again with it.
-    pub fn note_read(self, first: bool, read: Result<Timestamp, &ErrorDetail>) {
+    /// Take note of how reading a page's snapshot went: a success corrects the clock by the
+    /// server's time; a refusal asks for a token, unless it is of the first read (before
+    /// `begin`), which the server made while rendering the page without the session's token
+    /// (a page load carries none): not this browser's refusal; `begin` reads again with it.
+    pub fn note_read(self, read: Result<Timestamp, &ErrorDetail>) {
         match read {
             Ok(server_now) => {
                 self.note_outcome(false, None);
                 self.observe_server_time(server_now);
             }
-            Err(_) if first && crate::app::token::session_token().is_some() => {}
+            Err(_) if !self.started.get_value() && crate::app::token::session_token().is_some() => {
+            }
             Err(e) => self.note_outcome(false, Some(e)),
         }
     }
@@ -197,11 +200,15 @@ impl Live {
     }
 
     /// Start a page's live parts from its first snapshot (`read` is how reading it went,
-    /// `after` the event it reflects): the clock, the event stream, and asking what this
-    /// session's token may write. A page rendered on the server was read without the
-    /// session's token (a page load carries none), so a refused first read is read again
-    /// with it.
+    /// `after` the event it reflects), once; later calls do nothing. The clock, the event
+    /// stream, and asking what this session's token may write. A page rendered on the server
+    /// was read without the session's token (a page load carries none), so a refused first
+    /// read is read again with it.
     pub fn begin(self, read: Result<(), &ErrorDetail>, after: Option<u64>) {
+        if self.started.get_value() {
+            return;
+        }
+        self.started.set_value(true);
         if read.is_err() && crate::app::token::session_token().is_some() {
             self.refresh_soon();
         }

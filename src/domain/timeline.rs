@@ -116,16 +116,12 @@ impl Axis {
     /// How far left a drawing laid out on this (sliding) axis is moved for the window to end
     /// at `clock`.
     pub fn shift(&self, clock: Timestamp) -> f64 {
-        let anchor = Timestamp::from_micros(
-            self.end.as_micros() - i64::try_from(self.window.as_micros() / 2).unwrap_or(0),
-        );
+        let anchor = self.end.minus(self.window / 2);
         clock.since(anchor).as_micros() as f64 / self.window.as_micros().max(1) as f64 * self.width
     }
 
     pub fn start(&self) -> Timestamp {
-        Timestamp::from_micros(
-            self.end.as_micros() - i64::try_from(self.window.as_micros()).unwrap_or(i64::MAX),
-        )
+        self.end.minus(self.window)
     }
 
     /// The x of `t`, or `None` before the window.
@@ -179,10 +175,9 @@ impl Axis {
             match self.x(sample.at) {
                 None => before = Some(value),
                 Some(x) => {
-                    match (points.is_empty(), before) {
-                        (true, Some(held)) => points.push((0.0, held)),
-                        (false, _) => {}
-                        (true, None) => {}
+                    // The line starts at the window's edge with what was held before it.
+                    if let (true, Some(held)) = (points.is_empty(), before) {
+                        points.push((0.0, held));
                     }
                     if let Some(&(_, previous)) = points.last() {
                         points.push((x, previous));

@@ -256,15 +256,14 @@ impl Service {
         // The window depends on the interval, which the same read says: read the interval's
         // window for the configured one, or the longest one when a run-time rate may be set.
         let now = self.inner.clock.now();
-        let longest = Timestamp::from_micros(
-            now.as_micros() - i64::try_from(MAX_WINDOW.as_micros()).unwrap_or(i64::MAX),
-        );
-        let read = self.inner.store.pace(longest, MAX_STARTS + 1).await?;
+        let read = self
+            .inner
+            .store
+            .pace(now.minus(MAX_WINDOW), MAX_STARTS + 1)
+            .await?;
         let interval = self.pace_with(read.rate_interval).interval;
         let window = window_for(interval);
-        let from = Timestamp::from_micros(
-            now.as_micros() - i64::try_from(window.as_micros()).unwrap_or(i64::MAX),
-        );
+        let from = now.minus(window);
         let mut starts: Vec<StartMark> = read
             .starts
             .iter()
@@ -503,12 +502,17 @@ impl Service {
         // is not.
         let last_event_id = self.feed_now();
         let summaries = self.summaries(limit.min(MAX_RECENT), last_event_id).await?;
+        Ok(self.listed(&summaries, last_event_id))
+    }
+
+    /// The list of `summaries` as clients read it, with predictions made now.
+    fn listed(&self, summaries: &[SummaryRecord], last_event_id: u64) -> RecentIngestions {
         let now = self.inner.clock.now();
-        Ok(RecentIngestions {
+        RecentIngestions {
             now,
             ingestions: summaries.iter().map(|s| self.summary_of(s, now)).collect(),
             last_event_id,
-        })
+        }
     }
 
     /// The ingestions `listing` asks for, newest first, as [`Service::recent`] answers them.
@@ -543,12 +547,7 @@ impl Service {
             .store
             .summaries(&selection, LISTED_BATCHES, self.inner.fairness)
             .await?;
-        let now = self.inner.clock.now();
-        Ok(RecentIngestions {
-            now,
-            ingestions: summaries.iter().map(|s| self.summary_of(s, now)).collect(),
-            last_event_id,
-        })
+        Ok(self.listed(&summaries, last_event_id))
     }
 
     /// One ingestion with the page of [`PAGE_BATCHES`] batches from position `from` (a page

@@ -177,13 +177,7 @@ mod tests {
             if counts.total() == 0 {
                 continue;
             }
-            for status in [
-                IngestionStatus::YetToStart,
-                IngestionStatus::Triggered,
-                IngestionStatus::Completed,
-                IngestionStatus::Cancelled,
-                IngestionStatus::Failed,
-            ] {
+            for status in IngestionStatus::ALL {
                 let sql = format!(
                     "SELECT {} FROM (SELECT ?1 AS waiting, ?2 AS running, ?3 AS completed,
                                             ?4 AS cancelled, ?5 AS failed)",
